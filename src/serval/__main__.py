@@ -1,0 +1,3 @@
+from serval.cli.main import main
+
+raise SystemExit(main())

@@ -1,0 +1,20 @@
+"""``serval``: the entry point; one module per subcommand."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+
+from serval import __version__
+from serval.cli import models, serve
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="serval", description="A model server.")
+    parser.add_argument("--version", action="version", version=f"serval {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    serve.register(commands)
+    models.register(commands)
+    args = parser.parse_args(argv)
+    result: int = args.run(args)
+    return result

@@ -1,0 +1,79 @@
+"""Settings: the only module that reads the environment or a config file.
+
+Precedence: command-line flags > ``SERVAL_<NAME>`` environment variables > the YAML config file
+(``--config`` / ``SERVAL_CONFIG``) > defaults.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    InitSettingsSource,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    YamlConfigSettingsSource,
+)
+
+from serval.core.manager import ControlMode
+
+MiB = 2**20
+
+
+class Settings(BaseSettings):
+    """Everything ``serval serve`` can be told. Each field is also ``SERVAL_<FIELD>``."""
+
+    model_config = SettingsConfigDict(env_prefix="SERVAL_", extra="forbid", frozen=True)
+
+    model_repository: Path = Field(description="Folder of models and numbered versions.")
+    config: Path | None = Field(default=None, description="YAML file holding these settings.")
+    host: str = Field(default="127.0.0.1", description="Address REST and gRPC listen on.")
+    http_port: int = Field(default=8080, ge=0, le=65535)
+    grpc_port: int = Field(default=8081, ge=0, le=65535, description="0 disables gRPC.")
+    model_control_mode: ControlMode = ControlMode.POLL
+    poll_interval_s: float = Field(default=2.0, gt=0, le=3600)
+    strict_readiness: bool = Field(
+        default=True, description="Ready only when every model of the repository serves."
+    )
+    load_model: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=(), description="Models loaded at start in explicit mode ('*' = all)."
+    )
+    max_request_bytes: int = Field(default=64 * MiB, ge=1024)
+    grpc_max_message_bytes: int = Field(default=64 * MiB, ge=1024)
+    inference_threads: int = Field(default=0, ge=0, description="0 = one per CPU core.")
+    exit_timeout_s: float = Field(
+        default=30.0, ge=0, description="How long shutdown waits for requests in flight."
+    )
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    @field_validator("load_model", mode="before")
+    @classmethod
+    def _split_commas(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        config_file = None
+        if isinstance(init_settings, InitSettingsSource):
+            config_file = init_settings.init_kwargs.get("config")
+        config_file = config_file or os.environ.get("SERVAL_CONFIG")
+        if config_file:
+            if not Path(config_file).is_file():
+                raise ValueError(f"config file {config_file} does not exist")
+            sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=config_file))
+        return tuple(sources)

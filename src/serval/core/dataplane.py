@@ -1,0 +1,162 @@
+"""The data plane: liveness, readiness, metadata and inference, whatever the protocol."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from serval.core.errors import (
+    InvalidInputError,
+    ModelExecutionError,
+    ModelNotFoundError,
+    ServalError,
+)
+from serval.core.events import EventBus, PredictionEvent
+from serval.core.manager import LifecycleManager
+from serval.core.model_spec import ModelSpec
+from serval.core.states import ServableStatus
+from serval.core.statistics import VersionStatistics
+from serval.core.types import InferenceRequest, InferenceResponse, ModelMetadata
+from serval.core.validation import validate_request
+
+
+@dataclass(frozen=True, slots=True)
+class ServerMetadata:
+    name: str
+    version: str
+    extensions: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Readiness:
+    ready: bool
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ModelConfigView:
+    """What Triton's model configuration extension reports: the spec and the metadata."""
+
+    metadata: ModelMetadata
+    spec: ModelSpec
+
+
+def parse_version(version: str | int | None) -> int | None:
+    """A client-supplied version: empty means "let the server choose"."""
+    if version is None or version == "":
+        return None
+    if isinstance(version, int) and not isinstance(version, bool):
+        number = version
+    elif isinstance(version, str) and version.isdigit():
+        number = int(version)
+    else:
+        raise InvalidInputError(f"model version must be a positive integer, received {version!r}")
+    if number < 1:
+        raise InvalidInputError(f"model version must be a positive integer, received {version!r}")
+    return number
+
+
+class DataPlane:
+    def __init__(
+        self, manager: LifecycleManager, events: EventBus, server: ServerMetadata
+    ) -> None:
+        self._manager = manager
+        self._events = events
+        self._server = server
+        self._live = True
+
+    def live(self) -> bool:
+        return self._live
+
+    def ready(self) -> Readiness:
+        ready, reason = self._manager.readiness()
+        return Readiness(ready, reason)
+
+    def server_metadata(self) -> ServerMetadata:
+        return self._server
+
+    def model_ready(self, name: str, version: str | int | None = None) -> bool:
+        return self._manager.model_ready(name, parse_version(version))
+
+    def model_metadata(
+        self, name: str, version: str | int | None = None, label: str | None = None
+    ) -> ModelMetadata:
+        managed = self._manager.acquire(name, parse_version(version), label)
+        try:
+            assert managed.servable is not None
+            metadata = managed.servable.metadata
+        finally:
+            managed.release()
+        return ModelMetadata(
+            name=name,
+            versions=tuple(str(v) for v in self._manager.serving_versions(name)),
+            platform=metadata.platform,
+            inputs=metadata.inputs,
+            outputs=metadata.outputs,
+        )
+
+    def model_config(self, name: str, version: str | int | None = None) -> ModelConfigView:
+        return ModelConfigView(self.model_metadata(name, version), self._manager.spec(name))
+
+    def model_status(self, name: str, version: str | int | None = None) -> list[ServableStatus]:
+        statuses = self._manager.statuses(name)
+        wanted = parse_version(version)
+        if wanted is not None:
+            statuses = [s for s in statuses if s.id.version == wanted]
+            if not statuses:
+                raise ModelNotFoundError(f"model {name!r} has no version {wanted}")
+        return statuses
+
+    def label_version(self, name: str, label: str) -> int:
+        """The version a TF Serving label points at."""
+        version = self._manager.spec(name).labels.get(label)
+        if version is None:
+            raise ModelNotFoundError(f"model {name!r} has no version label {label!r}")
+        return version
+
+    def model_names(self) -> list[str]:
+        return self._manager.model_names()
+
+    def statistics(
+        self, name: str | None = None, version: str | int | None = None
+    ) -> list[VersionStatistics]:
+        return self._manager.statistics(name, parse_version(version))
+
+    async def infer(
+        self, request: InferenceRequest, label: str | None = None
+    ) -> InferenceResponse:
+        managed = self._manager.acquire(
+            request.model_name, parse_version(request.model_version), label
+        )
+        started = time.perf_counter_ns()
+        response: InferenceResponse | None = None
+        error: Exception | None = None
+        try:
+            servable = managed.servable
+            assert servable is not None
+            validate_request(request, servable.metadata)
+            response = await servable.predict(request)
+        except ServalError as exc:
+            error = exc
+            raise
+        except Exception as exc:
+            error = ModelExecutionError(
+                f"model {managed.id.name!r} version {managed.id.version} failed: "
+                f"{type(exc).__name__}: {exc}"
+            )
+            raise error from exc
+        finally:
+            managed.release()
+            duration = time.perf_counter_ns() - started
+            if error is not None:
+                managed.stats.record_failure(duration)
+            if self._events.wants_predictions:
+                self._events.emit(
+                    PredictionEvent(managed.id, request, response, error, duration)
+                )
+        response.model_name = managed.id.name
+        response.model_version = str(managed.id.version)
+        response.id = request.id
+        rows = request.inputs[0].data.shape[0] if request.inputs and request.inputs[0].data.ndim else 1
+        managed.stats.record_success(duration, response.timings, rows)
+        return response

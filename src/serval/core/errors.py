@@ -1,0 +1,90 @@
+"""One error hierarchy for the whole server; each adapter maps ``ErrorCode`` to its statuses."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class ErrorCode(StrEnum):
+    INVALID_ARGUMENT = "INVALID_ARGUMENT"
+    NOT_FOUND = "NOT_FOUND"
+    PAYLOAD_TOO_LARGE = "PAYLOAD_TOO_LARGE"
+    RESOURCE_EXHAUSTED = "RESOURCE_EXHAUSTED"
+    UNAVAILABLE = "UNAVAILABLE"
+    DEADLINE_EXCEEDED = "DEADLINE_EXCEEDED"
+    FAILED_PRECONDITION = "FAILED_PRECONDITION"
+    UNIMPLEMENTED = "UNIMPLEMENTED"
+    INTERNAL = "INTERNAL"
+
+
+class ServalError(Exception):
+    """Base of every error serval reports to a client or operator."""
+
+    code: ErrorCode = ErrorCode.INTERNAL
+
+    def __init__(self, message: str, *, retry_after_s: float | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.retry_after_s = retry_after_s
+
+
+class InvalidInputError(ServalError):
+    """The request is malformed or does not match the model (a client mistake)."""
+
+    code = ErrorCode.INVALID_ARGUMENT
+
+
+class ModelNotFoundError(ServalError):
+    """No model, version or label of that name is known."""
+
+    code = ErrorCode.NOT_FOUND
+
+
+class ModelNotReadyError(ServalError):
+    """The model is known but has no version that can serve right now."""
+
+    code = ErrorCode.UNAVAILABLE
+
+
+class ServerNotReadyError(ServalError):
+    code = ErrorCode.UNAVAILABLE
+
+
+class PayloadTooLargeError(ServalError):
+    code = ErrorCode.PAYLOAD_TOO_LARGE
+
+
+class OverloadedError(ServalError):
+    code = ErrorCode.RESOURCE_EXHAUSTED
+
+
+class DeadlineExceededError(ServalError):
+    code = ErrorCode.DEADLINE_EXCEEDED
+
+
+class OperationNotAllowedError(ServalError):
+    """A valid request that the server's current mode refuses (e.g. load in mode ``none``)."""
+
+    code = ErrorCode.FAILED_PRECONDITION
+
+
+class UnsupportedError(ServalError):
+    code = ErrorCode.UNIMPLEMENTED
+
+
+class ModelConfigError(ServalError):
+    """A ``model.yaml`` that cannot be used: names the file, the key and the reason."""
+
+    code = ErrorCode.INVALID_ARGUMENT
+
+
+class ModelLoadError(ServalError):
+    """A model version failed to load; the message carries the runtime's reason."""
+
+    code = ErrorCode.UNAVAILABLE
+
+
+class ModelExecutionError(ServalError):
+    """The model itself failed while predicting (not the client's fault)."""
+
+    code = ErrorCode.INTERNAL

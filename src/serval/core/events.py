@@ -1,0 +1,65 @@
+"""Events the core emits; observability, the prediction log and caches subscribe.
+
+The core never imports its subscribers.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from serval.core.states import ServableId, ServableState
+from serval.core.types import InferenceRequest, InferenceResponse
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class StateChanged:
+    id: ServableId
+    state: ServableState
+    error: str | None = None
+    duration_s: float | None = None  # how long the step that ended here took (e.g. loading)
+
+
+@dataclass(frozen=True, slots=True)
+class PredictionEvent:
+    id: ServableId
+    request: InferenceRequest
+    response: InferenceResponse | None
+    error: Exception | None
+    duration_ns: int
+
+
+Event = StateChanged | PredictionEvent
+
+
+class EventBus:
+    """Synchronous fan-out. A subscriber that raises is logged and does not stop the others."""
+
+    def __init__(self) -> None:
+        self._state_subscribers: list[Callable[[StateChanged], None]] = []
+        self._prediction_subscribers: list[Callable[[PredictionEvent], None]] = []
+
+    def on_state_changed(self, callback: Callable[[StateChanged], None]) -> None:
+        self._state_subscribers.append(callback)
+
+    def on_prediction(self, callback: Callable[[PredictionEvent], None]) -> None:
+        self._prediction_subscribers.append(callback)
+
+    @property
+    def wants_predictions(self) -> bool:
+        return bool(self._prediction_subscribers)
+
+    def emit(self, event: Event) -> None:
+        subscribers: list[Callable[..., None]]
+        if isinstance(event, StateChanged):
+            subscribers = list(self._state_subscribers)
+        else:
+            subscribers = list(self._prediction_subscribers)
+        for callback in subscribers:
+            try:
+                callback(event)
+            except Exception:
+                logger.exception("event subscriber %r failed", callback)

@@ -1,0 +1,148 @@
+"""The schema of ``model.yaml``: parsed once into a frozen ``ModelSpec``.
+
+Every field has a default, so a bare ``<name>/1/model.onnx`` needs no file at all.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from serval.core.datatypes import DataType
+from serval.core.errors import ModelConfigError
+from serval.core.version_policy import VersionPolicy
+
+_LABEL = re.compile(r"^[A-Za-z0-9_]+$")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TensorOverride(_Strict):
+    """Declares or corrects what the model file says about one input or output."""
+
+    name: str = Field(description="Tensor name as the model file has it.")
+    datatype: DataType | None = Field(default=None, description="Open Inference Protocol datatype.")
+    shape: tuple[int, ...] | None = Field(
+        default=None, description="Full shape, batch dimension included; -1 for variable sizes."
+    )
+
+    @field_validator("shape")
+    @classmethod
+    def _dims_valid(cls, shape: tuple[int, ...] | None) -> tuple[int, ...] | None:
+        if shape is not None and any(dim < -1 or dim == 0 for dim in shape):
+            raise ValueError("dimensions must be positive or -1 (variable)")
+        return shape
+
+
+class VersionPolicySpec(_Strict):
+    """One of ``latest`` (with ``num_versions``), ``all`` or ``specific`` (with ``versions``)."""
+
+    kind: Literal["latest", "all", "specific"] = "latest"
+    num_versions: int = Field(default=1, ge=1)
+    versions: tuple[int, ...] = ()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _accept_short_forms(cls, value: Any) -> Any:
+        # Accept `latest`, `all`, `{latest: 2}`, `{specific: [1, 3]}` and Triton's long forms
+        # `{latest: {num_versions: 2}}`, `{specific: {versions: [1]}}`, `{all: {}}`.
+        if isinstance(value, str):
+            return {"kind": value}
+        if isinstance(value, Mapping) and len(value) == 1 and "kind" not in value:
+            ((kind, arg),) = value.items()
+            if kind == "latest":
+                num = arg.get("num_versions", 1) if isinstance(arg, Mapping) else arg
+                return {"kind": "latest", "num_versions": num}
+            if kind == "specific":
+                versions = arg.get("versions", []) if isinstance(arg, Mapping) else arg
+                return {"kind": "specific", "versions": versions}
+            if kind == "all":
+                return {"kind": "all"}
+        return value
+
+    @model_validator(mode="after")
+    def _specific_needs_versions(self) -> VersionPolicySpec:
+        if self.kind == "specific" and not self.versions:
+            raise ValueError("specific needs at least one version")
+        if any(v < 1 for v in self.versions):
+            raise ValueError("versions are positive integers")
+        return self
+
+    def to_policy(self) -> VersionPolicy:
+        return VersionPolicy(self.kind, self.num_versions, tuple(self.versions))
+
+
+class WarmupSpec(_Strict):
+    """Requests run at load time, before the version takes traffic."""
+
+    enabled: bool = True
+    batch_size: int = Field(default=1, ge=1, description="Rows in each warm-up request.")
+    iterations: int = Field(default=1, ge=0, le=1000)
+
+
+class ModelSpec(_Strict):
+    """Everything ``model.yaml`` may say about a model; each field is optional."""
+
+    runtime: str | None = Field(
+        default=None,
+        description="Runtime name (e.g. 'onnx'); chosen from the artifact's file name if absent.",
+    )
+    version_policy: VersionPolicySpec = Field(default_factory=VersionPolicySpec)
+    labels: dict[str, int] = Field(
+        default_factory=dict, description="TF Serving version labels, e.g. {stable: 1, canary: 2}."
+    )
+    max_batch_size: int = Field(
+        default=0, ge=0, description="Largest batch the model accepts; 0 disables batching."
+    )
+    inputs: tuple[TensorOverride, ...] = ()
+    outputs: tuple[TensorOverride, ...] = ()
+    warmup: WarmupSpec = Field(default_factory=WarmupSpec)
+    runtime_options: dict[str, Any] = Field(
+        default_factory=dict, description="Options of the runtime (see its docs page)."
+    )
+    parameters: dict[str, str | int | float | bool] = Field(
+        default_factory=dict, description="Free-form values handed to the runtime and model."
+    )
+
+    @field_validator("labels")
+    @classmethod
+    def _labels_valid(cls, labels: dict[str, int]) -> dict[str, int]:
+        for label, version in labels.items():
+            if not _LABEL.match(label):
+                raise ValueError(f"label {label!r} must match [A-Za-z0-9_]+")
+            if version < 1:
+                raise ValueError(f"label {label!r} must name a positive version")
+        return labels
+
+    @property
+    def policy(self) -> VersionPolicy:
+        return self.version_policy.to_policy()
+
+    @classmethod
+    def parse(cls, data: object, *, source: str) -> ModelSpec:
+        """Validate ``data`` (the YAML document); errors name ``source``, the key and the reason."""
+        if data is None:
+            return cls()
+        if not isinstance(data, Mapping):
+            raise ModelConfigError(f"{source}: expected a mapping at the top level")
+        try:
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            raise ModelConfigError(f"{source}: {describe_validation_error(exc)}") from exc
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    """One line per problem: ``key.path: reason``."""
+    parts = []
+    for error in exc.errors():
+        location = ".".join(str(part) for part in error["loc"]) or "(top level)"
+        reason = error["msg"]
+        if error["type"] == "extra_forbidden":
+            reason = "unknown key"
+        parts.append(f"{location}: {reason}")
+    return "; ".join(parts)

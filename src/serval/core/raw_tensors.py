@@ -1,0 +1,79 @@
+"""The Open Inference Protocol's raw tensor encoding, shared by REST's binary extension and
+gRPC's ``raw_input_contents`` / ``raw_output_contents``.
+
+Elements are little-endian and row-major; BOOL is one byte; each BYTES element is a 4-byte
+little-endian length followed by its bytes.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from serval.core.datatypes import DataType
+from serval.core.errors import InvalidInputError
+
+_LENGTH = struct.Struct("<I")
+
+
+def element_count(shape: Sequence[int]) -> int:
+    return math.prod(shape)
+
+
+def decode_raw(
+    data: bytes | memoryview, datatype: DataType, shape: Sequence[int], name: str
+) -> np.ndarray[Any, Any]:
+    """Raw bytes -> array of ``shape``. Fixed-size types are views on ``data`` (no copy)."""
+    count = element_count(shape)
+    if datatype is DataType.BYTES:
+        return _decode_bytes(data, count, name).reshape(shape)
+    dtype = datatype.numpy_dtype.newbyteorder("<")
+    expected = count * dtype.itemsize
+    if len(data) != expected:
+        raise InvalidInputError(
+            f"input {name!r}: {datatype} shape {list(shape)} needs {expected} bytes, "
+            f"received {len(data)}"
+        )
+    return np.frombuffer(data, dtype=dtype).reshape(shape)
+
+
+def _decode_bytes(data: bytes | memoryview, count: int, name: str) -> np.ndarray[Any, Any]:
+    view = memoryview(data)
+    out = np.empty(count, dtype=np.object_)
+    offset = 0
+    for index in range(count):
+        if offset + 4 > len(view):
+            raise InvalidInputError(
+                f"input {name!r}: BYTES data ends after {index} of {count} elements"
+            )
+        (length,) = _LENGTH.unpack_from(view, offset)
+        offset += 4
+        if offset + length > len(view):
+            raise InvalidInputError(
+                f"input {name!r}: BYTES element {index} declares {length} bytes but only "
+                f"{len(view) - offset} remain"
+            )
+        out[index] = bytes(view[offset : offset + length])
+        offset += length
+    if offset != len(view):
+        raise InvalidInputError(
+            f"input {name!r}: {len(view) - offset} bytes left over after {count} BYTES elements"
+        )
+    return out
+
+
+def encode_raw(data: np.ndarray[Any, Any], datatype: DataType) -> bytes:
+    """Array -> raw bytes in the protocol's encoding."""
+    if datatype is DataType.BYTES:
+        parts = []
+        for item in data.reshape(-1):
+            value = item if isinstance(item, bytes) else str(item).encode("utf-8")
+            parts.append(_LENGTH.pack(len(value)))
+            parts.append(value)
+        return b"".join(parts)
+    dtype = datatype.numpy_dtype.newbyteorder("<")
+    return np.ascontiguousarray(data, dtype=dtype).tobytes()

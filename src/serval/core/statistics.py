@@ -1,0 +1,63 @@
+"""Per-version inference statistics, as Triton's statistics extension reports them."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from serval.core.types import InferenceTimings
+
+
+@dataclass(slots=True)
+class Duration:
+    count: int = 0
+    ns: int = 0
+
+    def add(self, ns: int, count: int = 1) -> None:
+        self.count += count
+        self.ns += ns
+
+
+@dataclass(slots=True)
+class BatchStatistics:
+    compute_input: Duration = field(default_factory=Duration)
+    compute_infer: Duration = field(default_factory=Duration)
+    compute_output: Duration = field(default_factory=Duration)
+
+
+@dataclass(slots=True)
+class VersionStatistics:
+    """Cumulative counts and durations for one model version since it was first loaded."""
+
+    name: str
+    version: int
+    last_inference_ms: int = 0
+    inference_count: int = 0  # rows (batch elements) inferred
+    execution_count: int = 0  # model executions
+    success: Duration = field(default_factory=Duration)
+    fail: Duration = field(default_factory=Duration)
+    queue: Duration = field(default_factory=Duration)
+    compute_input: Duration = field(default_factory=Duration)
+    compute_infer: Duration = field(default_factory=Duration)
+    compute_output: Duration = field(default_factory=Duration)
+    batches: dict[int, BatchStatistics] = field(default_factory=dict)
+
+    def record_success(self, duration_ns: int, timings: InferenceTimings, rows: int) -> None:
+        self.last_inference_ms = time.time_ns() // 1_000_000
+        self.success.add(duration_ns)
+        self.inference_count += rows
+        self.execution_count += 1
+        self.queue.add(timings.queue_ns)
+        self.compute_input.add(timings.compute_input_ns)
+        self.compute_infer.add(timings.compute_infer_ns)
+        self.compute_output.add(timings.compute_output_ns)
+        batch = self.batches.get(timings.batch_size)
+        if batch is None:
+            batch = self.batches[timings.batch_size] = BatchStatistics()
+        batch.compute_input.add(timings.compute_input_ns)
+        batch.compute_infer.add(timings.compute_infer_ns)
+        batch.compute_output.add(timings.compute_output_ns)
+
+    def record_failure(self, duration_ns: int) -> None:
+        self.last_inference_ms = time.time_ns() // 1_000_000
+        self.fail.add(duration_ns)

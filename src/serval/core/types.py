@@ -1,0 +1,127 @@
+"""Transport-neutral request, response and tensor types.
+
+Adapters decode their wire format into these and encode them back; the core never sees JSON,
+HTTP or protobuf.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from serval.core.datatypes import DataType
+
+# Parameter values are scalars, as in the Open Inference Protocol.
+ParameterValue = str | int | float | bool
+Parameters = Mapping[str, ParameterValue]
+
+
+@dataclass(frozen=True, slots=True)
+class TensorSpec:
+    """What a model declares about one input or output; -1 marks a variable dimension."""
+
+    name: str
+    datatype: DataType
+    shape: tuple[int, ...]
+
+    def accepts_shape(self, shape: Sequence[int]) -> bool:
+        if len(shape) != len(self.shape):
+            return False
+        return all(want in (-1, got) for want, got in zip(self.shape, shape, strict=True))
+
+
+@dataclass(frozen=True, slots=True)
+class Tensor:
+    """A named n-dimensional array. ``data`` has ``shape``; BYTES data is an object array of
+    ``bytes``."""
+
+    name: str
+    datatype: DataType
+    data: np.ndarray[Any, Any]
+    parameters: Parameters = field(default_factory=dict)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self.data.shape)
+
+    @classmethod
+    def from_numpy(cls, name: str, data: np.ndarray[Any, Any]) -> Tensor:
+        datatype = DataType.from_numpy(data.dtype)
+        if datatype is DataType.BYTES and data.dtype.kind != "O":
+            data = _to_bytes_array(data)
+        return cls(name=name, datatype=datatype, data=data)
+
+
+def _to_bytes_array(data: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+    out = np.empty(data.shape, dtype=np.object_)
+    for index, item in np.ndenumerate(data):
+        out[index] = item.encode() if isinstance(item, str) else bytes(item)
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class RequestedOutput:
+    """An output the client asked for; ``parameters`` carry protocol hints such as
+    ``binary_data`` that the adapter reads back when it encodes the response."""
+
+    name: str
+    parameters: Parameters = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class InferenceRequest:
+    model_name: str
+    inputs: list[Tensor]
+    model_version: str | None = None
+    id: str | None = None
+    parameters: Parameters = field(default_factory=dict)
+    # None means every output of the model.
+    outputs: list[RequestedOutput] | None = None
+
+
+@dataclass(slots=True)
+class InferenceTimings:
+    """Where a request's time went inside the servable, in nanoseconds."""
+
+    queue_ns: int = 0
+    compute_input_ns: int = 0
+    compute_infer_ns: int = 0
+    compute_output_ns: int = 0
+    batch_size: int = 1
+
+
+@dataclass(slots=True)
+class InferenceResponse:
+    model_name: str
+    outputs: list[Tensor]
+    model_version: str | None = None
+    id: str | None = None
+    parameters: Parameters = field(default_factory=dict)
+    timings: InferenceTimings = field(default_factory=InferenceTimings)
+
+
+@dataclass(frozen=True, slots=True)
+class ServableMetadata:
+    """What one loaded version declares; the data plane adds the model's name and versions."""
+
+    platform: str
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+
+    def input(self, name: str) -> TensorSpec | None:
+        return next((spec for spec in self.inputs if spec.name == name), None)
+
+    def output(self, name: str) -> TensorSpec | None:
+        return next((spec for spec in self.outputs if spec.name == name), None)
+
+
+@dataclass(frozen=True, slots=True)
+class ModelMetadata:
+    name: str
+    versions: tuple[str, ...]
+    platform: str
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]

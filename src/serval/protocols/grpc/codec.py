@@ -1,0 +1,296 @@
+"""ModelInferRequest -> InferenceRequest and InferenceResponse -> ModelInferResponse.
+
+Raw contents are read with ``np.frombuffer`` (no copy); each datatype's raw layout is
+little-endian, row-major, without padding; BOOL is one byte per element and a BYTES element is
+a 4-byte little-endian length followed by its bytes. Responses always use
+``raw_output_contents``, as Triton does. Every way a request can be malformed raises
+``InvalidInputError`` naming the input and the problem.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+from collections.abc import Iterable, Mapping, MutableMapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from serval.core.datatypes import DataType
+from serval.core.errors import InvalidInputError
+from serval.core.types import (
+    InferenceRequest,
+    InferenceResponse,
+    Parameters,
+    ParameterValue,
+    RequestedOutput,
+    Tensor,
+)
+from serval.protocols.grpc.generated import grpc_service_pb2 as pb
+
+# The InferTensorContents member that carries each datatype (FP16 has none: raw only).
+CONTENTS_FIELD: dict[DataType, str] = {
+    DataType.BOOL: "bool_contents",
+    DataType.UINT8: "uint_contents",
+    DataType.UINT16: "uint_contents",
+    DataType.UINT32: "uint_contents",
+    DataType.UINT64: "uint64_contents",
+    DataType.INT8: "int_contents",
+    DataType.INT16: "int_contents",
+    DataType.INT32: "int_contents",
+    DataType.INT64: "int64_contents",
+    DataType.FP32: "fp32_contents",
+    DataType.FP64: "fp64_contents",
+    DataType.BYTES: "bytes_contents",
+}
+# Datatypes narrower than their contents member, whose values must be range-checked.
+_RANGE: dict[DataType, tuple[int, int]] = {
+    DataType.UINT8: (0, 2**8 - 1),
+    DataType.UINT16: (0, 2**16 - 1),
+    DataType.INT8: (-(2**7), 2**7 - 1),
+    DataType.INT16: (-(2**15), 2**15 - 1),
+}
+_LENGTH = struct.Struct("<I")
+_INT64_MIN, _INT64_MAX, _UINT64_MAX = -(2**63), 2**63 - 1, 2**64 - 1
+
+
+# -- parameters ------------------------------------------------------------------------------
+
+
+def decode_parameters(params: Mapping[str, pb.InferParameter], *, where: str) -> Parameters:
+    decoded: dict[str, ParameterValue] = {}
+    for key, param in params.items():
+        choice = param.WhichOneof("parameter_choice")
+        if choice is None:
+            raise InvalidInputError(f"{where}: parameter {key!r} has no value")
+        decoded[key] = getattr(param, choice)
+    return decoded
+
+
+def encode_parameters(
+    params: Parameters, target: MutableMapping[str, pb.InferParameter]
+) -> None:
+    for key, value in params.items():
+        param = target[key]
+        if isinstance(value, bool):
+            param.bool_param = value
+        elif isinstance(value, int):
+            if _INT64_MIN <= value <= _INT64_MAX:
+                param.int64_param = value
+            elif 0 <= value <= _UINT64_MAX:
+                param.uint64_param = value
+            else:
+                param.string_param = str(value)
+        elif isinstance(value, float):
+            param.double_param = value
+        else:
+            param.string_param = str(value)
+
+
+# -- request ---------------------------------------------------------------------------------
+
+
+def decode_request(message: pb.ModelInferRequest) -> InferenceRequest:
+    """The core request for ``message``; raises ``InvalidInputError`` if it is malformed."""
+    if not message.model_name:
+        raise InvalidInputError("model_name is empty")
+    raw = message.raw_input_contents
+    if raw:
+        typed = [i.name for i in message.inputs if i.HasField("contents")]
+        if typed:
+            raise InvalidInputError(
+                f"raw_input_contents is set, so no input may set contents; "
+                f"input(s) {', '.join(repr(n) for n in typed)} do"
+            )
+        if len(raw) != len(message.inputs):
+            raise InvalidInputError(
+                f"raw_input_contents has {len(raw)} entries for {len(message.inputs)} inputs; "
+                f"give one entry per input, in the order of inputs"
+            )
+    inputs = []
+    for index, tensor in enumerate(message.inputs):
+        where = f"input {tensor.name!r}"
+        datatype = DataType.parse(tensor.datatype, field=f"{where}: datatype")
+        shape = _shape(tensor.shape, where=where)
+        if raw:
+            data = decode_raw(raw[index], datatype, shape, where=where)
+        else:
+            data = decode_contents(tensor.contents, datatype, shape, where=where)
+        parameters = decode_parameters(tensor.parameters, where=where) if tensor.parameters else {}
+        inputs.append(Tensor(tensor.name, datatype, data, parameters))
+    outputs = None
+    if message.outputs:
+        outputs = [
+            RequestedOutput(
+                o.name, decode_parameters(o.parameters, where=f"output {o.name!r}")
+            )
+            for o in message.outputs
+        ]
+    return InferenceRequest(
+        model_name=message.model_name,
+        inputs=inputs,
+        model_version=message.model_version or None,
+        id=message.id or None,
+        parameters=decode_parameters(message.parameters, where="request"),
+        outputs=outputs,
+    )
+
+
+def _shape(dims: Sequence[int], *, where: str) -> tuple[int, ...]:
+    if any(dim < 0 for dim in dims):
+        raise InvalidInputError(f"{where}: shape {list(dims)} has a negative dimension")
+    return tuple(dims)
+
+
+def _reshape(flat: np.ndarray[Any, Any], shape: tuple[int, ...], *, where: str
+             ) -> np.ndarray[Any, Any]:
+    try:
+        return flat.reshape(shape)
+    except ValueError as exc:  # e.g. a dimension numpy cannot represent
+        raise InvalidInputError(f"{where}: cannot use shape {list(shape)}: {exc}") from exc
+
+
+def decode_raw(
+    raw: bytes, datatype: DataType, shape: tuple[int, ...], *, where: str
+) -> np.ndarray[Any, Any]:
+    """An array of ``shape`` over ``raw`` (no copy for fixed-size datatypes)."""
+    count = math.prod(shape)
+    if datatype is DataType.BYTES:
+        return _reshape(_split_bytes(raw, count, where=where), shape, where=where)
+    expected = count * datatype.itemsize
+    if len(raw) != expected:
+        raise InvalidInputError(
+            f"{where}: raw contents hold {len(raw)} bytes but shape {list(shape)} of "
+            f"{datatype} needs {expected}"
+        )
+    if datatype is DataType.BOOL:
+        octets = np.frombuffer(raw, dtype=np.uint8)
+        if count and octets.max() > 1:  # any non-zero byte is true
+            return _reshape(octets != 0, shape, where=where)
+        return _reshape(octets.view(np.bool_), shape, where=where)
+    dtype = datatype.numpy_dtype.newbyteorder("<")
+    return _reshape(np.frombuffer(raw, dtype=dtype), shape, where=where)
+
+
+def _split_bytes(raw: bytes, count: int, *, where: str) -> np.ndarray[Any, Any]:
+    out = np.empty(count, dtype=np.object_)
+    view = memoryview(raw)
+    offset, size = 0, len(raw)
+    for index in range(count):
+        if offset + 4 > size:
+            raise InvalidInputError(
+                f"{where}: raw BYTES contents end after {index} of {count} elements; each "
+                f"element is a 4-byte little-endian length followed by that many bytes"
+            )
+        (length,) = _LENGTH.unpack_from(view, offset)
+        offset += 4
+        if offset + length > size:
+            raise InvalidInputError(
+                f"{where}: raw BYTES element {index} claims {length} bytes but only "
+                f"{size - offset} remain"
+            )
+        out[index] = bytes(view[offset : offset + length])
+        offset += length
+    if offset != size:
+        raise InvalidInputError(
+            f"{where}: raw BYTES contents have {size - offset} bytes left over after the "
+            f"{count} elements the shape asks for"
+        )
+    return out
+
+
+def decode_contents(
+    contents: pb.InferTensorContents, datatype: DataType, shape: tuple[int, ...], *, where: str
+) -> np.ndarray[Any, Any]:
+    """An array of ``shape`` from the typed member that matches ``datatype``."""
+    count = math.prod(shape)
+    member = CONTENTS_FIELD.get(datatype)
+    present = [field.name for field, _ in contents.ListFields()]
+    if member is None:
+        if count == 0 and not present:
+            return np.empty(shape, dtype=datatype.numpy_dtype)
+        raise InvalidInputError(
+            f"{where}: {datatype} has no typed contents member; send it in raw_input_contents"
+        )
+    if not present and count:
+        raise InvalidInputError(
+            f"{where}: no data; set contents.{member} or give the request raw_input_contents"
+        )
+    wrong = [name for name in present if name != member]
+    if wrong:
+        raise InvalidInputError(
+            f"{where}: datatype {datatype} takes its data in contents.{member}, "
+            f"received contents.{', contents.'.join(wrong)}"
+        )
+    values = getattr(contents, member)
+    if len(values) != count:
+        raise InvalidInputError(
+            f"{where}: contents.{member} holds {len(values)} elements but shape "
+            f"{list(shape)} needs {count}"
+        )
+    if datatype is DataType.BYTES:
+        flat = np.empty(count, dtype=np.object_)
+        flat[:] = list(values)
+        return _reshape(flat, shape, where=where)
+    dtype = datatype.numpy_dtype
+    bounds = _RANGE.get(datatype)
+    if bounds is not None:
+        wide = np.fromiter(values, dtype=np.int64, count=count)
+        low, high = bounds
+        if count and (wide.min() < low or wide.max() > high):
+            raise InvalidInputError(
+                f"{where}: a value in contents.{member} is outside the range of {datatype} "
+                f"[{low}, {high}]"
+            )
+        return _reshape(wide.astype(dtype), shape, where=where)
+    return _reshape(np.fromiter(values, dtype=dtype, count=count), shape, where=where)
+
+
+# -- response --------------------------------------------------------------------------------
+
+
+def encode_response(response: InferenceResponse) -> pb.ModelInferResponse:
+    """The wire response, with every output in ``raw_output_contents``."""
+    message = pb.ModelInferResponse(
+        model_name=response.model_name,
+        model_version=response.model_version or "",
+        id=response.id or "",
+    )
+    encode_parameters(response.parameters, message.parameters)
+    for tensor in response.outputs:
+        output = message.outputs.add(
+            name=tensor.name, datatype=tensor.datatype.value, shape=tensor.data.shape
+        )
+        if tensor.parameters:
+            encode_parameters(tensor.parameters, output.parameters)
+        message.raw_output_contents.append(encode_raw(tensor.data, tensor.datatype))
+    return message
+
+
+def encode_raw(data: np.ndarray[Any, Any], datatype: DataType) -> bytes:
+    """``data`` in the raw layout of ``datatype``."""
+    if datatype is DataType.BYTES:
+        return _join_bytes(data.ravel())
+    if datatype is DataType.BOOL:
+        return np.ascontiguousarray(data, dtype=np.bool_).tobytes()
+    dtype = datatype.numpy_dtype.newbyteorder("<")
+    return np.ascontiguousarray(data, dtype=dtype).tobytes()
+
+
+def _join_bytes(items: Iterable[Any]) -> bytes:
+    parts: list[bytes] = []
+    for item in items:
+        value = _as_bytes(item)
+        parts.append(_LENGTH.pack(len(value)))
+        parts.append(value)
+    return b"".join(parts)
+
+
+def _as_bytes(item: object) -> bytes:
+    if isinstance(item, bytes):
+        return item
+    if isinstance(item, str):
+        return item.encode("utf-8")
+    if isinstance(item, bytearray | memoryview):
+        return bytes(item)
+    return str(item).encode("utf-8")

@@ -1,0 +1,48 @@
+"""The ASGI application: V2 and V1 routes, and errors as ``{"error": "..."}``."""
+
+from __future__ import annotations
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+
+from serval.core.control import ControlPlane
+from serval.core.dataplane import DataPlane
+from serval.core.errors import ServalError
+from serval.protocols.rest.errors import error_response, json_error, unexpected_error
+from serval.protocols.rest.v1 import V1Routes
+from serval.protocols.rest.v2 import V2Routes
+
+
+async def _serval_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ServalError)
+    return error_response(exc)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    if exc.status_code == 404:
+        return json_error(404, f"no such endpoint: {request.method} {request.url.path}")
+    if exc.status_code == 405:
+        return json_error(405, f"method {request.method} not allowed on {request.url.path}")
+    return json_error(exc.status_code, str(exc.detail))
+
+
+async def _unexpected(request: Request, exc: Exception) -> Response:
+    return unexpected_error(exc)
+
+
+def build_rest_app(
+    dataplane: DataPlane, control: ControlPlane, *, max_request_bytes: int
+) -> Starlette:
+    v2 = V2Routes(dataplane, control, max_request_bytes)
+    v1 = V1Routes(dataplane, max_request_bytes)
+    return Starlette(
+        routes=[*v2.routes(), *v1.routes()],
+        exception_handlers={
+            ServalError: _serval_error,
+            HTTPException: _http_error,
+            Exception: _unexpected,
+        },
+    )

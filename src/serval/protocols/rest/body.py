@@ -1,0 +1,49 @@
+"""Reading a request body within the configured size limit, decompressing if asked."""
+
+from __future__ import annotations
+
+import zlib
+
+from starlette.requests import Request
+
+from serval.core.errors import InvalidInputError, PayloadTooLargeError
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The whole body; 413 past ``limit`` bytes (before or after decompression)."""
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        if not declared.isdigit():
+            raise InvalidInputError(f"Content-Length {declared!r} is not a number")
+        if int(declared) > limit:
+            raise _too_large(int(declared), limit)
+        body = await request.body()
+    else:
+        chunks = []
+        size = 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise _too_large(size, limit)
+            chunks.append(chunk)
+        body = b"".join(chunks)
+    encoding = request.headers.get("content-encoding", "identity").lower()
+    if encoding in ("identity", ""):
+        return body
+    if encoding not in ("gzip", "deflate"):
+        raise InvalidInputError(f"Content-Encoding {encoding!r} is not supported (gzip, deflate)")
+    # wbits 32+15 accepts both gzip and zlib headers.
+    decompressor = zlib.decompressobj(32 + zlib.MAX_WBITS)
+    try:
+        inflated = decompressor.decompress(body, limit + 1)
+    except zlib.error as exc:
+        raise InvalidInputError(f"body is not valid {encoding} data: {exc}") from exc
+    if len(inflated) > limit or decompressor.unconsumed_tail:
+        raise _too_large(len(inflated), limit)
+    return inflated
+
+
+def _too_large(size: int, limit: int) -> PayloadTooLargeError:
+    return PayloadTooLargeError(
+        f"request body of {size} bytes exceeds the limit of {limit} bytes (max_request_bytes)"
+    )

@@ -1,0 +1,105 @@
+"""JSON tensor data <-> numpy, strict about what a client may send.
+
+numpy alone would turn "1.5" into 1.5 or 300 into an INT8 of 44; a client mistake must be a 400
+that names the tensor instead.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from typing import Any
+
+import numpy as np
+
+from serval.core.datatypes import DataType
+from serval.core.errors import InvalidInputError
+
+_INTEGER_KINDS = frozenset("biu")
+_NUMBER_KINDS = frozenset("biuf")
+
+
+def json_to_array(data: Any, datatype: DataType, what: str) -> np.ndarray[Any, Any]:
+    """A (nested) JSON list -> array of ``datatype``; its shape is the nesting's shape."""
+    if datatype is DataType.BYTES:
+        return _bytes_array(data, what)
+    if datatype is DataType.FP16:
+        raise InvalidInputError(
+            f"{what}: FP16 data must be sent in binary (the binary tensor data extension)"
+        )
+    try:
+        raw = np.array(data)
+    except (ValueError, TypeError) as exc:
+        raise InvalidInputError(f"{what}: data is not a regular (nested) list: {exc}") from exc
+    kind = raw.dtype.kind
+    if raw.size == 0:
+        return raw.astype(datatype.numpy_dtype)
+    if datatype is DataType.BOOL:
+        if kind not in _INTEGER_KINDS:
+            raise InvalidInputError(f"{what}: BOOL data must be true/false, received {_sample(raw)}")
+        return raw.astype(np.bool_)
+    if kind not in _NUMBER_KINDS:
+        raise InvalidInputError(
+            f"{what}: {datatype} data must be numbers, received {_sample(raw)}"
+        )
+    target = datatype.numpy_dtype
+    if target.kind in "iu":
+        if kind == "f":
+            if not np.all(np.isfinite(raw)) or not np.all(raw == np.floor(raw)):
+                raise InvalidInputError(f"{what}: {datatype} data must be integers")
+        info = np.iinfo(target)
+        if raw.min() < info.min or raw.max() > info.max:
+            raise InvalidInputError(
+                f"{what}: a value is outside the range of {datatype} ({info.min}..{info.max})"
+            )
+    return raw.astype(target)
+
+
+def _sample(raw: np.ndarray[Any, Any]) -> str:
+    return repr(raw.reshape(-1)[0])
+
+
+def _bytes_array(data: Any, what: str) -> np.ndarray[Any, Any]:
+    converted = _to_bytes(data, what)
+    if isinstance(converted, bytes):
+        array = np.empty((), dtype=np.object_)
+        array[()] = converted
+        return array
+    try:
+        shaped = np.array(converted, dtype=np.object_)
+    except ValueError as exc:
+        raise InvalidInputError(f"{what}: data is not a regular (nested) list: {exc}") from exc
+    if shaped.size and not all(isinstance(item, bytes) for item in shaped.reshape(-1)):
+        raise InvalidInputError(f"{what}: data is not a regular (nested) list of strings")
+    return shaped
+
+
+def _to_bytes(data: Any, what: str) -> Any:
+    if isinstance(data, str):
+        return data.encode("utf-8")
+    if isinstance(data, list):
+        return [_to_bytes(item, what) for item in data]
+    if isinstance(data, dict) and set(data) == {"b64"} and isinstance(data["b64"], str):
+        try:
+            return base64.b64decode(data["b64"], validate=True)
+        except binascii.Error as exc:
+            raise InvalidInputError(f"{what}: invalid base64: {exc}") from exc
+    raise InvalidInputError(f"{what}: BYTES data must be strings, received {data!r:.60}")
+
+
+def array_to_json(data: np.ndarray[Any, Any], datatype: DataType, *, b64: bool = False) -> Any:
+    """Array -> nested lists for a JSON body. BYTES become text (or ``{"b64": ...}``)."""
+    if datatype is DataType.BYTES:
+        return _bytes_to_json(data.tolist(), b64)
+    if datatype is DataType.FP16:
+        return data.astype(np.float32).tolist()
+    return data.tolist()
+
+
+def _bytes_to_json(item: Any, b64: bool) -> Any:
+    if isinstance(item, list):
+        return [_bytes_to_json(element, b64) for element in item]
+    value = item if isinstance(item, bytes) else str(item).encode("utf-8")
+    if b64:
+        return {"b64": base64.b64encode(value).decode("ascii")}
+    return value.decode("utf-8", errors="replace")

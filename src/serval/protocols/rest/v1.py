@@ -1,0 +1,224 @@
+"""TF Serving's V1 REST API (and KServe V1's model list and status shapes).
+
+``POST /v1/models/{m}[/versions/{v}|/labels/{l}]:predict`` with ``instances`` (row format) or
+``inputs`` (columnar); ``GET /v1/models/{m}[...]`` status and ``.../metadata``.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from serval.core.dataplane import DataPlane
+from serval.core.datatypes import DataType
+from serval.core.errors import InvalidInputError, ModelNotFoundError, UnsupportedError
+from serval.core.states import ServableState
+from serval.core.types import InferenceRequest, InferenceResponse, ModelMetadata, Tensor, TensorSpec
+from serval.protocols.rest.body import read_body
+from serval.protocols.rest.json_tensors import array_to_json, json_to_array
+
+# TF Serving's own patterns (http_rest_api_util.cc), case-insensitive.
+_PREDICT = re.compile(
+    r"^([^/:]+)(?:(?:/versions/(\d+))|(?:/labels/([^/:]+)))?:(classify|regress|predict)$", re.I
+)
+_STATUS = re.compile(r"^([^/:]+)(?:(?:/versions/(\d+))|(?:/labels/([^/:]+)))?(?:/(metadata))?$",
+                     re.I)
+
+_TF_DTYPES = {
+    DataType.BOOL: "DT_BOOL", DataType.UINT8: "DT_UINT8", DataType.UINT16: "DT_UINT16",
+    DataType.UINT32: "DT_UINT32", DataType.UINT64: "DT_UINT64", DataType.INT8: "DT_INT8",
+    DataType.INT16: "DT_INT16", DataType.INT32: "DT_INT32", DataType.INT64: "DT_INT64",
+    DataType.FP16: "DT_HALF", DataType.FP32: "DT_FLOAT", DataType.FP64: "DT_DOUBLE",
+    DataType.BYTES: "DT_STRING",
+}
+
+
+def _json(content: Any, status: int = 200) -> Response:
+    # TF Serving accepts and emits NaN/Infinity; orjson writes them as null.
+    return Response(orjson.dumps(content), status_code=status, media_type="application/json")
+
+
+class V1Routes:
+    def __init__(self, dataplane: DataPlane, max_request_bytes: int) -> None:
+        self._dataplane = dataplane
+        self._limit = max_request_bytes
+
+    def routes(self) -> list[Route]:
+        return [
+            Route("/v1/models", self.list_models, methods=["GET"]),
+            Route("/v1/models/{path:path}", self.get, methods=["GET"]),
+            Route("/v1/models/{path:path}", self.post, methods=["POST"]),
+        ]
+
+    async def list_models(self, request: Request) -> Response:
+        return _json({"models": self._dataplane.model_names()})
+
+    async def get(self, request: Request) -> Response:
+        match = _STATUS.match(request.path_params["path"])
+        if match is None:
+            raise ModelNotFoundError(f"no V1 resource at {request.url.path}")
+        name, version, label, metadata = match.groups()
+        if label is not None:
+            version = str(self._dataplane.label_version(name, label))
+        if metadata:
+            meta = self._dataplane.model_metadata(name, version)
+            return _json(_metadata_json(meta, version))
+        statuses = self._dataplane.model_status(name, version)
+        return _json(
+            {
+                "name": name,
+                "ready": any(s.state is ServableState.AVAILABLE for s in statuses),
+                "model_version_status": [
+                    {
+                        "version": str(s.id.version),
+                        "state": s.state.value,
+                        "status": {
+                            "error_code": "UNKNOWN" if s.error else "OK",
+                            "error_message": s.error or "",
+                        },
+                    }
+                    for s in statuses
+                ],
+            }
+        )
+
+    async def post(self, request: Request) -> Response:
+        match = _PREDICT.match(request.path_params["path"])
+        if match is None:
+            raise ModelNotFoundError(
+                f"no V1 resource at {request.url.path}; expected "
+                f"/v1/models/<name>[/versions/<n>|/labels/<label>]:predict"
+            )
+        name, version, label, verb = match.groups()
+        if verb.lower() != "predict":
+            raise UnsupportedError(f":{verb} is not supported; use :predict")
+        body = await read_body(request, self._limit)
+        try:
+            doc = orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            raise InvalidInputError(f"request body is not valid JSON: {exc}") from exc
+        if not isinstance(doc, dict):
+            raise InvalidInputError("request body must be a JSON object")
+        if ("instances" in doc) == ("inputs" in doc):
+            raise InvalidInputError("request must have exactly one of 'instances' or 'inputs'")
+        metadata = self._dataplane.model_metadata(name, version, label)
+        row_format = "instances" in doc
+        if row_format:
+            inputs = _decode_instances(doc["instances"], metadata)
+        else:
+            inputs = _decode_columns(doc["inputs"], metadata)
+        infer_request = InferenceRequest(model_name=name, model_version=version, inputs=inputs)
+        response = await self._dataplane.infer(infer_request, label=label)
+        if row_format:
+            return _json({"predictions": _rows(response)})
+        return _json({"outputs": _columns(response)})
+
+
+def _decode_instances(instances: Any, metadata: ModelMetadata) -> list[Tensor]:
+    if not isinstance(instances, list) or not instances:
+        raise InvalidInputError("'instances' must be a non-empty list")
+    named = all(isinstance(row, dict) and "b64" not in row for row in instances)
+    if not named:
+        if len(metadata.inputs) != 1:
+            names = ", ".join(s.name for s in metadata.inputs)
+            raise InvalidInputError(
+                f"the model has {len(metadata.inputs)} inputs ({names}): each instance must be "
+                f"an object naming them"
+            )
+        spec = metadata.inputs[0]
+        return [_tensor(spec, instances, "instances")]
+    tensors = []
+    for spec in metadata.inputs:
+        missing = [i for i, row in enumerate(instances) if spec.name not in row]
+        if missing:
+            raise InvalidInputError(f"instances[{missing[0]}] has no input {spec.name!r}")
+        column = [row[spec.name] for row in instances]
+        tensors.append(_tensor(spec, column, f"instances: input {spec.name!r}"))
+    _check_unknown({key for row in instances for key in row}, metadata, "instances")
+    return tensors
+
+
+def _decode_columns(inputs: Any, metadata: ModelMetadata) -> list[Tensor]:
+    if isinstance(inputs, dict) and "b64" not in inputs:
+        _check_unknown(set(inputs), metadata, "inputs")
+        missing = [s.name for s in metadata.inputs if s.name not in inputs]
+        if missing:
+            raise InvalidInputError(f"'inputs' has no input {missing[0]!r}")
+        return [_tensor(s, inputs[s.name], f"inputs: input {s.name!r}") for s in metadata.inputs]
+    if len(metadata.inputs) != 1:
+        raise InvalidInputError(
+            f"the model has {len(metadata.inputs)} inputs: 'inputs' must be an object naming them"
+        )
+    spec = metadata.inputs[0]
+    return [_tensor(spec, inputs, "inputs")]
+
+
+def _check_unknown(keys: set[str], metadata: ModelMetadata, where: str) -> None:
+    unknown = keys - {s.name for s in metadata.inputs}
+    if unknown:
+        raise InvalidInputError(
+            f"{where}: unknown input(s) {', '.join(sorted(unknown))}; expected "
+            f"{', '.join(s.name for s in metadata.inputs)}"
+        )
+
+
+def _tensor(spec: TensorSpec, data: Any, what: str) -> Tensor:
+    return Tensor(spec.name, spec.datatype, json_to_array(data, spec.datatype, what))
+
+
+def _rows(response: InferenceResponse) -> Any:
+    columns = {t.name: _output_json(t) for t in response.outputs}
+    if len(columns) == 1:
+        return next(iter(columns.values()))
+    lengths = {len(value) if isinstance(value, list) else 0 for value in columns.values()}
+    if len(lengths) != 1:
+        raise InvalidInputError("outputs differ in their first dimension; use 'inputs' instead")
+    (count,) = lengths
+    return [{name: value[i] for name, value in columns.items()} for i in range(count)]
+
+
+def _columns(response: InferenceResponse) -> Any:
+    columns = {t.name: _output_json(t) for t in response.outputs}
+    return next(iter(columns.values())) if len(columns) == 1 else columns
+
+
+def _output_json(tensor: Tensor) -> Any:
+    # TF Serving returns outputs whose name ends in _bytes as base64.
+    return array_to_json(tensor.data, tensor.datatype, b64=tensor.name.endswith("_bytes"))
+
+
+def _metadata_json(metadata: ModelMetadata, version: str | None) -> dict[str, Any]:
+    def signature(specs: tuple[TensorSpec, ...]) -> dict[str, Any]:
+        return {
+            spec.name: {
+                "dtype": _TF_DTYPES[spec.datatype],
+                "tensor_shape": {
+                    "dim": [{"size": str(dim), "name": ""} for dim in spec.shape],
+                    "unknown_rank": False,
+                },
+                "name": spec.name,
+            }
+            for spec in specs
+        }
+
+    if version is None:
+        version = metadata.versions[-1] if metadata.versions else ""
+    return {
+        "model_spec": {"name": metadata.name, "signature_name": "", "version": version},
+        "metadata": {
+            "signature_def": {
+                "signature_def": {
+                    "serving_default": {
+                        "inputs": signature(metadata.inputs),
+                        "outputs": signature(metadata.outputs),
+                        "method_name": "tensorflow/serving/predict",
+                    }
+                }
+            }
+        },
+    }

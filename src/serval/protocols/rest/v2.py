@@ -1,0 +1,256 @@
+"""Open Inference Protocol (KServe V2) REST routes, with Triton's repository, statistics and
+model configuration extensions."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from serval.core.control import ControlPlane
+from serval.core.dataplane import DataPlane, ModelConfigView
+from serval.core.errors import InvalidInputError
+from serval.core.manager import IndexEntry
+from serval.core.statistics import Duration, VersionStatistics
+from serval.core.types import ModelMetadata, TensorSpec
+from serval.protocols.rest.body import read_body
+from serval.protocols.rest.v2_codec import HEADER_LENGTH, decode_infer_request, encode_infer_response
+
+EXTENSIONS = ("binary_tensor_data", "model_repository", "statistics", "model_configuration")
+
+
+def json_response(content: Any, status: int = 200) -> Response:
+    return Response(orjson.dumps(content), status_code=status, media_type="application/json")
+
+
+class V2Routes:
+    def __init__(self, dataplane: DataPlane, control: ControlPlane, max_request_bytes: int) -> None:
+        self._dataplane = dataplane
+        self._control = control
+        self._limit = max_request_bytes
+
+    def routes(self) -> list[Route]:
+        model = "/v2/models/{model}"
+        version = "/v2/models/{model}/versions/{version}"
+        return [
+            Route("/v2/health/live", self.live, methods=["GET"]),
+            Route("/v2/health/ready", self.ready, methods=["GET"]),
+            Route("/v2", self.server_metadata, methods=["GET"]),
+            Route("/v2/models/stats", self.statistics, methods=["GET"]),
+            Route("/v2/repository/index", self.repository_index, methods=["POST"]),
+            Route("/v2/repository/models/{model}/load", self.load, methods=["POST"]),
+            Route("/v2/repository/models/{model}/unload", self.unload, methods=["POST"]),
+            *[
+                route
+                for prefix in (model, version)
+                for route in (
+                    Route(prefix, self.model_metadata, methods=["GET"]),
+                    Route(f"{prefix}/ready", self.model_ready, methods=["GET"]),
+                    Route(f"{prefix}/config", self.model_config, methods=["GET"]),
+                    Route(f"{prefix}/stats", self.statistics, methods=["GET"]),
+                    Route(f"{prefix}/infer", self.infer, methods=["POST"]),
+                )
+            ],
+        ]
+
+    async def live(self, request: Request) -> Response:
+        live = self._dataplane.live()
+        return json_response({"live": live}, 200 if live else 503)
+
+    async def ready(self, request: Request) -> Response:
+        readiness = self._dataplane.ready()
+        if readiness.ready:
+            return json_response({"ready": True})
+        return Response(
+            orjson.dumps({"ready": False, "error": f"not ready: {readiness.reason}"}),
+            status_code=503,
+            media_type="application/json",
+            headers={"Retry-After": "1"},
+        )
+
+    async def server_metadata(self, request: Request) -> Response:
+        meta = self._dataplane.server_metadata()
+        return json_response(
+            {"name": meta.name, "version": meta.version, "extensions": list(meta.extensions)}
+        )
+
+    async def model_metadata(self, request: Request) -> Response:
+        params = request.path_params
+        metadata = self._dataplane.model_metadata(params["model"], params.get("version"))
+        return json_response(_metadata_json(metadata))
+
+    async def model_ready(self, request: Request) -> Response:
+        name = request.path_params["model"]
+        ready = self._dataplane.model_ready(name, request.path_params.get("version"))
+        return json_response({"name": name, "ready": ready}, 200 if ready else 503)
+
+    async def model_config(self, request: Request) -> Response:
+        params = request.path_params
+        view = self._dataplane.model_config(params["model"], params.get("version"))
+        return json_response(_config_json(view))
+
+    async def statistics(self, request: Request) -> Response:
+        params = request.path_params
+        stats = self._dataplane.statistics(params.get("model"), params.get("version"))
+        return json_response({"model_stats": [_statistics_json(s) for s in stats]})
+
+    async def infer(self, request: Request) -> Response:
+        params = request.path_params
+        # An unknown model is a 404 whatever the body holds.
+        self._dataplane.model_ready(params["model"], params.get("version"))
+        body = await read_body(request, self._limit)
+        infer_request = decode_infer_request(
+            body, request.headers.get(HEADER_LENGTH), params["model"], params.get("version")
+        )
+        response = await self._dataplane.infer(infer_request)
+        encoded = encode_infer_response(response, infer_request)
+        headers = None
+        if encoded.json_length is not None:
+            headers = {"Inference-Header-Content-Length": str(encoded.json_length)}
+        return Response(encoded.body, media_type=encoded.media_type, headers=headers)
+
+    async def repository_index(self, request: Request) -> Response:
+        doc = await self._optional_json(request)
+        ready_only = doc.get("ready", False)
+        if not isinstance(ready_only, bool):
+            raise InvalidInputError("'ready' must be a boolean")
+        entries = await self._control.index(ready_only)
+        return json_response([_index_json(entry) for entry in entries])
+
+    async def load(self, request: Request) -> Response:
+        doc = await self._optional_json(request)
+        parameters = doc.get("parameters") or {}
+        if not isinstance(parameters, dict):
+            raise InvalidInputError("'parameters' must be an object")
+        file_overrides = [key for key in parameters if key.startswith("file:")]
+        if file_overrides:
+            raise InvalidInputError(
+                f"file overrides ({', '.join(file_overrides)}) are not supported; put the "
+                f"files in the model repository"
+            )
+        config = parameters.get("config")
+        parsed = None
+        if config is not None:
+            if not isinstance(config, str):
+                raise InvalidInputError("parameters.config must be a JSON string")
+            try:
+                parsed = orjson.loads(config)
+            except orjson.JSONDecodeError as exc:
+                raise InvalidInputError(f"parameters.config is not valid JSON: {exc}") from exc
+        await self._control.load(request.path_params["model"], parsed)
+        return json_response({})
+
+    async def unload(self, request: Request) -> Response:
+        await self._optional_json(request)
+        await self._control.unload(request.path_params["model"])
+        return json_response({})
+
+    async def _optional_json(self, request: Request) -> dict[str, Any]:
+        body = await read_body(request, self._limit)
+        if not body.strip():
+            return {}
+        try:
+            doc = orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            raise InvalidInputError(f"request body is not valid JSON: {exc}") from exc
+        if not isinstance(doc, dict):
+            raise InvalidInputError("request body must be a JSON object")
+        return doc
+
+
+def _tensor_json(spec: TensorSpec) -> dict[str, Any]:
+    return {"name": spec.name, "datatype": spec.datatype.value, "shape": list(spec.shape)}
+
+
+def _metadata_json(metadata: ModelMetadata) -> dict[str, Any]:
+    return {
+        "name": metadata.name,
+        "versions": list(metadata.versions),
+        "platform": metadata.platform,
+        "inputs": [_tensor_json(spec) for spec in metadata.inputs],
+        "outputs": [_tensor_json(spec) for spec in metadata.outputs],
+    }
+
+
+def _config_json(view: ModelConfigView) -> dict[str, Any]:
+    """Triton's ModelConfig in JSON: with max_batch_size > 0, dims leave out the batch
+    dimension."""
+    spec = view.spec
+    batched = spec.max_batch_size > 0
+
+    def dims(shape: tuple[int, ...]) -> list[int]:
+        return list(shape[1:] if batched and shape else shape)
+
+    def tensors(specs: tuple[TensorSpec, ...]) -> list[dict[str, Any]]:
+        return [
+            {"name": s.name, "data_type": f"TYPE_{_triton_type(s)}", "dims": dims(s.shape)}
+            for s in specs
+        ]
+
+    return {
+        "name": view.metadata.name,
+        "platform": view.metadata.platform,
+        "backend": spec.runtime or view.metadata.platform.split("_")[0],
+        "max_batch_size": spec.max_batch_size,
+        "input": tensors(view.metadata.inputs),
+        "output": tensors(view.metadata.outputs),
+        "version_policy": _policy_json(spec.version_policy.kind, spec.version_policy),
+        "parameters": {k: {"string_value": str(v)} for k, v in spec.parameters.items()},
+    }
+
+
+def _triton_type(spec: TensorSpec) -> str:
+    return "STRING" if spec.datatype.value == "BYTES" else spec.datatype.value
+
+
+def _policy_json(kind: str, policy: Any) -> dict[str, Any]:
+    if kind == "latest":
+        return {"latest": {"num_versions": policy.num_versions}}
+    if kind == "specific":
+        return {"specific": {"versions": list(policy.versions)}}
+    return {"all": {}}
+
+
+def _duration(duration: Duration) -> dict[str, int]:
+    return {"count": duration.count, "ns": duration.ns}
+
+
+def _statistics_json(stats: VersionStatistics) -> dict[str, Any]:
+    return {
+        "name": stats.name,
+        "version": str(stats.version),
+        "last_inference": stats.last_inference_ms,
+        "inference_count": stats.inference_count,
+        "execution_count": stats.execution_count,
+        "inference_stats": {
+            "success": _duration(stats.success),
+            "fail": _duration(stats.fail),
+            "queue": _duration(stats.queue),
+            "compute_input": _duration(stats.compute_input),
+            "compute_infer": _duration(stats.compute_infer),
+            "compute_output": _duration(stats.compute_output),
+            "cache_hit": {"count": 0, "ns": 0},
+            "cache_miss": {"count": 0, "ns": 0},
+        },
+        "batch_stats": [
+            {
+                "batch_size": size,
+                "compute_input": _duration(batch.compute_input),
+                "compute_infer": _duration(batch.compute_infer),
+                "compute_output": _duration(batch.compute_output),
+            }
+            for size, batch in sorted(stats.batches.items())
+        ],
+    }
+
+
+def _index_json(entry: IndexEntry) -> dict[str, Any]:
+    row: dict[str, Any] = {"name": entry.name}
+    if entry.version is not None:
+        row["version"] = str(entry.version)
+    row["state"] = entry.state
+    row["reason"] = entry.reason
+    return row

@@ -1,0 +1,226 @@
+"""Open Inference Protocol REST bodies <-> core types, JSON and binary tensor data both ways.
+
+Binary extension (Triton's ``binary_tensor_data``): the body is a JSON header of
+``Inference-Header-Content-Length`` bytes followed by raw tensors in ``inputs`` order, each
+announced by its ``binary_data_size`` parameter.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import orjson
+
+from serval.core.datatypes import DataType
+from serval.core.errors import InvalidInputError
+from serval.core.raw_tensors import decode_raw, element_count, encode_raw
+from serval.core.types import (
+    InferenceRequest,
+    InferenceResponse,
+    ParameterValue,
+    RequestedOutput,
+    Tensor,
+)
+from serval.protocols.rest.json_tensors import json_to_array
+
+HEADER_LENGTH = "inference-header-content-length"
+
+
+@dataclass(frozen=True, slots=True)
+class EncodedBody:
+    body: bytes
+    media_type: str
+    json_length: int | None  # set when binary tensors follow the JSON header
+
+
+def decode_infer_request(
+    body: bytes, header_length: str | None, model_name: str, model_version: str | None
+) -> InferenceRequest:
+    json_part, binary = _split(body, header_length)
+    doc = _load_json(json_part)
+    raw_inputs = doc.get("inputs")
+    if not isinstance(raw_inputs, list) or not raw_inputs:
+        raise InvalidInputError("'inputs' must be a non-empty list of tensors")
+    offset = 0
+    inputs = []
+    for index, item in enumerate(raw_inputs):
+        tensor, used = _decode_input(item, index, binary, offset)
+        offset += used
+        inputs.append(tensor)
+    if offset != len(binary):
+        raise InvalidInputError(
+            f"{len(binary) - offset} bytes of binary data follow the inputs that no input's "
+            f"binary_data_size accounts for"
+        )
+    return InferenceRequest(
+        model_name=model_name,
+        model_version=model_version,
+        inputs=inputs,
+        id=_request_id(doc.get("id")),
+        parameters=_parameters(doc.get("parameters"), "parameters"),
+        outputs=_requested_outputs(doc.get("outputs")),
+    )
+
+
+def _split(body: bytes, header_length: str | None) -> tuple[bytes | memoryview, memoryview]:
+    if header_length is None:
+        return body, memoryview(b"")
+    if not header_length.isdigit():
+        raise InvalidInputError(
+            f"Inference-Header-Content-Length {header_length!r} is not a number"
+        )
+    length = int(header_length)
+    if length == 0:
+        raise InvalidInputError(
+            "Inference-Header-Content-Length 0 (a raw binary request without JSON header) is "
+            "not supported; send a JSON header describing the input"
+        )
+    if length > len(body):
+        raise InvalidInputError(
+            f"Inference-Header-Content-Length {length} exceeds the body's {len(body)} bytes"
+        )
+    view = memoryview(body)
+    return view[:length], view[length:]
+
+
+def _load_json(data: bytes | memoryview) -> dict[str, Any]:
+    try:
+        doc = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidInputError(f"request body is not valid JSON: {exc}") from exc
+    if not isinstance(doc, dict):
+        raise InvalidInputError("request body must be a JSON object")
+    return doc
+
+
+def _decode_input(
+    item: Any, index: int, binary: memoryview, offset: int
+) -> tuple[Tensor, int]:
+    where = f"inputs[{index}]"
+    if not isinstance(item, dict):
+        raise InvalidInputError(f"{where} must be an object")
+    name = item.get("name")
+    if not isinstance(name, str) or not name:
+        raise InvalidInputError(f"{where}.name must be a non-empty string")
+    what = f"input {name!r}"
+    datatype = DataType.parse(item.get("datatype"), field=f"{what} datatype")
+    shape = _shape(item.get("shape"), what)
+    parameters = _parameters(item.get("parameters"), f"{what} parameters")
+    size = parameters.get("binary_data_size")
+    if size is not None:
+        if "data" in item:
+            raise InvalidInputError(f"{what}: give either 'data' or binary_data_size, not both")
+        if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+            raise InvalidInputError(f"{what}: binary_data_size must be a non-negative integer")
+        if offset + size > len(binary):
+            raise InvalidInputError(
+                f"{what}: binary_data_size is {size} bytes but only {len(binary) - offset} "
+                f"bytes of binary data remain (truncated body?)"
+            )
+        array = decode_raw(binary[offset : offset + size], datatype, shape, name)
+        return Tensor(name, datatype, array, parameters), size
+    if "data" not in item:
+        raise InvalidInputError(f"{what}: has neither 'data' nor a binary_data_size parameter")
+    array = json_to_array(item["data"], datatype, what)
+    expected = element_count(shape)
+    if array.size != expected:
+        raise InvalidInputError(
+            f"{what}: shape {shape} needs {expected} elements, data has {array.size}"
+        )
+    return Tensor(name, datatype, array.reshape(shape), parameters), 0
+
+
+def _shape(value: Any, what: str) -> list[int]:
+    if not isinstance(value, list) or not all(
+        isinstance(dim, int) and not isinstance(dim, bool) and dim >= 0 for dim in value
+    ):
+        raise InvalidInputError(f"{what}: shape must be a list of non-negative integers")
+    return value
+
+
+def _request_id(value: Any) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise InvalidInputError("'id' must be a string")
+    return value
+
+
+def _parameters(value: Any, what: str) -> dict[str, ParameterValue]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise InvalidInputError(f"{what} must be an object")
+    for key, item in value.items():
+        if not isinstance(item, str | int | float | bool):
+            raise InvalidInputError(f"{what}: {key!r} must be a string, number or boolean")
+    return value
+
+
+def _requested_outputs(value: Any) -> list[RequestedOutput] | None:
+    if value is None:
+        return None
+    if not isinstance(value, list):
+        raise InvalidInputError("'outputs' must be a list")
+    outputs = []
+    for index, item in enumerate(value):
+        if not isinstance(item, dict) or not isinstance(item.get("name"), str):
+            raise InvalidInputError(f"outputs[{index}] must be an object with a string 'name'")
+        outputs.append(
+            RequestedOutput(item["name"], _parameters(item.get("parameters"), f"outputs[{index}]"))
+        )
+    return outputs
+
+
+def encode_infer_response(
+    response: InferenceResponse, request: InferenceRequest
+) -> EncodedBody:
+    binary_default = bool(request.parameters.get("binary_data_output", False))
+    requested: Mapping[str, Mapping[str, ParameterValue]] = (
+        {o.name: o.parameters for o in request.outputs} if request.outputs else {}
+    )
+    outputs = []
+    chunks = []
+    for tensor in response.outputs:
+        entry: dict[str, Any] = {
+            "name": tensor.name,
+            "datatype": tensor.datatype.value,
+            "shape": list(tensor.shape),
+        }
+        if requested.get(tensor.name, {}).get("binary_data", binary_default):
+            raw = encode_raw(tensor.data, tensor.datatype)
+            entry["parameters"] = {"binary_data_size": len(raw)}
+            chunks.append(raw)
+        else:
+            entry["data"] = _json_data(tensor)
+        outputs.append(entry)
+    doc: dict[str, Any] = {"model_name": response.model_name}
+    if response.model_version is not None:
+        doc["model_version"] = response.model_version
+    if response.id is not None:
+        doc["id"] = response.id
+    if response.parameters:
+        doc["parameters"] = dict(response.parameters)
+    doc["outputs"] = outputs
+    header = orjson.dumps(doc, option=orjson.OPT_SERIALIZE_NUMPY)
+    if not chunks:
+        return EncodedBody(header, "application/json", None)
+    return EncodedBody(header + b"".join(chunks), "application/octet-stream", len(header))
+
+
+def _json_data(tensor: Tensor) -> Any:
+    if tensor.datatype is DataType.FP16:
+        raise InvalidInputError(
+            f"output {tensor.name!r} is FP16, which JSON cannot carry; request it with the "
+            f"parameter binary_data: true"
+        )
+    if tensor.datatype is DataType.BYTES:
+        return [
+            item.decode("utf-8", errors="replace") if isinstance(item, bytes) else str(item)
+            for item in tensor.data.reshape(-1)
+        ]
+    # orjson serialises contiguous numpy arrays natively (float32 stays short).
+    return np.ascontiguousarray(tensor.data).reshape(-1)

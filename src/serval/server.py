@@ -1,0 +1,117 @@
+"""Runs REST and gRPC together on one event loop; stops them gracefully on SIGTERM/SIGINT.
+
+Shutdown order: stop accepting, let requests in flight finish (up to ``exit_timeout_s``),
+then unload every model.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import socket
+import time
+from collections.abc import Sequence
+from concurrent.futures import Executor
+from typing import Protocol
+
+import uvicorn
+from starlette.types import ASGIApp
+
+from serval.config import Settings
+from serval.core.manager import LifecycleManager
+
+logger = logging.getLogger("serval.server")
+
+
+class GrpcService(Protocol):
+    async def start(self) -> None: ...
+
+    async def stop(self, grace_s: float) -> None: ...
+
+
+class Server:
+    def __init__(
+        self,
+        settings: Settings,
+        manager: LifecycleManager,
+        rest_app: ASGIApp,
+        grpc_service: GrpcService | None,
+        executors: Sequence[Executor],
+    ) -> None:
+        self._settings = settings
+        self._manager = manager
+        self._rest_app = rest_app
+        self._grpc = grpc_service
+        self._executors = executors
+        self._stop = asyncio.Event()
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    async def run(self) -> None:
+        started = time.perf_counter()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.request_stop)
+        http = self._http_server()
+        listener = _listen(self._settings.host, self._settings.http_port)
+        await http.startup(sockets=[listener])
+        http_loop = asyncio.create_task(http.main_loop(), name="serval-http")
+        if self._grpc is not None:
+            await self._grpc.start()
+        logger.info(
+            "serving %s: REST on http://%s:%d, gRPC %s",
+            self._settings.model_repository, self._settings.host, self._settings.http_port,
+            f"on {self._settings.host}:{self._settings.grpc_port}" if self._grpc else "off",
+        )
+        loading = asyncio.create_task(self._manager.start(), name="serval-initial-load")
+        await asyncio.wait([loading, asyncio.create_task(self._stop.wait())],
+                           return_when=asyncio.FIRST_COMPLETED)
+        if loading.done():
+            ready, reason = self._manager.readiness()
+            logger.info(
+                "started in %.2f s; %s", time.perf_counter() - started,
+                "ready" if ready else f"not ready: {reason}",
+            )
+        await self._stop.wait()
+        logger.info("shutting down: finishing requests in flight")
+        http.should_exit = True
+        await http_loop
+        await http.shutdown(sockets=[listener])
+        if self._grpc is not None:
+            await self._grpc.stop(self._settings.exit_timeout_s)
+        if not loading.done():
+            loading.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await loading
+        await self._manager.stop()
+        for executor in self._executors:
+            executor.shutdown(wait=False, cancel_futures=True)
+        logger.info("stopped")
+
+    def _http_server(self) -> uvicorn.Server:
+        config = uvicorn.Config(
+            self._rest_app,
+            http="httptools",
+            lifespan="off",
+            log_config=None,
+            access_log=False,
+            server_header=False,
+            timeout_graceful_shutdown=int(self._settings.exit_timeout_s),
+        )
+        config.load()
+        server = uvicorn.Server(config)
+        server.lifespan = config.lifespan_class(config)
+        return server
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(2048)
+    sock.setblocking(False)
+    return sock

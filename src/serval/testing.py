@@ -1,0 +1,187 @@
+"""Public test kit: run the real server as a subprocess, and fake loaders for unit tests."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from serval.core.datatypes import DataType
+from serval.core.loader import LoadRequest
+from serval.core.types import (
+    InferenceRequest,
+    InferenceResponse,
+    ServableMetadata,
+    Tensor,
+    TensorSpec,
+)
+
+
+def free_port() -> int:
+    """A TCP port on loopback that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class RunningServer:
+    process: subprocess.Popen[bytes]
+    http_port: int
+    grpc_port: int
+    log_path: Path
+    host: str = "127.0.0.1"
+
+    @property
+    def http_url(self) -> str:
+        return f"http://{self.host}:{self.http_port}"
+
+    @property
+    def http_address(self) -> str:
+        """``host:port``, as tritonclient.http wants it."""
+        return f"{self.host}:{self.http_port}"
+
+    @property
+    def grpc_address(self) -> str:
+        return f"{self.host}:{self.grpc_port}"
+
+    def log(self) -> str:
+        return self.log_path.read_text(encoding="utf-8", errors="replace")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout_s: float = 30.0) -> int:
+        """Signal the server and wait for it to exit; returns its exit code."""
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+            try:
+                self.process.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        return self.process.returncode
+
+
+@contextlib.contextmanager
+def run_server(
+    model_repository: Path | str,
+    *args: str,
+    grpc: bool = True,
+    env: dict[str, str] | None = None,
+    wait_ready: bool = True,
+    ready_timeout_s: float = 60.0,
+) -> Iterator[RunningServer]:
+    """Start ``serval serve`` on free loopback ports, wait until it is live (and ready, unless
+    ``wait_ready`` is false), and stop it on exit."""
+    http_port = free_port()
+    grpc_port = free_port() if grpc else 0
+    log_file = tempfile.NamedTemporaryFile(  # noqa: SIM115 - closed in the finally below
+        prefix="serval-", suffix=".log", delete=False
+    )
+    command = [
+        sys.executable, "-m", "serval", "serve", str(model_repository),
+        "--host", "127.0.0.1", "--http-port", str(http_port), "--grpc-port", str(grpc_port),
+        *args,
+    ]
+    process_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+    process = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT, env=process_env)
+    server = RunningServer(process, http_port, grpc_port, Path(log_file.name))
+    try:
+        _wait_until(server, "/v2/health/ready" if wait_ready else "/v2/health/live",
+                    ready_timeout_s)
+        yield server
+    finally:
+        server.stop()
+        log_file.close()
+
+
+def _wait_until(server: RunningServer, path: str, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    with httpx.Client(base_url=server.http_url, timeout=2.0) as client:
+        while time.monotonic() < deadline:
+            if server.process.poll() is not None:
+                raise RuntimeError(f"serval exited with {server.process.returncode}:\n{server.log()}")
+            with contextlib.suppress(httpx.HTTPError):
+                if client.get(path).status_code == 200:
+                    return
+            time.sleep(0.05)
+    raise TimeoutError(f"serval did not answer 200 on {path} in {timeout_s} s:\n{server.log()}")
+
+
+# -- fakes for unit tests of the core -------------------------------------------------------
+
+
+@dataclass
+class EchoPredictor:
+    """Returns its input ``x`` as output ``y``; counts calls; can be told to fail."""
+
+    datatype: DataType = DataType.FP32
+    fail_with: Exception | None = None
+    calls: int = 0
+    closed: bool = False
+    delay_s: float = 0.0
+
+    @property
+    def metadata(self) -> ServableMetadata:
+        return ServableMetadata(
+            platform="fake",
+            inputs=(TensorSpec("x", self.datatype, (-1,)),),
+            outputs=(TensorSpec("y", self.datatype, (-1,)),),
+        )
+
+    def predict(self, request: InferenceRequest) -> InferenceResponse:
+        self.calls += 1
+        if self.delay_s:
+            time.sleep(self.delay_s)
+        if self.fail_with is not None:
+            raise self.fail_with
+        data = request.inputs[0].data
+        return InferenceResponse(request.model_name, [Tensor("y", self.datatype, data)])
+
+    def close(self) -> None:
+        self.closed = True
+
+
+@dataclass
+class FakeLoader:
+    request: LoadRequest
+    predictor: EchoPredictor
+    error: Exception | None = None
+
+    def load(self) -> EchoPredictor:
+        if self.error is not None:
+            raise self.error
+        return self.predictor
+
+
+@dataclass
+class FakeLoaderFactory:
+    """Loads every version as an ``EchoPredictor``; versions listed in ``failing`` fail."""
+
+    failing: dict[tuple[str, int], Exception] = field(default_factory=dict)
+    loaded: list[tuple[str, int]] = field(default_factory=list)
+    predictors: dict[tuple[str, int], EchoPredictor] = field(default_factory=dict)
+
+    def __call__(self, request: LoadRequest) -> FakeLoader:
+        key = (request.name, request.version)
+        self.loaded.append(key)
+        predictor = self.predictors.setdefault(key, EchoPredictor())
+        return FakeLoader(request, predictor, self.failing.get(key))
+
+
+def write_version(repository: Path, name: str, version: int, files: Sequence[str] = ("model.onnx",)
+                  ) -> Path:
+    """Create ``repository/name/version/`` with empty placeholder files (for fake loaders)."""
+    folder = repository / name / str(version)
+    folder.mkdir(parents=True, exist_ok=True)
+    for file in files:
+        (folder / file).write_bytes(b"")
+    return folder
