@@ -55,8 +55,9 @@ def build(settings: Settings) -> Server:
     return Server(settings, manager, rest_app, grpc_service, [inference_pool, load_pool])
 
 
-def _grpc_service(settings: Settings, dataplane: DataPlane, control: ControlPlane
-                  ) -> GrpcService | None:
+def _grpc_service(
+    settings: Settings, dataplane: DataPlane, control: ControlPlane
+) -> GrpcService | None:
     try:
         from serval.protocols.grpc.server import GrpcServer  # noqa: PLC0415 - optional extra
     except ImportError as exc:
@@ -65,7 +66,10 @@ def _grpc_service(settings: Settings, dataplane: DataPlane, control: ControlPlan
         )
         return None
     return GrpcServer(
-        dataplane, control, host=settings.host, port=settings.grpc_port,
+        dataplane,
+        control,
+        host=settings.host,
+        port=settings.grpc_port,
         max_message_bytes=settings.grpc_max_message_bytes,
     )
 

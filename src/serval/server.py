@@ -63,16 +63,20 @@ class Server:
             await self._grpc.start()
         logger.info(
             "serving %s: REST on http://%s:%d, gRPC %s",
-            self._settings.model_repository, self._settings.host, self._settings.http_port,
+            self._settings.model_repository,
+            self._settings.host,
+            self._settings.http_port,
             f"on {self._settings.host}:{self._settings.grpc_port}" if self._grpc else "off",
         )
         loading = asyncio.create_task(self._manager.start(), name="serval-initial-load")
-        await asyncio.wait([loading, asyncio.create_task(self._stop.wait())],
-                           return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait(
+            [loading, asyncio.create_task(self._stop.wait())], return_when=asyncio.FIRST_COMPLETED
+        )
         if loading.done():
             ready, reason = self._manager.readiness()
             logger.info(
-                "started in %.2f s; %s", time.perf_counter() - started,
+                "started in %.2f s; %s",
+                time.perf_counter() - started,
                 "ready" if ready else f"not ready: {reason}",
             )
         await self._stop.wait()

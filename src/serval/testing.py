@@ -87,16 +87,26 @@ def run_server(
         prefix="serval-", suffix=".log", delete=False
     )
     command = [
-        sys.executable, "-m", "serval", "serve", str(model_repository),
-        "--host", "127.0.0.1", "--http-port", str(http_port), "--grpc-port", str(grpc_port),
+        sys.executable,
+        "-m",
+        "serval",
+        "serve",
+        str(model_repository),
+        "--host",
+        "127.0.0.1",
+        "--http-port",
+        str(http_port),
+        "--grpc-port",
+        str(grpc_port),
         *args,
     ]
     process_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
     process = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT, env=process_env)
     server = RunningServer(process, http_port, grpc_port, Path(log_file.name))
     try:
-        _wait_until(server, "/v2/health/ready" if wait_ready else "/v2/health/live",
-                    ready_timeout_s)
+        _wait_until(
+            server, "/v2/health/ready" if wait_ready else "/v2/health/live", ready_timeout_s
+        )
         yield server
     finally:
         server.stop()
@@ -108,7 +118,9 @@ def _wait_until(server: RunningServer, path: str, timeout_s: float) -> None:
     with httpx.Client(base_url=server.http_url, timeout=2.0) as client:
         while time.monotonic() < deadline:
             if server.process.poll() is not None:
-                raise RuntimeError(f"serval exited with {server.process.returncode}:\n{server.log()}")
+                raise RuntimeError(
+                    f"serval exited with {server.process.returncode}:\n{server.log()}"
+                )
             with contextlib.suppress(httpx.HTTPError):
                 if client.get(path).status_code == 200:
                     return
@@ -177,8 +189,9 @@ class FakeLoaderFactory:
         return FakeLoader(request, predictor, self.failing.get(key))
 
 
-def write_version(repository: Path, name: str, version: int, files: Sequence[str] = ("model.onnx",)
-                  ) -> Path:
+def write_version(
+    repository: Path, name: str, version: int, files: Sequence[str] = ("model.onnx",)
+) -> Path:
     """Create ``repository/name/version/`` with empty placeholder files (for fake loaders)."""
     folder = repository / name / str(version)
     folder.mkdir(parents=True, exist_ok=True)

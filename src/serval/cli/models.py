@@ -11,8 +11,11 @@ import httpx
 
 def register(commands: Any) -> None:
     parser = commands.add_parser("models", help="list, load or unload models of a running server")
-    parser.add_argument("--url", default="http://127.0.0.1:8080",
-                        help="the server's REST address (default http://127.0.0.1:8080)")
+    parser.add_argument(
+        "--url",
+        default="http://127.0.0.1:8080",
+        help="the server's REST address (default http://127.0.0.1:8080)",
+    )
     actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
     actions.add_parser("list", help="every model and version with its state")
     for action in ("load", "unload"):
@@ -51,9 +54,13 @@ def _error_message(response: httpx.Response) -> str:
 
 def _print_index(rows: list[dict[str, Any]]) -> None:
     table = [("MODEL", "VERSION", "STATE", "REASON")]
-    table += [(r["name"], r.get("version", "-"), r.get("state", ""), r.get("reason", ""))
-              for r in rows]
+    table += [
+        (r["name"], r.get("version", "-"), r.get("state", ""), r.get("reason", "")) for r in rows
+    ]
     widths = [max(len(str(row[i])) for row in table) for i in range(3)]
     for row in table:
-        print("  ".join(str(cell).ljust(width) for cell, width in zip(row, widths, strict=False))
-              + "  " + str(row[3]))
+        print(
+            "  ".join(str(cell).ljust(width) for cell, width in zip(row, widths, strict=False))
+            + "  "
+            + str(row[3])
+        )

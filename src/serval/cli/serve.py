@@ -19,8 +19,10 @@ _FLAGS: dict[str, dict[str, Any]] = {
     "--host": {"help": "address to listen on (default 127.0.0.1)"},
     "--http-port": {"type": int, "help": "REST port (default 8080)"},
     "--grpc-port": {"type": int, "help": "gRPC port (default 8081; 0 disables gRPC)"},
-    "--model-control-mode": {"choices": ["poll", "explicit", "none"],
-                             "help": "as Triton's (default poll)"},
+    "--model-control-mode": {
+        "choices": ["poll", "explicit", "none"],
+        "help": "as Triton's (default poll)",
+    },
     "--poll-interval-s": {"type": float, "help": "seconds between repository scans (default 2)"},
     "--strict-readiness": {"help": "true (default): ready only when every model serves"},
     "--load-model": {"action": "append", "help": "explicit mode: load at start (repeatable)"},
@@ -35,12 +37,14 @@ _FLAGS: dict[str, dict[str, Any]] = {
 
 def register(commands: Any) -> None:
     parser = commands.add_parser(
-        "serve", help="serve a model repository",
+        "serve",
+        help="serve a model repository",
         description="Serve a model repository over REST (Open Inference Protocol V2, TF "
-                    "Serving V1) and gRPC. Every flag is also SERVAL_<FLAG> in the environment.",
+        "Serving V1) and gRPC. Every flag is also SERVAL_<FLAG> in the environment.",
     )
-    parser.add_argument("model_repository", nargs="?", help="folder of models (or "
-                        "SERVAL_MODEL_REPOSITORY)")
+    parser.add_argument(
+        "model_repository", nargs="?", help="folder of models (or SERVAL_MODEL_REPOSITORY)"
+    )
     for flag, options in _FLAGS.items():
         parser.add_argument(flag, default=None, **options)
     parser.set_defaults(run=run)
@@ -48,7 +52,8 @@ def register(commands: Any) -> None:
 
 def settings_from_args(args: argparse.Namespace) -> Settings:
     given = {
-        key: value for key, value in vars(args).items()
+        key: value
+        for key, value in vars(args).items()
         if value is not None and key not in ("run", "command")
     }
     if "strict_readiness" in given:
@@ -75,8 +80,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"serval serve: {exc}", file=sys.stderr)
         return 2
     if not settings.model_repository.is_dir():
-        print(f"serval serve: model repository {settings.model_repository} is not a folder",
-              file=sys.stderr)
+        print(
+            f"serval serve: model repository {settings.model_repository} is not a folder",
+            file=sys.stderr,
+        )
         return 2
     logging.basicConfig(
         level=settings.log_level.upper(),

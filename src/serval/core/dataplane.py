@@ -57,9 +57,7 @@ def parse_version(version: str | int | None) -> int | None:
 
 
 class DataPlane:
-    def __init__(
-        self, manager: LifecycleManager, events: EventBus, server: ServerMetadata
-    ) -> None:
+    def __init__(self, manager: LifecycleManager, events: EventBus, server: ServerMetadata) -> None:
         self._manager = manager
         self._events = events
         self._server = server
@@ -122,9 +120,7 @@ class DataPlane:
     ) -> list[VersionStatistics]:
         return self._manager.statistics(name, parse_version(version))
 
-    async def infer(
-        self, request: InferenceRequest, label: str | None = None
-    ) -> InferenceResponse:
+    async def infer(self, request: InferenceRequest, label: str | None = None) -> InferenceResponse:
         managed = self._manager.acquire(
             request.model_name, parse_version(request.model_version), label
         )
@@ -151,12 +147,12 @@ class DataPlane:
             if error is not None:
                 managed.stats.record_failure(duration)
             if self._events.wants_predictions:
-                self._events.emit(
-                    PredictionEvent(managed.id, request, response, error, duration)
-                )
+                self._events.emit(PredictionEvent(managed.id, request, response, error, duration))
         response.model_name = managed.id.name
         response.model_version = str(managed.id.version)
         response.id = request.id
-        rows = request.inputs[0].data.shape[0] if request.inputs and request.inputs[0].data.ndim else 1
+        rows = (
+            request.inputs[0].data.shape[0] if request.inputs and request.inputs[0].data.ndim else 1
+        )
         managed.stats.record_success(duration, response.timings, rows)
         return response

@@ -29,13 +29,10 @@ class DataType(StrEnum):
     @classmethod
     def parse(cls, value: object, *, field: str) -> DataType:
         """Parse a client-supplied datatype name, naming the field when it is wrong."""
-        try:
-            return cls(value)
-        except ValueError:
-            known = ", ".join(member.value for member in cls)
-            raise InvalidInputError(
-                f"{field}: unknown datatype {value!r}; expected one of {known}"
-            ) from None
+        if isinstance(value, str) and value in cls.__members__:
+            return cls[value]
+        known = ", ".join(member.value for member in cls)
+        raise InvalidInputError(f"{field}: unknown datatype {value!r}; expected one of {known}")
 
     @property
     def numpy_dtype(self) -> np.dtype[np.generic]:

@@ -14,8 +14,16 @@ class ManagedServable:
     """One load of one version. Requests hold a lease on it (``acquire``/``release``) so that
     unloading waits for the requests in flight."""
 
-    __slots__ = ("_drained", "_machine", "error", "fingerprint", "id", "inflight", "servable",
-                 "stats")
+    __slots__ = (
+        "_drained",
+        "_machine",
+        "error",
+        "fingerprint",
+        "id",
+        "inflight",
+        "servable",
+        "stats",
+    )
 
     def __init__(self, id: ServableId, fingerprint: str, stats: VersionStatistics) -> None:
         self.id = id

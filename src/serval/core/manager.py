@@ -196,10 +196,9 @@ class LifecycleManager:
                 await self._reconcile_locked(record)
             except Exception:
                 logger.exception("reconciling model %s failed", record.name)
-            if record.source is None and not (record.serving or record.loading):
-                # The folder is gone and nothing serves: forget the model.
-                if self._models.get(record.name) is record:
-                    del self._models[record.name]
+            gone = record.source is None and not (record.serving or record.loading)
+            if gone and self._models.get(record.name) is record:
+                del self._models[record.name]  # the folder is gone and nothing serves
 
     async def _reconcile_locked(self, record: ModelRecord) -> None:
         spec = record.spec
@@ -239,7 +238,9 @@ class LifecycleManager:
         if stale and (not aspired or any(v in record.serving for v in aspired)):
             await asyncio.gather(*(self._retire(record, record.serving.pop(v)) for v in stale))
 
-    async def _load_version(self, record: ModelRecord, spec: ModelSpec, found: VersionSource) -> None:
+    async def _load_version(
+        self, record: ModelRecord, spec: ModelSpec, found: VersionSource
+    ) -> None:
         servable_id = ServableId(record.name, found.version)
         stats = record.stats.get(found.version)
         if stats is None:
@@ -286,9 +287,7 @@ class LifecycleManager:
         attempts = 1
         if previous is not None and previous.fingerprint == found.fingerprint:
             attempts = previous.attempts + 1
-        delay = min(
-            self._options.retry_initial_s * 2 ** (attempts - 1), self._options.retry_max_s
-        )
+        delay = min(self._options.retry_initial_s * 2 ** (attempts - 1), self._options.retry_max_s)
         record.failures[found.version] = FailedLoad(
             found.version, found.fingerprint, reason, attempts, time.monotonic() + delay
         )
@@ -302,7 +301,9 @@ class LifecycleManager:
         if not await managed.drained(self._options.drain_timeout_s):
             logger.warning(
                 "%s still had %d request(s) in flight after %g s; unloading anyway",
-                managed.id, managed.inflight, self._options.drain_timeout_s,
+                managed.id,
+                managed.inflight,
+                self._options.drain_timeout_s,
             )
         if managed.servable is not None:
             try:
@@ -333,9 +334,10 @@ class LifecycleManager:
         if record.config_error is not None:
             raise ModelLoadError(f"failed to load model {name!r}: {record.config_error}")
         if not record.serving:
-            reasons = "; ".join(
-                f"version {f.version}: {f.error}" for f in record.failures.values()
-            ) or "no version folder found"
+            reasons = (
+                "; ".join(f"version {f.version}: {f.error}" for f in record.failures.values())
+                or "no version folder found"
+            )
             raise ModelLoadError(f"failed to load model {name!r}: {reasons}")
 
     async def unload(self, name: str) -> None:
@@ -363,8 +365,9 @@ class LifecycleManager:
         named). The caller must ``release()`` it."""
         record = self._models.get(name)
         if record is None or (not record.wanted and not record.serving):
-            raise ModelNotFoundError(f"unknown model {name!r}" if record is None else
-                                     f"model {name!r} is not loaded")
+            raise ModelNotFoundError(
+                f"unknown model {name!r}" if record is None else f"model {name!r} is not loaded"
+            )
         if label is not None:
             spec = record.spec
             labelled = spec.labels.get(label) if spec else None
@@ -499,7 +502,9 @@ def _index_entries(record: ModelRecord) -> list[IndexEntry]:
     for version in record.unloaded:
         rows[version] = IndexEntry(record.name, version, "UNAVAILABLE", "unloaded")
     for failure in record.failures.values():
-        rows[failure.version] = IndexEntry(record.name, failure.version, "UNAVAILABLE", failure.error)
+        rows[failure.version] = IndexEntry(
+            record.name, failure.version, "UNAVAILABLE", failure.error
+        )
     for managed in record.retiring:
         rows[managed.id.version] = IndexEntry(record.name, managed.id.version, "UNLOADING")
     for version in record.loading:

@@ -133,7 +133,8 @@ class OnnxPredictor:
     def predict(self, request: InferenceRequest) -> InferenceResponse:
         started = time.perf_counter_ns()
         feeds = {
-            tensor.name: _to_ort_strings(tensor) if tensor.name in self._string_inputs
+            tensor.name: _to_ort_strings(tensor)
+            if tensor.name in self._string_inputs
             else tensor.data
             for tensor in request.inputs
         }
@@ -150,10 +151,9 @@ class OnnxPredictor:
             raise InvalidInputError(f"onnxruntime rejected the input: {exc}") from exc
         inferred = time.perf_counter_ns()
         outputs = []
-        for name, array in zip(names, results, strict=True):
+        for name, result in zip(names, results, strict=True):
             datatype = self._outputs[name].datatype
-            if datatype is DataType.BYTES:
-                array = _from_ort_strings(array)
+            array = _from_ort_strings(result) if datatype is DataType.BYTES else result
             outputs.append(Tensor(name, datatype, array))
         finished = time.perf_counter_ns()
         timings = InferenceTimings(
@@ -208,8 +208,10 @@ def _tensor_specs(
 def _to_ort_strings(tensor: Tensor) -> np.ndarray[Any, Any]:
     # onnxruntime string tensors hold UTF-8 text and take Python str objects.
     try:
-        decoded = [item.decode("utf-8") if isinstance(item, bytes) else str(item)
-                   for item in tensor.data.reshape(-1)]
+        decoded = [
+            item.decode("utf-8") if isinstance(item, bytes) else str(item)
+            for item in tensor.data.reshape(-1)
+        ]
     except UnicodeDecodeError as exc:
         raise InvalidInputError(
             f"input {tensor.name!r}: an element is not valid UTF-8 ({exc.reason}); ONNX string "

@@ -44,8 +44,9 @@ class RuntimeRegistry:
     def default(cls) -> RuntimeRegistry:
         entries = {entry.name: entry for entry in BUILTIN_RUNTIMES}
         for point in entry_points(group="serval.runtimes"):
-            entries[point.name] = RuntimeEntry(point.name, point.value, (), point.dist.name
-                                               if point.dist else point.name)
+            entries[point.name] = RuntimeEntry(
+                point.name, point.value, (), point.dist.name if point.dist else point.name
+            )
         return cls(entries)
 
     @property

@@ -67,9 +67,7 @@ def decode_parameters(params: Mapping[str, pb.InferParameter], *, where: str) ->
     return decoded
 
 
-def encode_parameters(
-    params: Parameters, target: MutableMapping[str, pb.InferParameter]
-) -> None:
+def encode_parameters(params: Parameters, target: MutableMapping[str, pb.InferParameter]) -> None:
     for key, value in params.items():
         param = target[key]
         if isinstance(value, bool):
@@ -121,9 +119,7 @@ def decode_request(message: pb.ModelInferRequest) -> InferenceRequest:
     outputs = None
     if message.outputs:
         outputs = [
-            RequestedOutput(
-                o.name, decode_parameters(o.parameters, where=f"output {o.name!r}")
-            )
+            RequestedOutput(o.name, decode_parameters(o.parameters, where=f"output {o.name!r}"))
             for o in message.outputs
         ]
     return InferenceRequest(
@@ -142,8 +138,9 @@ def _shape(dims: Sequence[int], *, where: str) -> tuple[int, ...]:
     return tuple(dims)
 
 
-def _reshape(flat: np.ndarray[Any, Any], shape: tuple[int, ...], *, where: str
-             ) -> np.ndarray[Any, Any]:
+def _reshape(
+    flat: np.ndarray[Any, Any], shape: tuple[int, ...], *, where: str
+) -> np.ndarray[Any, Any]:
     try:
         return flat.reshape(shape)
     except ValueError as exc:  # e.g. a dimension numpy cannot represent

@@ -65,7 +65,9 @@ def translate_errors(
             raise
         except Exception as exc:
             logger.exception("gRPC %s failed", handler.__name__)
-            error = ServalError(f"internal error in {handler.__name__}: {type(exc).__name__}: {exc}")
+            error = ServalError(
+                f"internal error in {handler.__name__}: {type(exc).__name__}: {exc}"
+            )
         await abort(context, error)
 
     return wrapper

@@ -36,18 +36,17 @@ def json_to_array(data: Any, datatype: DataType, what: str) -> np.ndarray[Any, A
         return raw.astype(datatype.numpy_dtype)
     if datatype is DataType.BOOL:
         if kind not in _INTEGER_KINDS:
-            raise InvalidInputError(f"{what}: BOOL data must be true/false, received {_sample(raw)}")
+            raise InvalidInputError(
+                f"{what}: BOOL data must be true/false, received {_sample(raw)}"
+            )
         return raw.astype(np.bool_)
     if kind not in _NUMBER_KINDS:
-        raise InvalidInputError(
-            f"{what}: {datatype} data must be numbers, received {_sample(raw)}"
-        )
+        raise InvalidInputError(f"{what}: {datatype} data must be numbers, received {_sample(raw)}")
     target = datatype.numpy_dtype
     if target.kind in "iu":
-        if kind == "f":
-            if not np.all(np.isfinite(raw)) or not np.all(raw == np.floor(raw)):
-                raise InvalidInputError(f"{what}: {datatype} data must be integers")
-        info = np.iinfo(target)
+        if kind == "f" and not (np.all(np.isfinite(raw)) and np.all(raw == np.floor(raw))):
+            raise InvalidInputError(f"{what}: {datatype} data must be integers")
+        info = np.iinfo(target)  # type: ignore[type-var]
         if raw.min() < info.min or raw.max() > info.max:
             raise InvalidInputError(
                 f"{what}: a value is outside the range of {datatype} ({info.min}..{info.max})"

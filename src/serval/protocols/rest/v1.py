@@ -26,14 +26,23 @@ from serval.protocols.rest.json_tensors import array_to_json, json_to_array
 _PREDICT = re.compile(
     r"^([^/:]+)(?:(?:/versions/(\d+))|(?:/labels/([^/:]+)))?:(classify|regress|predict)$", re.I
 )
-_STATUS = re.compile(r"^([^/:]+)(?:(?:/versions/(\d+))|(?:/labels/([^/:]+)))?(?:/(metadata))?$",
-                     re.I)
+_STATUS = re.compile(
+    r"^([^/:]+)(?:(?:/versions/(\d+))|(?:/labels/([^/:]+)))?(?:/(metadata))?$", re.I
+)
 
 _TF_DTYPES = {
-    DataType.BOOL: "DT_BOOL", DataType.UINT8: "DT_UINT8", DataType.UINT16: "DT_UINT16",
-    DataType.UINT32: "DT_UINT32", DataType.UINT64: "DT_UINT64", DataType.INT8: "DT_INT8",
-    DataType.INT16: "DT_INT16", DataType.INT32: "DT_INT32", DataType.INT64: "DT_INT64",
-    DataType.FP16: "DT_HALF", DataType.FP32: "DT_FLOAT", DataType.FP64: "DT_DOUBLE",
+    DataType.BOOL: "DT_BOOL",
+    DataType.UINT8: "DT_UINT8",
+    DataType.UINT16: "DT_UINT16",
+    DataType.UINT32: "DT_UINT32",
+    DataType.UINT64: "DT_UINT64",
+    DataType.INT8: "DT_INT8",
+    DataType.INT16: "DT_INT16",
+    DataType.INT32: "DT_INT32",
+    DataType.INT64: "DT_INT64",
+    DataType.FP16: "DT_HALF",
+    DataType.FP32: "DT_FLOAT",
+    DataType.FP64: "DT_DOUBLE",
     DataType.BYTES: "DT_STRING",
 }
 

@@ -17,7 +17,11 @@ from serval.core.manager import IndexEntry
 from serval.core.statistics import Duration, VersionStatistics
 from serval.core.types import ModelMetadata, TensorSpec
 from serval.protocols.rest.body import read_body
-from serval.protocols.rest.v2_codec import HEADER_LENGTH, decode_infer_request, encode_infer_response
+from serval.protocols.rest.v2_codec import (
+    HEADER_LENGTH,
+    decode_infer_request,
+    encode_infer_response,
+)
 
 EXTENSIONS = ("binary_tensor_data", "model_repository", "statistics", "model_configuration")
 

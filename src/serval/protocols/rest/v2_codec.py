@@ -96,9 +96,7 @@ def _load_json(data: bytes | memoryview) -> dict[str, Any]:
     return doc
 
 
-def _decode_input(
-    item: Any, index: int, binary: memoryview, offset: int
-) -> tuple[Tensor, int]:
+def _decode_input(item: Any, index: int, binary: memoryview, offset: int) -> tuple[Tensor, int]:
     where = f"inputs[{index}]"
     if not isinstance(item, dict):
         raise InvalidInputError(f"{where} must be an object")
@@ -175,9 +173,7 @@ def _requested_outputs(value: Any) -> list[RequestedOutput] | None:
     return outputs
 
 
-def encode_infer_response(
-    response: InferenceResponse, request: InferenceRequest
-) -> EncodedBody:
+def encode_infer_response(response: InferenceResponse, request: InferenceRequest) -> EncodedBody:
     binary_default = bool(request.parameters.get("binary_data_output", False))
     requested: Mapping[str, Mapping[str, ParameterValue]] = (
         {o.name: o.parameters for o in request.outputs} if request.outputs else {}

@@ -1,0 +1,77 @@
+"""The standard ``grpc.health.v1.Health`` service, answered live from the data plane.
+
+* service ``""`` (what Kubernetes gRPC probes ask) and ``inference.GRPCInferenceService``:
+  SERVING when the server is ready, else NOT_SERVING;
+* a model name: SERVING when the model can serve, NOT_SERVING when it is known but cannot;
+  ``Check`` of an unknown name ends with NOT_FOUND, ``Watch`` answers SERVICE_UNKNOWN;
+* after ``enter_graceful_shutdown`` everything is NOT_SERVING, so load balancers drain.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+import grpc
+import grpc.aio
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from serval.core.dataplane import DataPlane
+from serval.core.errors import InvalidInputError, ModelNotFoundError
+
+SERVER_SERVICES = frozenset({"", "inference.GRPCInferenceService"})
+Status = int  # a health_pb2.HealthCheckResponse.ServingStatus value
+SERVING: Status = health_pb2.HealthCheckResponse.SERVING
+NOT_SERVING: Status = health_pb2.HealthCheckResponse.NOT_SERVING
+SERVICE_UNKNOWN: Status = health_pb2.HealthCheckResponse.SERVICE_UNKNOWN
+
+
+class HealthServicer(health_pb2_grpc.HealthServicer):  # type: ignore[misc]
+    """Reads readiness on every call; ``Watch`` re-reads it every ``watch_interval_s`` and
+    sends a message whenever it changed."""
+
+    def __init__(self, dataplane: DataPlane, *, watch_interval_s: float = 1.0) -> None:
+        self._dataplane = dataplane
+        self._watch_interval_s = watch_interval_s
+        self._shutting_down = asyncio.Event()
+
+    def status(self, service: str) -> Status | None:
+        """The status of ``service``; None when no server part or model has that name."""
+        if self._shutting_down.is_set():
+            return NOT_SERVING
+        if service in SERVER_SERVICES:
+            return SERVING if self._dataplane.ready().ready else NOT_SERVING
+        try:
+            return SERVING if self._dataplane.model_ready(service) else NOT_SERVING
+        except (ModelNotFoundError, InvalidInputError):
+            return None
+
+    async def Check(  # noqa: N802 - the RPC's name
+        self, request: health_pb2.HealthCheckRequest, context: grpc.aio.ServicerContext
+    ) -> health_pb2.HealthCheckResponse:
+        status = self.status(request.service)
+        if status is None:
+            await context.abort(
+                grpc.StatusCode.NOT_FOUND, f"unknown service or model {request.service!r}"
+            )
+        return health_pb2.HealthCheckResponse(status=status)
+
+    async def Watch(  # noqa: N802 - the RPC's name
+        self, request: health_pb2.HealthCheckRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[health_pb2.HealthCheckResponse]:
+        last: Status | None = None
+        while True:
+            status = self.status(request.service)
+            current = SERVICE_UNKNOWN if status is None else status
+            if current != last:
+                yield health_pb2.HealthCheckResponse(status=current)
+                last = current
+            if self._shutting_down.is_set():
+                return  # the last message said NOT_SERVING; end the stream
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._shutting_down.wait(), self._watch_interval_s)
+
+    def enter_graceful_shutdown(self) -> None:
+        """Report NOT_SERVING from now on and end every ``Watch`` stream."""
+        self._shutting_down.set()

@@ -1,0 +1,119 @@
+"""The gRPC server: ``inference.GRPCInferenceService``, ``grpc.health.v1.Health`` and server
+reflection on one ``grpc.aio`` server, sharing the process's asyncio loop with REST."""
+
+from __future__ import annotations
+
+import logging
+
+import grpc
+import grpc.aio
+from google.protobuf import descriptor_pool
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection, reflection_pb2
+
+from serval.core.control import ControlPlane
+from serval.core.dataplane import DataPlane
+from serval.protocols.grpc.generated import grpc_service_pb2 as pb
+from serval.protocols.grpc.generated import grpc_service_pb2_grpc as pb_grpc
+from serval.protocols.grpc.generated import model_config_pb2 as config_pb
+from serval.protocols.grpc.health import HealthServicer
+from serval.protocols.grpc.servicer import InferenceServicer
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_MAX_MESSAGE_BYTES = 64 * 2**20
+INFERENCE_SERVICE = pb.DESCRIPTOR.services_by_name["GRPCInferenceService"].full_name
+HEALTH_SERVICE = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
+
+
+def _reflection_pool() -> descriptor_pool.DescriptorPool:
+    """Every file a reflection client may ask for. serval's messages live in their own pool
+    (see generated/_pool.py), the health and reflection messages in protobuf's default one."""
+    pool = descriptor_pool.DescriptorPool()
+    for module in (config_pb, pb, health_pb2, reflection_pb2):
+        pool.AddSerializedFile(module.DESCRIPTOR.serialized_pb)
+    return pool
+
+
+def _address(host: str, port: int) -> str:
+    if ":" in host and not host.startswith("["):  # an IPv6 literal
+        host = f"[{host}]"
+    return f"{host}:{port}"
+
+
+class GrpcServer:
+    """Serves the data and control planes over gRPC on ``host:port``.
+
+    ``max_message_bytes`` bounds requests and responses alike (a larger message ends with
+    RESOURCE_EXHAUSTED). ``port=0`` picks a free port; ``port`` tells which after ``start``.
+    ``reuse_port`` sets SO_REUSEPORT, for several server processes on one port; without it a
+    port in use is an error at ``start``.
+    """
+
+    def __init__(
+        self,
+        dataplane: DataPlane,
+        control: ControlPlane,
+        *,
+        host: str,
+        port: int,
+        max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+        reuse_port: bool = False,
+    ) -> None:
+        if max_message_bytes <= 0:
+            raise ValueError(f"max_message_bytes must be positive, got {max_message_bytes}")
+        self._dataplane = dataplane
+        self._control = control
+        self._address = _address(host, port)
+        self._max_message_bytes = max_message_bytes
+        self._reuse_port = reuse_port
+        self._server: grpc.aio.Server | None = None
+        self._health: HealthServicer | None = None
+        self._port = port
+
+    @property
+    def port(self) -> int:
+        """The port listened on (the one the OS chose when constructed with 0)."""
+        return self._port
+
+    async def start(self) -> None:
+        if self._server is not None:
+            raise RuntimeError("the gRPC server is already started")
+        server = grpc.aio.server(
+            options=[
+                ("grpc.max_send_message_length", self._max_message_bytes),
+                ("grpc.max_receive_message_length", self._max_message_bytes),
+                ("grpc.so_reuseport", int(self._reuse_port)),
+            ]
+        )
+        self._health = HealthServicer(self._dataplane)
+        servicer = InferenceServicer(self._dataplane, self._control)
+        pb_grpc.add_GRPCInferenceServiceServicer_to_server(  # type: ignore[no-untyped-call]
+            servicer, server
+        )
+        health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
+        reflection.enable_server_reflection(
+            (INFERENCE_SERVICE, HEALTH_SERVICE, reflection.SERVICE_NAME),
+            server,
+            pool=_reflection_pool(),
+        )
+        try:
+            bound = server.add_insecure_port(self._address)
+        except RuntimeError as exc:
+            raise OSError(f"cannot listen for gRPC on {self._address}: {exc}") from exc
+        if bound == 0:  # older grpcio reports a failed bind this way
+            raise OSError(f"cannot listen for gRPC on {self._address}")
+        self._port = bound
+        await server.start()
+        self._server = server
+        logger.info("gRPC listening on %s (port %d)", self._address, bound)
+
+    async def stop(self, grace_s: float) -> None:
+        """Report NOT_SERVING, refuse new RPCs, and let those in flight finish for up to
+        ``grace_s`` seconds before cancelling them."""
+        if self._server is None:
+            return
+        if self._health is not None:
+            self._health.enter_graceful_shutdown()
+        await self._server.stop(grace_s)
+        self._server = None

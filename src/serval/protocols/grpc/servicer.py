@@ -1,0 +1,124 @@
+"""``inference.GRPCInferenceService``: each RPC decodes, calls the data or control plane, and
+encodes. No inference logic lives here."""
+
+from __future__ import annotations
+
+import asyncio
+
+import grpc.aio
+
+from serval.core.control import ControlPlane
+from serval.core.dataplane import DataPlane
+from serval.core.errors import DeadlineExceededError, InvalidInputError
+from serval.protocols.grpc import codec, messages
+from serval.protocols.grpc.errors import translate_errors
+from serval.protocols.grpc.generated import grpc_service_pb2 as pb
+from serval.protocols.grpc.generated import grpc_service_pb2_grpc as pb_grpc
+
+
+def _name(name: str, *, field: str = "name") -> str:
+    if not name:
+        raise InvalidInputError(f"{field} is empty: name a model")
+    return name
+
+
+class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
+    def __init__(self, dataplane: DataPlane, control: ControlPlane) -> None:
+        self._dataplane = dataplane
+        self._control = control
+
+    # -- health and metadata ---------------------------------------------------------------
+
+    @translate_errors
+    async def ServerLive(  # noqa: N802 - the RPC's name
+        self, request: pb.ServerLiveRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ServerLiveResponse:
+        return pb.ServerLiveResponse(live=self._dataplane.live())
+
+    @translate_errors
+    async def ServerReady(  # noqa: N802 - the RPC's name
+        self, request: pb.ServerReadyRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ServerReadyResponse:
+        return pb.ServerReadyResponse(ready=self._dataplane.ready().ready)
+
+    @translate_errors
+    async def ModelReady(  # noqa: N802 - the RPC's name
+        self, request: pb.ModelReadyRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ModelReadyResponse:
+        ready = self._dataplane.model_ready(_name(request.name), request.version or None)
+        return pb.ModelReadyResponse(ready=ready)
+
+    @translate_errors
+    async def ServerMetadata(  # noqa: N802 - the RPC's name
+        self, request: pb.ServerMetadataRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ServerMetadataResponse:
+        return messages.server_metadata(self._dataplane.server_metadata())
+
+    @translate_errors
+    async def ModelMetadata(  # noqa: N802 - the RPC's name
+        self, request: pb.ModelMetadataRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ModelMetadataResponse:
+        metadata = self._dataplane.model_metadata(_name(request.name), request.version or None)
+        return messages.model_metadata(metadata)
+
+    @translate_errors
+    async def ModelConfig(  # noqa: N802 - the RPC's name
+        self, request: pb.ModelConfigRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ModelConfigResponse:
+        view = self._dataplane.model_config(_name(request.name), request.version or None)
+        return messages.model_config(view)
+
+    @translate_errors
+    async def ModelStatistics(  # noqa: N802 - the RPC's name
+        self, request: pb.ModelStatisticsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ModelStatisticsResponse:
+        if request.version and not request.name:
+            raise InvalidInputError("version is set but name is empty: name a model")
+        found = self._dataplane.statistics(request.name or None, request.version or None)
+        return messages.model_statistics(found)
+
+    # -- inference -------------------------------------------------------------------------
+
+    @translate_errors
+    async def ModelInfer(  # noqa: N802 - the RPC's name
+        self, request: pb.ModelInferRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ModelInferResponse:
+        remaining = context.time_remaining()
+        if remaining is not None and remaining <= 0:
+            raise DeadlineExceededError("the request's deadline passed before it could run")
+        inference = codec.decode_request(request)
+        try:
+            async with asyncio.timeout(remaining) as scope:
+                response = await self._dataplane.infer(inference)
+        except TimeoutError:
+            if scope.expired():
+                raise DeadlineExceededError(
+                    f"model {inference.model_name!r} did not answer within the request's "
+                    f"deadline ({remaining:.3f} s)"
+                ) from None
+            raise
+        return codec.encode_response(response)
+
+    # -- model repository ------------------------------------------------------------------
+
+    @translate_errors
+    async def RepositoryIndex(  # noqa: N802 - the RPC's name
+        self, request: pb.RepositoryIndexRequest, context: grpc.aio.ServicerContext
+    ) -> pb.RepositoryIndexResponse:
+        entries = await self._control.index(ready_only=request.ready)
+        return messages.repository_index(entries)
+
+    @translate_errors
+    async def RepositoryModelLoad(  # noqa: N802 - the RPC's name
+        self, request: pb.RepositoryModelLoadRequest, context: grpc.aio.ServicerContext
+    ) -> pb.RepositoryModelLoadResponse:
+        name = _name(request.model_name, field="model_name")
+        await self._control.load(name, messages.load_config(request.parameters))
+        return pb.RepositoryModelLoadResponse()
+
+    @translate_errors
+    async def RepositoryModelUnload(  # noqa: N802 - the RPC's name
+        self, request: pb.RepositoryModelUnloadRequest, context: grpc.aio.ServicerContext
+    ) -> pb.RepositoryModelUnloadResponse:
+        await self._control.unload(_name(request.model_name, field="model_name"))
+        return pb.RepositoryModelUnloadResponse()
