@@ -57,7 +57,10 @@ def add_sub() -> onnx.GraphProto:
         ],
         "add_sub",
         [helper.make_tensor_value_info(n, TensorProto.FLOAT, shape) for n in ("INPUT0", "INPUT1")],
-        [helper.make_tensor_value_info(n, TensorProto.FLOAT, shape) for n in ("OUTPUT0", "OUTPUT1")],
+        [
+            helper.make_tensor_value_info(n, TensorProto.FLOAT, shape)
+            for n in ("OUTPUT0", "OUTPUT1")
+        ],
     )
 
 

@@ -26,8 +26,9 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
         yield running
 
 
-def with_client(server: RunningServer,
-                body: Callable[[triton_aio.InferenceServerClient], Awaitable[Any]]) -> Any:
+def with_client(
+    server: RunningServer, body: Callable[[triton_aio.InferenceServerClient], Awaitable[Any]]
+) -> Any:
     async def scenario() -> Any:
         async with triton_aio.InferenceServerClient(server.grpc_address) as client:
             return await body(client)
@@ -47,8 +48,9 @@ def test_health_and_metadata(server: RunningServer) -> None:
         assert await client.is_server_ready()
         assert await client.is_model_ready("identity_int64")
         metadata = await client.get_model_metadata("identity_int64", as_json=True)
-        assert metadata["inputs"] == [{"name": "INPUT0", "datatype": "INT64",
-                                       "shape": ["-1", "-1"]}]
+        assert metadata["inputs"] == [
+            {"name": "INPUT0", "datatype": "INT64", "shape": ["-1", "-1"]}
+        ]
         assert (await client.get_server_metadata(as_json=True))["name"] == "serval"
 
     with_client(server, body)
@@ -59,14 +61,17 @@ def test_infer_and_versions(server: RunningServer) -> None:
         a = np.array([[1, 2, 3, 4]], np.float32)
         b = np.array([[4, 3, 2, 1]], np.float32)
         result = await client.infer(
-            "add_sub", [infer_input("INPUT0", a, "FP32"), infer_input("INPUT1", b, "FP32")],
-            outputs=[InferRequestedOutput("OUTPUT0")], request_id="aio",
+            "add_sub",
+            [infer_input("INPUT0", a, "FP32"), infer_input("INPUT1", b, "FP32")],
+            outputs=[InferRequestedOutput("OUTPUT0")],
+            request_id="aio",
         )
         assert result.get_response().id == "aio"
         assert result.as_numpy("OUTPUT0").tolist() == [[5, 5, 5, 5]]
         assert result.as_numpy("OUTPUT1") is None
-        one = await client.infer("versioned", [infer_input("INPUT0", a[0], "FP32")],
-                                 model_version="1")
+        one = await client.infer(
+            "versioned", [infer_input("INPUT0", a[0], "FP32")], model_version="1"
+        )
         assert one.as_numpy("OUTPUT0").tolist() == (a[0] + 1).tolist()
 
     with_client(server, body)
@@ -83,7 +88,8 @@ def test_errors_have_their_status(server: RunningServer) -> None:
         assert await status(client.infer("identity_fp32", [bad])) == "StatusCode.INVALID_ARGUMENT"
         assert await status(client.infer("nope", [bad])) == "StatusCode.NOT_FOUND"
         assert await status(client.get_model_metadata("identity_fp32", "5")) == (
-            "StatusCode.NOT_FOUND")
+            "StatusCode.NOT_FOUND"
+        )
 
     with_client(server, body)
 
@@ -94,9 +100,14 @@ def test_64_concurrent_clients_each_get_their_own_answer(server: RunningServer) 
         words = np.array([[f"client-{index}-{i}".encode() for i in range(3)]], dtype=np.object_)
         async with triton_aio.InferenceServerClient(server.grpc_address) as client:
             add_sub, echo = await asyncio.gather(
-                client.infer("add_sub", [infer_input("INPUT0", numbers, "FP32"),
-                                         infer_input("INPUT1", numbers, "FP32")],
-                             request_id=str(index)),
+                client.infer(
+                    "add_sub",
+                    [
+                        infer_input("INPUT0", numbers, "FP32"),
+                        infer_input("INPUT1", numbers, "FP32"),
+                    ],
+                    request_id=str(index),
+                ),
                 client.infer("identity_bytes", [infer_input("INPUT0", words, "BYTES")]),
             )
         assert add_sub.get_response().id == str(index)

@@ -73,8 +73,10 @@ SAMPLES: dict[str, tuple[str, np.ndarray]] = {
     "FP32": ("identity_fp32", np.array([[1.5, -2.0, 3.0], [0.0, 1e-7, -1e30]], np.float32)),
     "INT64": ("identity_int64", np.array([[2**62, -(2**63), 0], [1, 2, 3]], np.int64)),
     "BOOL": ("identity_bool", np.array([[True, False, True], [False, False, True]])),
-    "BYTES": ("identity_bytes", np.array([[b"a", b"", "ü".encode()], [b"xyz", b"0", b"\t"]],
-                                         dtype=np.object_)),
+    "BYTES": (
+        "identity_bytes",
+        np.array([[b"a", b"", "ü".encode()], [b"xyz", b"0", b"\t"]], dtype=np.object_),
+    ),
     "FP16": ("identity_fp16", np.array([[0.5, -1.0, 65504.0], [0.0, 1.0, 2.0]], np.float16)),
 }
 
@@ -104,7 +106,8 @@ def test_reflection_lists_services(channel: grpc.Channel) -> None:
     request = reflection_pb2.ServerReflectionRequest(list_services="")
     (answer,) = reflection.ServerReflectionInfo(iter([request]))
     assert {s.name for s in answer.list_services_response.service} >= {
-        "inference.GRPCInferenceService", "grpc.health.v1.Health"
+        "inference.GRPCInferenceService",
+        "grpc.health.v1.Health",
     }
 
 
@@ -120,7 +123,8 @@ def test_model_metadata(client: triton.InferenceServerClient) -> None:
     assert metadata["name"] == "add_sub"
     assert metadata["platform"] == "onnxruntime_onnx"
     assert [(t["name"], t["datatype"], t["shape"]) for t in metadata["inputs"]] == [
-        ("INPUT0", "FP32", ["-1", "4"]), ("INPUT1", "FP32", ["-1", "4"])
+        ("INPUT0", "FP32", ["-1", "4"]),
+        ("INPUT1", "FP32", ["-1", "4"]),
     ]
     assert [t["name"] for t in metadata["outputs"]] == ["OUTPUT0", "OUTPUT1"]
     assert client.get_model_metadata("versioned", as_json=True)["versions"] == ["1", "2"]
@@ -131,8 +135,7 @@ def test_model_config(client: triton.InferenceServerClient) -> None:
     config = client.get_model_config("identity_bytes", as_json=True)["config"]
     assert config["name"] == "identity_bytes"
     assert config["platform"] == "onnxruntime_onnx"
-    assert config["input"] == [{"name": "INPUT0", "data_type": "TYPE_STRING",
-                                "dims": ["-1", "-1"]}]
+    assert config["input"] == [{"name": "INPUT0", "data_type": "TYPE_STRING", "dims": ["-1", "-1"]}]
 
 
 # -- inference -------------------------------------------------------------------------------
@@ -155,8 +158,12 @@ def _typed(model: str, datatype: str, data: np.ndarray, member: str) -> pb.Model
     return request
 
 
-TYPED = {"FP32": "fp32_contents", "INT64": "int64_contents", "BOOL": "bool_contents",
-         "BYTES": "bytes_contents"}
+TYPED = {
+    "FP32": "fp32_contents",
+    "INT64": "int64_contents",
+    "BOOL": "bool_contents",
+    "BYTES": "bytes_contents",
+}
 
 
 @pytest.mark.parametrize("datatype", TYPED)
@@ -166,7 +173,10 @@ def test_infer_typed_contents(stub: pb_grpc.GRPCInferenceServiceStub, datatype: 
     assert response.id == "typed"
     (output,) = response.outputs
     assert (output.name, output.datatype, list(output.shape)) == (
-        "OUTPUT0", datatype, list(data.shape))
+        "OUTPUT0",
+        datatype,
+        list(data.shape),
+    )
     # The answer is raw, as Triton's; tritonclient's InferResult decodes it.
     result = triton.InferResult(response)
     assert result.as_numpy("OUTPUT0").tolist() == data.tolist()
@@ -190,8 +200,9 @@ def test_add_sub_output_selection_id_and_parameters(client: triton.InferenceServ
 def test_explicit_versions(client: triton.InferenceServerClient) -> None:
     data = np.array([10.0, 20.0], dtype=np.float32)
     for version, offset in (("1", 1.0), ("2", 2.0), ("", 2.0)):
-        result = client.infer("versioned", [infer_input("INPUT0", data, "FP32")],
-                              model_version=version)
+        result = client.infer(
+            "versioned", [infer_input("INPUT0", data, "FP32")], model_version=version
+        )
         assert result.get_response().model_version == (version or "2")
         assert result.as_numpy("OUTPUT0").tolist() == (data + offset).tolist()
 
@@ -203,8 +214,9 @@ def test_16_mib_tensor(client: triton.InferenceServerClient) -> None:
     np.testing.assert_array_equal(result.as_numpy("OUTPUT0"), data)
 
 
-def test_rest_serves_beside_grpc(server: RunningServer,
-                                 client: triton.InferenceServerClient) -> None:
+def test_rest_serves_beside_grpc(
+    server: RunningServer, client: triton.InferenceServerClient
+) -> None:
     assert httpx.get(f"{server.http_url}/v2/models/add_sub/ready").status_code == 200
     assert client.is_model_ready("add_sub")
 
@@ -212,14 +224,17 @@ def test_rest_serves_beside_grpc(server: RunningServer,
 # -- repository and statistics ---------------------------------------------------------------
 
 
-def test_repository_unload_and_load(client: triton.InferenceServerClient,
-                                    channel: grpc.Channel) -> None:
+def test_repository_unload_and_load(
+    client: triton.InferenceServerClient, channel: grpc.Channel
+) -> None:
     health = health_pb2_grpc.HealthStub(channel)
     client.unload_model("scratch")
     assert not client.is_model_ready("scratch")
     assert health.Check(health_pb2.HealthCheckRequest(service="scratch")).status == NOT_SERVING
-    index = {(m["name"], m.get("version", "")): m for m in
-             client.get_model_repository_index(as_json=True)["models"]}
+    index = {
+        (m["name"], m.get("version", "")): m
+        for m in client.get_model_repository_index(as_json=True)["models"]
+    }
     assert index[("scratch", "1")]["state"] == "UNAVAILABLE"
     assert index[("add_sub", "1")]["state"] == "READY"
 
@@ -256,39 +271,78 @@ def _fp32(name: str = "INPUT0", shape: tuple[int, ...] = (1, 3)) -> triton.Infer
 
 TRITON_ERRORS: dict[str, tuple[Any, str, str]] = {
     "unknown model": (lambda c: c.infer("nope", [_fp32()]), "NOT_FOUND", "nope"),
-    "unknown version": (lambda c: c.infer("identity_fp32", [_fp32()], model_version="9"),
-                        "NOT_FOUND", "version 9"),
-    "version not a number": (lambda c: c.infer("identity_fp32", [_fp32()], model_version="v1"),
-                             "INVALID_ARGUMENT", "positive integer"),
-    "unknown input": (lambda c: c.infer("identity_fp32", [_fp32("X")]), "INVALID_ARGUMENT",
-                      "unknown input 'X'"),
-    "missing input": (lambda c: c.infer("add_sub", [_fp32(shape=(1, 4))]), "INVALID_ARGUMENT",
-                      "missing input"),
-    "wrong datatype": (lambda c: c.infer(
-        "identity_fp32", [infer_input("INPUT0", np.zeros((1, 1), np.int64), "INT64")]),
-        "INVALID_ARGUMENT", "expected datatype FP32"),
-    "wrong shape": (lambda c: c.infer("add_sub", [_fp32(shape=(1, 3)), _fp32("INPUT1", (1, 3))]),
-                    "INVALID_ARGUMENT", "expected shape [-1, 4]"),
-    "unknown output": (lambda c: c.infer("identity_fp32", [_fp32()],
-                                         outputs=[triton.InferRequestedOutput("NOPE")]),
-                       "INVALID_ARGUMENT", "unknown output 'NOPE'"),
-    "bytes not utf-8 for an ONNX string": (lambda c: c.infer("identity_bytes", [infer_input(
-        "INPUT0", np.array([[b"\xff"]], dtype=np.object_), "BYTES")]),
-        "INVALID_ARGUMENT", "UTF-8"),
+    "unknown version": (
+        lambda c: c.infer("identity_fp32", [_fp32()], model_version="9"),
+        "NOT_FOUND",
+        "version 9",
+    ),
+    "version not a number": (
+        lambda c: c.infer("identity_fp32", [_fp32()], model_version="v1"),
+        "INVALID_ARGUMENT",
+        "positive integer",
+    ),
+    "unknown input": (
+        lambda c: c.infer("identity_fp32", [_fp32("X")]),
+        "INVALID_ARGUMENT",
+        "unknown input 'X'",
+    ),
+    "missing input": (
+        lambda c: c.infer("add_sub", [_fp32(shape=(1, 4))]),
+        "INVALID_ARGUMENT",
+        "missing input",
+    ),
+    "wrong datatype": (
+        lambda c: c.infer(
+            "identity_fp32", [infer_input("INPUT0", np.zeros((1, 1), np.int64), "INT64")]
+        ),
+        "INVALID_ARGUMENT",
+        "expected datatype FP32",
+    ),
+    "wrong shape": (
+        lambda c: c.infer("add_sub", [_fp32(shape=(1, 3)), _fp32("INPUT1", (1, 3))]),
+        "INVALID_ARGUMENT",
+        "expected shape [-1, 4]",
+    ),
+    "unknown output": (
+        lambda c: c.infer(
+            "identity_fp32", [_fp32()], outputs=[triton.InferRequestedOutput("NOPE")]
+        ),
+        "INVALID_ARGUMENT",
+        "unknown output 'NOPE'",
+    ),
+    "bytes not utf-8 for an ONNX string": (
+        lambda c: c.infer(
+            "identity_bytes",
+            [infer_input("INPUT0", np.array([[b"\xff"]], dtype=np.object_), "BYTES")],
+        ),
+        "INVALID_ARGUMENT",
+        "UTF-8",
+    ),
     "metadata of unknown model": (lambda c: c.get_model_metadata("nope"), "NOT_FOUND", "nope"),
     "model ready of unknown model": (lambda c: c.is_model_ready("nope"), "NOT_FOUND", "nope"),
     "config of unknown model": (lambda c: c.get_model_config("nope"), "NOT_FOUND", "nope"),
-    "statistics of unknown model": (lambda c: c.get_inference_statistics("nope"), "NOT_FOUND",
-                                    "nope"),
+    "statistics of unknown model": (
+        lambda c: c.get_inference_statistics("nope"),
+        "NOT_FOUND",
+        "nope",
+    ),
     "load unknown model": (lambda c: c.load_model("nope"), "NOT_FOUND", "nope"),
-    "load with a bad config": (lambda c: c.load_model("scratch", config='{"max_batch": 1}'),
-                               "INVALID_ARGUMENT", "max_batch: unknown key"),
-    "load with file overrides": (lambda c: c.load_model(
-        "scratch", config="{}", files={"file:1/model.onnx": b"x"}),
-        "UNIMPLEMENTED", "file overrides"),
+    "load with a bad config": (
+        lambda c: c.load_model("scratch", config='{"max_batch": 1}'),
+        "INVALID_ARGUMENT",
+        "max_batch: unknown key",
+    ),
+    "load with file overrides": (
+        lambda c: c.load_model("scratch", config="{}", files={"file:1/model.onnx": b"x"}),
+        "UNIMPLEMENTED",
+        "file overrides",
+    ),
     "unload unknown model": (lambda c: c.unload_model("nope"), "NOT_FOUND", "nope"),
-    "unimplemented Triton RPC": (lambda c: c.get_system_shared_memory_status(),
-                                 "UNIMPLEMENTED", ""),
+    "unimplemented Triton RPC": (
+        lambda c: c.get_system_shared_memory_status(),
+        "UNIMPLEMENTED",
+        "",
+    ),
 }
 
 
@@ -302,8 +356,12 @@ def test_errors(client: triton.InferenceServerClient, case: str) -> None:
 
 def test_deadline_exceeded(client: triton.InferenceServerClient) -> None:
     data = np.zeros((256, 4096), np.float32)
-    status, _ = status_of(client.infer, "identity_fp32", [infer_input("INPUT0", data, "FP32")],
-                          client_timeout=0.000_001)
+    status, _ = status_of(
+        client.infer,
+        "identity_fp32",
+        [infer_input("INPUT0", data, "FP32")],
+        client_timeout=0.000_001,
+    )
     assert status == "StatusCode.DEADLINE_EXCEEDED"
 
 
@@ -322,8 +380,12 @@ def _raw(model: str, datatype: str, shape: list[int], raw: bytes) -> pb.ModelInf
 
 def _mixed() -> pb.ModelInferRequest:
     request = _raw("add_sub", "FP32", [1, 4], bytes(16))
-    request.inputs.add(name="INPUT1", datatype="FP32", shape=[1, 4],
-                       contents=pb.InferTensorContents(fp32_contents=[0.0] * 4))
+    request.inputs.add(
+        name="INPUT1",
+        datatype="FP32",
+        shape=[1, 4],
+        contents=pb.InferTensorContents(fp32_contents=[0.0] * 4),
+    )
     request.raw_input_contents.append(bytes(16))
     return request
 
@@ -334,23 +396,37 @@ STUB_ERRORS: dict[str, tuple[pb.ModelInferRequest, str]] = {
     "raw and typed mixed": (_mixed(), "no input may set contents"),
     "typed member for another datatype": (
         _typed("identity_int64", "INT64", np.zeros((1, 2)), "fp32_contents"),
-        "takes its data in contents.int64_contents"),
+        "takes its data in contents.int64_contents",
+    ),
     "typed count vs shape": (
-        pb.ModelInferRequest(model_name="identity_fp32", inputs=[
-            pb.ModelInferRequest.InferInputTensor(
-                name="INPUT0", datatype="FP32", shape=[1, 3],
-                contents=pb.InferTensorContents(fp32_contents=[1.0]))]),
-        "holds 1 elements but shape [1, 3] needs 3"),
+        pb.ModelInferRequest(
+            model_name="identity_fp32",
+            inputs=[
+                pb.ModelInferRequest.InferInputTensor(
+                    name="INPUT0",
+                    datatype="FP32",
+                    shape=[1, 3],
+                    contents=pb.InferTensorContents(fp32_contents=[1.0]),
+                )
+            ],
+        ),
+        "holds 1 elements but shape [1, 3] needs 3",
+    ),
     "FP16 in typed contents": (
-        _typed("identity_fp16", "FP16", np.zeros((1, 1)), "fp32_contents"), "send it in raw"),
-    "raw BYTES truncated": (_raw("identity_bytes", "BYTES", [1, 1], b"\x05\0\0\0ab"),
-                            "claims 5 bytes"),
+        _typed("identity_fp16", "FP16", np.zeros((1, 1)), "fp32_contents"),
+        "send it in raw",
+    ),
+    "raw BYTES truncated": (
+        _raw("identity_bytes", "BYTES", [1, 1], b"\x05\0\0\0ab"),
+        "claims 5 bytes",
+    ),
 }
 
 
 @pytest.mark.parametrize("case", STUB_ERRORS, ids=list(STUB_ERRORS))
-def test_decoding_errors_are_invalid_argument(stub: pb_grpc.GRPCInferenceServiceStub,
-                                              case: str) -> None:
+def test_decoding_errors_are_invalid_argument(
+    stub: pb_grpc.GRPCInferenceServiceStub, case: str
+) -> None:
     request, words = STUB_ERRORS[case]
     code, details = rpc_status_of(stub.ModelInfer, request)
     assert code == grpc.StatusCode.INVALID_ARGUMENT
