@@ -92,7 +92,7 @@ def _private_pool(text: str, *, file: str) -> str:
 
 
 def _run_protoc(out: Path) -> None:
-    from grpc_tools import protoc  # noqa: PLC0415 - a dev-only dependency
+    from grpc_tools import protoc  # type: ignore[import-untyped]  # noqa: PLC0415 - dev only
 
     well_known = Path(protoc.__file__).parent / "_proto"
     args = [

@@ -83,9 +83,11 @@ class Server:
         logger.info("shutting down: finishing requests in flight")
         http.should_exit = True
         await http_loop
-        await http.shutdown(sockets=[listener])
+        # Both protocols stop accepting at once and drain side by side.
+        draining = [http.shutdown(sockets=[listener])]
         if self._grpc is not None:
-            await self._grpc.stop(self._settings.exit_timeout_s)
+            draining.append(self._grpc.stop(self._settings.exit_timeout_s))
+        await asyncio.gather(*draining)
         if not loading.done():
             loading.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass
 
 from serval.core.errors import (
+    DeadlineExceededError,
     InvalidInputError,
     ModelExecutionError,
     ModelNotFoundError,
@@ -141,6 +143,12 @@ class DataPlane:
                 f"{type(exc).__name__}: {exc}"
             )
             raise error from exc
+        except asyncio.CancelledError:
+            # The caller gave up (a deadline or a dropped connection): a failure all the same.
+            error = DeadlineExceededError(
+                f"request to model {managed.id.name!r} was cancelled before it finished"
+            )
+            raise
         finally:
             managed.release()
             duration = time.perf_counter_ns() - started

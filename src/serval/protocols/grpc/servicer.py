@@ -22,6 +22,14 @@ def _name(name: str, *, field: str = "name") -> str:
     return name
 
 
+def _check_deadline(context: grpc.aio.ServicerContext) -> float | None:
+    """Seconds left before the client's deadline (None: no deadline); raises if none are."""
+    remaining: float | None = context.time_remaining()
+    if remaining is not None and remaining <= 0:
+        raise DeadlineExceededError("the request's deadline passed before it could run")
+    return remaining
+
+
 class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
     def __init__(self, dataplane: DataPlane, control: ControlPlane) -> None:
         self._dataplane = dataplane
@@ -83,10 +91,9 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
     async def ModelInfer(  # noqa: N802 - the RPC's name
         self, request: pb.ModelInferRequest, context: grpc.aio.ServicerContext
     ) -> pb.ModelInferResponse:
-        remaining = context.time_remaining()
-        if remaining is not None and remaining <= 0:
-            raise DeadlineExceededError("the request's deadline passed before it could run")
+        _check_deadline(context)
         inference = codec.decode_request(request)
+        remaining = _check_deadline(context)  # decoding a large request takes time too
         try:
             async with asyncio.timeout(remaining) as scope:
                 response = await self._dataplane.infer(inference)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import zlib
+from typing import Any
 
+import orjson
 from starlette.requests import Request
 
 from serval.core.errors import InvalidInputError, PayloadTooLargeError
@@ -47,3 +49,14 @@ def _too_large(size: int, limit: int) -> PayloadTooLargeError:
     return PayloadTooLargeError(
         f"request body of {size} bytes exceeds the limit of {limit} bytes (max_request_bytes)"
     )
+
+
+def parse_json_object(data: bytes | memoryview) -> dict[str, Any]:
+    """A JSON object from a request body; 400 naming the problem otherwise."""
+    try:
+        doc = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidInputError(f"request body is not valid JSON: {exc}") from exc
+    if not isinstance(doc, dict):
+        raise InvalidInputError("request body must be a JSON object")
+    return doc

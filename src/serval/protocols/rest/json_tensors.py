@@ -43,6 +43,9 @@ def json_to_array(data: Any, datatype: DataType, what: str) -> np.ndarray[Any, A
     if kind not in _NUMBER_KINDS:
         raise InvalidInputError(f"{what}: {datatype} data must be numbers, received {_sample(raw)}")
     target = datatype.numpy_dtype
+    if target.kind in "iu" and kind == "f" and _all_python_ints(data):
+        # Integers beyond int64 (UINT64's upper half) made numpy fall back to float64.
+        return _exact_integers(data, datatype, what)
     if target.kind in "iu":
         if kind == "f" and not (np.all(np.isfinite(raw)) and np.all(raw == np.floor(raw))):
             raise InvalidInputError(f"{what}: {datatype} data must be integers")
@@ -52,6 +55,19 @@ def json_to_array(data: Any, datatype: DataType, what: str) -> np.ndarray[Any, A
                 f"{what}: a value is outside the range of {datatype} ({info.min}..{info.max})"
             )
     return raw.astype(target)
+
+
+def _all_python_ints(data: Any) -> bool:
+    if isinstance(data, list):
+        return all(_all_python_ints(item) for item in data)
+    return isinstance(data, int) and not isinstance(data, bool)
+
+
+def _exact_integers(data: Any, datatype: DataType, what: str) -> np.ndarray[Any, Any]:
+    try:
+        return np.array(data, dtype=datatype.numpy_dtype)
+    except OverflowError as exc:
+        raise InvalidInputError(f"{what}: a value is outside the range of {datatype}") from exc
 
 
 def _sample(raw: np.ndarray[Any, Any]) -> str:

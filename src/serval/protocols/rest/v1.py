@@ -19,7 +19,7 @@ from serval.core.datatypes import DataType
 from serval.core.errors import InvalidInputError, ModelNotFoundError, UnsupportedError
 from serval.core.states import ServableState
 from serval.core.types import InferenceRequest, InferenceResponse, ModelMetadata, Tensor, TensorSpec
-from serval.protocols.rest.body import read_body
+from serval.protocols.rest.body import parse_json_object, read_body
 from serval.protocols.rest.json_tensors import array_to_json, json_to_array
 
 # TF Serving's own patterns (http_rest_api_util.cc), case-insensitive.
@@ -106,13 +106,7 @@ class V1Routes:
         name, version, label, verb = match.groups()
         if verb.lower() != "predict":
             raise UnsupportedError(f":{verb} is not supported; use :predict")
-        body = await read_body(request, self._limit)
-        try:
-            doc = orjson.loads(body)
-        except orjson.JSONDecodeError as exc:
-            raise InvalidInputError(f"request body is not valid JSON: {exc}") from exc
-        if not isinstance(doc, dict):
-            raise InvalidInputError("request body must be a JSON object")
+        doc = parse_json_object(await read_body(request, self._limit))
         if ("instances" in doc) == ("inputs" in doc):
             raise InvalidInputError("request must have exactly one of 'instances' or 'inputs'")
         metadata = self._dataplane.model_metadata(name, version, label)

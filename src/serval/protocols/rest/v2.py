@@ -16,7 +16,7 @@ from serval.core.errors import InvalidInputError
 from serval.core.manager import IndexEntry
 from serval.core.statistics import Duration, VersionStatistics
 from serval.core.types import ModelMetadata, TensorSpec
-from serval.protocols.rest.body import read_body
+from serval.protocols.rest.body import parse_json_object, read_body
 from serval.protocols.rest.v2_codec import (
     HEADER_LENGTH,
     decode_infer_request,
@@ -154,15 +154,7 @@ class V2Routes:
 
     async def _optional_json(self, request: Request) -> dict[str, Any]:
         body = await read_body(request, self._limit)
-        if not body.strip():
-            return {}
-        try:
-            doc = orjson.loads(body)
-        except orjson.JSONDecodeError as exc:
-            raise InvalidInputError(f"request body is not valid JSON: {exc}") from exc
-        if not isinstance(doc, dict):
-            raise InvalidInputError("request body must be a JSON object")
-        return doc
+        return parse_json_object(body) if body.strip() else {}
 
 
 def _tensor_json(spec: TensorSpec) -> dict[str, Any]:

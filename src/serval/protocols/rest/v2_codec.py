@@ -24,6 +24,7 @@ from serval.core.types import (
     RequestedOutput,
     Tensor,
 )
+from serval.protocols.rest.body import parse_json_object
 from serval.protocols.rest.json_tensors import json_to_array
 
 HEADER_LENGTH = "inference-header-content-length"
@@ -40,7 +41,7 @@ def decode_infer_request(
     body: bytes, header_length: str | None, model_name: str, model_version: str | None
 ) -> InferenceRequest:
     json_part, binary = _split(body, header_length)
-    doc = _load_json(json_part)
+    doc = parse_json_object(json_part)
     raw_inputs = doc.get("inputs")
     if not isinstance(raw_inputs, list) or not raw_inputs:
         raise InvalidInputError("'inputs' must be a non-empty list of tensors")
@@ -84,16 +85,6 @@ def _split(body: bytes, header_length: str | None) -> tuple[bytes | memoryview, 
         )
     view = memoryview(body)
     return view[:length], view[length:]
-
-
-def _load_json(data: bytes | memoryview) -> dict[str, Any]:
-    try:
-        doc = orjson.loads(data)
-    except orjson.JSONDecodeError as exc:
-        raise InvalidInputError(f"request body is not valid JSON: {exc}") from exc
-    if not isinstance(doc, dict):
-        raise InvalidInputError("request body must be a JSON object")
-    return doc
 
 
 def _decode_input(item: Any, index: int, binary: memoryview, offset: int) -> tuple[Tensor, int]:
