@@ -54,8 +54,10 @@ class Settings(BaseSettings):
     @field_validator("load_model", mode="before")
     @classmethod
     def _split_commas(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            return tuple(part.strip() for part in value.split(",") if part.strip())
+        # "a,b" from the environment, or ["a,b", "c"] from repeated flags.
+        items = [value] if isinstance(value, str) else value
+        if isinstance(items, list | tuple):
+            return tuple(p.strip() for item in items for p in str(item).split(",") if p.strip())
         return value
 
     @classmethod

@@ -65,7 +65,7 @@ class Server:
             "serving %s: REST on http://%s:%d, gRPC %s",
             self._settings.model_repository,
             self._settings.host,
-            self._settings.http_port,
+            listener.getsockname()[1],  # the real port when --http-port is 0
             f"on {self._settings.host}:{self._settings.grpc_port}" if self._grpc else "off",
         )
         loading = asyncio.create_task(self._manager.start(), name="serval-initial-load")

@@ -42,8 +42,9 @@ def test_infer_validates_records_and_emits(tmp_path: Path) -> None:
             with pytest.raises(InvalidInputError, match="unknown input 'q'"):
                 await plane.infer(request(name="q"))
             harness.loaders.predictors[("m", 1)].fail_with = ZeroDivisionError("boom")
-            with pytest.raises(ModelExecutionError, match="model 'm' version 1 failed: "
-                               "ZeroDivisionError: boom"):
+            with pytest.raises(
+                ModelExecutionError, match="model 'm' version 1 failed: ZeroDivisionError: boom"
+            ):
                 await plane.infer(request())
         finally:
             await harness.manager.stop()

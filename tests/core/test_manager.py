@@ -353,3 +353,71 @@ def test_changed_files_reload_the_same_version(tmp_path: Path) -> None:
         assert h.serving("m") == [1]
 
     with_manager(tmp_path, test)
+
+
+def test_explicit_mode_retries_failed_loads(tmp_path: Path) -> None:
+    write_version(tmp_path, "m", 1)
+
+    async def test(h: Harness) -> None:
+        h.loaders.failing[("m", 1)] = RuntimeError("flaky storage")
+        await h.manager.start()
+        assert h.serving("m") == []
+        del h.loaders.failing[("m", 1)]
+        for _ in range(100):  # the retry loop runs every poll interval
+            await asyncio.sleep(0.02)
+            if h.serving("m"):
+                break
+        assert h.serving("m") == [1]
+
+    with_manager(
+        tmp_path,
+        test,
+        control_mode=ControlMode.EXPLICIT,
+        startup_models=("m",),
+        poll_interval_s=0.02,
+    )
+
+
+def test_failed_reload_is_reported_while_old_load_serves(tmp_path: Path) -> None:
+    folder = write_version(tmp_path, "m", 1)
+
+    async def test(h: Harness) -> None:
+        await h.manager.start()
+        (folder / "model.onnx").write_bytes(b"changed")
+        h.loaders.failing[("m", 1)] = RuntimeError("bad new weights")
+        with pytest.raises(ModelLoadError, match="bad new weights"):
+            await h.manager.load("m")
+        assert h.serving("m") == [1]
+        (entry,) = await h.manager.index()
+        assert entry.state == "READY"
+        assert "reloading failed: RuntimeError: bad new weights" in entry.reason
+
+    with_manager(tmp_path, test)
+
+
+def test_labels_survive_a_broken_model_yaml(tmp_path: Path) -> None:
+    write_version(tmp_path, "m", 1)
+    (tmp_path / "m" / "model.yaml").write_text("labels: {stable: 1}\n")
+
+    async def test(h: Harness) -> None:
+        await h.manager.start()
+        (tmp_path / "m" / "model.yaml").write_text("labels: {stable: 1}\nbogus: true\n")
+        await h.sync()
+        lease = h.manager.acquire("m", label="stable")
+        lease.release()
+        assert lease.id.version == 1
+        assert "bogus" in h.manager.readiness()[1]
+
+    with_manager(tmp_path, test)
+
+
+def test_policy_matching_nothing_says_so(tmp_path: Path) -> None:
+    write_version(tmp_path, "m", 1)
+    (tmp_path / "m" / "model.yaml").write_text("version_policy: {specific: [4]}\n")
+
+    async def test(h: Harness) -> None:
+        await h.manager.start()
+        reason = h.manager.readiness()[1]
+        assert "no version folder matches the version policy (specific [4]; found [1])" in reason
+
+    with_manager(tmp_path, test)

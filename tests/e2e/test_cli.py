@@ -56,10 +56,15 @@ def test_models_list_load_unload(tmp_path: Path) -> None:
 def test_environment_variables_configure_serve(tmp_path: Path) -> None:
     write_model(tmp_path, "a", 1, linear([1.0], 0.0))
     write_model(tmp_path, "b", 1, linear([1.0], 0.0))
+    write_model(tmp_path, "c", 1, linear([1.0], 0.0))
     env = {"SERVAL_MODEL_CONTROL_MODE": "explicit", "SERVAL_LOAD_MODEL": "b"}
     with run_server(tmp_path, grpc=False, env=env) as server:
         rows = httpx.post(f"{server.http_url}/v2/repository/index", json={"ready": True}).json()
         assert [r["name"] for r in rows] == ["b"]
+    # Flags win over the environment; one flag may list several models.
+    with run_server(tmp_path, "--load-model", "a,c", grpc=False, env=env) as server:
+        rows = httpx.post(f"{server.http_url}/v2/repository/index", json={"ready": True}).json()
+        assert [r["name"] for r in rows] == ["a", "c"]
 
 
 def test_bad_settings_are_reported(tmp_path: Path) -> None:

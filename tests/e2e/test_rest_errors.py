@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import struct
+import zlib
 from collections.abc import Iterator
 
 import httpx
@@ -162,7 +163,7 @@ def test_failed_model_is_unavailable_with_reason(http: httpx.Client) -> None:
     (broken,) = [r for r in rows if r["name"] == "broken"]
     assert broken["state"] == "UNAVAILABLE"
     assert "Protobuf parsing failed" in broken["reason"] or "INVALID_PROTOBUF" in broken["reason"]
-    expect(http.post("/v2/repository/models/broken/load"), 503, "failed to load model 'broken'")
+    expect(http.post("/v2/repository/models/broken/load"), 400, "failed to load model 'broken'")
 
 
 def test_body_limit(http: httpx.Client) -> None:
@@ -189,6 +190,12 @@ def test_gzip_request_body(http: httpx.Client) -> None:
     )
     assert response.status_code == 200, response.text
     assert response.json()["outputs"][0]["data"] == [5.0]
+    raw_deflate = zlib.compressobj(wbits=-zlib.MAX_WBITS)
+    body = raw_deflate.compress(orjson.dumps(infer_body())) + raw_deflate.flush()
+    response = http.post(
+        "/v2/models/linear/infer", content=body, headers={"Content-Encoding": "deflate"}
+    )
+    assert response.status_code == 200, response.text
     expect(
         http.post(
             "/v2/models/linear/infer", content=b"garbage", headers={"Content-Encoding": "gzip"}

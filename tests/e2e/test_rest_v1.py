@@ -38,6 +38,11 @@ def test_row_format_single_input(http: httpx.Client) -> None:
     assert response.json() == {"predictions": [[31.0], [21.0]]}
 
 
+def test_fp32_outputs_keep_their_short_form(http: httpx.Client) -> None:
+    response = http.post("/v1/models/linear/versions/1:predict", json={"instances": [[0.1, 0]]})
+    assert response.text == '{"predictions":[[0.1]]}'
+
+
 def test_versions_and_labels(http: httpx.Client) -> None:
     body = {"instances": [[1, 1]]}
     assert http.post("/v1/models/linear/versions/1:predict", json=body).json() == {

@@ -79,9 +79,10 @@ class ModelConfigError(ServalError):
 
 
 class ModelLoadError(ServalError):
-    """A model version failed to load; the message carries the runtime's reason."""
+    """A model version failed to load; the message carries the runtime's reason. Retrying
+    will not help until the files or the configuration change."""
 
-    code = ErrorCode.UNAVAILABLE
+    code = ErrorCode.FAILED_PRECONDITION
 
 
 class ModelExecutionError(ServalError):

@@ -64,6 +64,7 @@ class ModelRecord:
     wanted: bool
     source: ModelSource | None = None
     spec_override: ModelSpec | None = None
+    last_good_spec: ModelSpec | None = None  # what serving versions were loaded with
     serving: dict[int, ManagedServable] = field(default_factory=dict)
     loading: dict[int, ManagedServable] = field(default_factory=dict)
     retiring: set[ManagedServable] = field(default_factory=set)
@@ -77,7 +78,9 @@ class ModelRecord:
     def spec(self) -> ModelSpec | None:
         if self.spec_override is not None:
             return self.spec_override
-        return self.source.spec if self.source else None
+        if self.source is not None and self.source.spec is not None:
+            return self.source.spec
+        return self.last_good_spec
 
     @property
     def config_error(self) -> str | None:
@@ -140,8 +143,7 @@ class LifecycleManager:
             await self._sync(await self._scan(), wanted_default=True)
         await self._wait_for_tasks()
         self._started = True
-        if self._options.control_mode is ControlMode.POLL:
-            self._poll_task = asyncio.create_task(self._poll_forever(), name="serval-poll")
+        self._poll_task = asyncio.create_task(self._poll_forever(), name="serval-poll")
 
     async def stop(self) -> None:
         """Stop watching, then unload every version, each after its requests drain."""
@@ -163,12 +165,23 @@ class LifecycleManager:
         await asyncio.gather(*retiring)
 
     async def _poll_forever(self) -> None:
+        """Poll mode: rescan the repository. Every mode: retry failed loads when due."""
         while True:
             await asyncio.sleep(self._options.poll_interval_s)
             try:
-                await self._sync(await self._scan(), wanted_default=True)
+                if self._options.control_mode is ControlMode.POLL:
+                    await self._sync(await self._scan(), wanted_default=True)
+                else:
+                    self._retry_due_failures()
             except Exception:  # a broken scan must not end polling
                 logger.exception("polling the model repository failed")
+
+    def _retry_due_failures(self) -> None:
+        now = time.monotonic()
+        for record in self._models.values():
+            due = any(failure.retry_at <= now for failure in record.failures.values())
+            if due and (record.task is None or record.task.done()):
+                record.task = asyncio.create_task(self._reconcile(record))
 
     async def _scan(self) -> dict[str, ModelSource]:
         loop = asyncio.get_running_loop()
@@ -202,14 +215,12 @@ class LifecycleManager:
 
     async def _reconcile_locked(self, record: ModelRecord) -> None:
         spec = record.spec
-        if record.config_error is not None or spec is None:
-            if record.source is not None and record.config_error is not None:
-                return  # keep serving what is loaded; readiness reports the error
-            aspired: set[int] = set()
-        elif not record.wanted:
-            aspired = set()
+        if record.source is None or not record.wanted:
+            aspired: set[int] = set()  # removed from the repository, or unloaded
+        elif record.config_error is not None or spec is None:
+            return  # keep serving what is loaded; readiness reports the error
         else:
-            assert record.source is not None
+            record.last_good_spec = spec
             aspired = spec.policy.select(record.source.versions)
         for version in list(record.failures):
             if version not in aspired:
@@ -333,12 +344,9 @@ class LifecycleManager:
         await self._reconcile(record)
         if record.config_error is not None:
             raise ModelLoadError(f"failed to load model {name!r}: {record.config_error}")
-        if not record.serving:
-            reasons = (
-                "; ".join(f"version {f.version}: {f.error}" for f in record.failures.values())
-                or "no version folder found"
-            )
-            raise ModelLoadError(f"failed to load model {name!r}: {reasons}")
+        if record.failures or not record.serving:
+            # Also when an older load still serves: the caller asked for this load.
+            raise ModelLoadError(f"failed to load model {name!r}: {self._why_unavailable(record)}")
 
     async def unload(self, name: str) -> None:
         """Unload every version (draining each); it stays unloaded until loaded again."""
@@ -416,7 +424,7 @@ class LifecycleManager:
             return "; ".join(f"version {f.version}: {f.error}" for f in record.failures.values())
         if record.loading:
             return "loading"
-        return "no version folder found"
+        return _no_version_reason(record)
 
     def readiness(self) -> tuple[bool, str]:
         """(ready, reason). Strict: ready when every model the repository asks for serves."""
@@ -510,13 +518,26 @@ def _index_entries(record: ModelRecord) -> list[IndexEntry]:
     for version in record.loading:
         rows[version] = IndexEntry(record.name, version, "LOADING")
     for version in record.serving:
-        rows[version] = IndexEntry(record.name, version, "READY")
+        failure = record.failures.get(version)
+        # A failed reload leaves the previous load serving: say both.
+        reason = f"serving the previous load; reloading failed: {failure.error}" if failure else ""
+        rows[version] = IndexEntry(record.name, version, "READY", reason)
+    entries = [rows[v] for v in sorted(rows)]
     if record.config_error:
-        return [IndexEntry(record.name, None, "UNAVAILABLE", record.config_error)]
-    if not rows:
-        reason = "not loaded" if not record.wanted else "no version folder found"
+        return [IndexEntry(record.name, None, "UNAVAILABLE", record.config_error), *entries]
+    if not entries:
+        reason = "not loaded" if not record.wanted else _no_version_reason(record)
         return [IndexEntry(record.name, None, "UNAVAILABLE", reason)]
-    return [rows[v] for v in sorted(rows)]
+    return entries
+
+
+def _no_version_reason(record: ModelRecord) -> str:
+    if record.source is not None and record.source.versions and record.spec is not None:
+        return (
+            f"no version folder matches the version policy "
+            f"({record.spec.policy.describe()}; found {sorted(record.source.versions)})"
+        )
+    return "no version folder found"
 
 
 def _all_managed(record: ModelRecord) -> list[ManagedServable]:

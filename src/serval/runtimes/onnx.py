@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -72,17 +73,18 @@ class OnnxLoader:
 
     def __init__(self, request: LoadRequest) -> None:
         self._request = request
+        self._spec_file = request.path.parent / "model.yaml"
         try:
             self._options = OnnxOptions.model_validate(request.spec.runtime_options)
         except ValidationError as exc:
             raise ModelConfigError(
-                f"model.yaml: runtime_options: {describe_validation_error(exc)}"
+                f"{self._spec_file}: runtime_options: {describe_validation_error(exc)}"
             ) from exc
         available = ort.get_available_providers()
         missing = [p for p in self._options.execution_providers if p not in available]
         if missing:
             raise ModelConfigError(
-                f"model.yaml: runtime_options.execution_providers: {', '.join(missing)} not "
+                f"{self._spec_file}: runtime_options.execution_providers: {', '.join(missing)} not "
                 f"available in this onnxruntime build (available: {', '.join(available)})"
             )
 
@@ -107,8 +109,8 @@ class OnnxLoader:
         spec = self._request.spec
         metadata = ServableMetadata(
             platform=PLATFORM,
-            inputs=_tensor_specs(session.get_inputs(), spec.inputs, "inputs"),
-            outputs=_tensor_specs(session.get_outputs(), spec.outputs, "outputs"),
+            inputs=_tensor_specs(session.get_inputs(), spec.inputs, "inputs", self._spec_file),
+            outputs=_tensor_specs(session.get_outputs(), spec.outputs, "outputs", self._spec_file),
         )
         predictor = OnnxPredictor(session, metadata)
         if spec.warmup.enabled:
@@ -147,8 +149,11 @@ class OnnxPredictor:
         try:
             results = self._session.run(names, feeds)
         except (ort_errors.InvalidArgument, ort_errors.Fail) as exc:
-            # What onnxruntime rejects at run time is the shape or content of the input.
-            raise InvalidInputError(f"onnxruntime rejected the input: {exc}") from exc
+            # Inputs pass the declared metadata but the graph cannot take them (a size that
+            # only the -1 dimensions allowed): the request must change, not the server.
+            raise InvalidInputError(
+                f"onnxruntime cannot run the model on this input: {exc}"
+            ) from exc
         inferred = time.perf_counter_ns()
         outputs = []
         for name, result in zip(names, results, strict=True):
@@ -181,14 +186,14 @@ class OnnxPredictor:
 
 
 def _tensor_specs(
-    nodes: list[Any], overrides: tuple[TensorOverride, ...], field: str
+    nodes: list[Any], overrides: tuple[TensorOverride, ...], field: str, spec_file: Path
 ) -> tuple[TensorSpec, ...]:
     by_name = {override.name: override for override in overrides}
     names = {node.name for node in nodes}
     unknown = [name for name in by_name if name not in names]
     if unknown:
         raise ModelConfigError(
-            f"model.yaml: {field}: {', '.join(unknown)} not in the model "
+            f"{spec_file}: {field}: {', '.join(unknown)} not in the model "
             f"(it has: {', '.join(sorted(names))})"
         )
     specs = []

@@ -34,12 +34,16 @@ async def read_body(request: Request, limit: int) -> bytes:
         return body
     if encoding not in ("gzip", "deflate"):
         raise InvalidInputError(f"Content-Encoding {encoding!r} is not supported (gzip, deflate)")
-    # wbits 32+15 accepts both gzip and zlib headers.
-    decompressor = zlib.decompressobj(32 + zlib.MAX_WBITS)
-    try:
-        inflated = decompressor.decompress(body, limit + 1)
-    except zlib.error as exc:
-        raise InvalidInputError(f"body is not valid {encoding} data: {exc}") from exc
+    # wbits 32+15 accepts gzip and zlib-wrapped deflate; -15 raw deflate, which some clients
+    # send for "deflate".
+    for wbits in (32 + zlib.MAX_WBITS, -zlib.MAX_WBITS):
+        decompressor = zlib.decompressobj(wbits)
+        try:
+            inflated = decompressor.decompress(body, limit + 1)
+            break
+        except zlib.error as exc:
+            if encoding == "gzip" or wbits < 0:
+                raise InvalidInputError(f"body is not valid {encoding} data: {exc}") from exc
     if len(inflated) > limit or decompressor.unconsumed_tail:
         raise _too_large(len(inflated), limit)
     return inflated

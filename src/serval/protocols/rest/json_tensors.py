@@ -16,7 +16,7 @@ from serval.core.datatypes import DataType
 from serval.core.errors import InvalidInputError
 
 _INTEGER_KINDS = frozenset("biu")
-_NUMBER_KINDS = frozenset("biuf")
+_NUMBER_KINDS = frozenset("iuf")
 
 
 def json_to_array(data: Any, datatype: DataType, what: str) -> np.ndarray[Any, Any]:
@@ -70,8 +70,11 @@ def _exact_integers(data: Any, datatype: DataType, what: str) -> np.ndarray[Any,
         raise InvalidInputError(f"{what}: a value is outside the range of {datatype}") from exc
 
 
+_KIND_NAMES = {"b": "booleans", "U": "strings", "S": "strings", "O": "mixed values"}
+
+
 def _sample(raw: np.ndarray[Any, Any]) -> str:
-    return repr(raw.reshape(-1)[0])
+    return _KIND_NAMES.get(raw.dtype.kind, str(raw.dtype))
 
 
 def _bytes_array(data: Any, what: str) -> np.ndarray[Any, Any]:
@@ -103,12 +106,16 @@ def _to_bytes(data: Any, what: str) -> Any:
 
 
 def array_to_json(data: np.ndarray[Any, Any], datatype: DataType, *, b64: bool = False) -> Any:
-    """Array -> nested lists for a JSON body. BYTES become text (or ``{"b64": ...}``)."""
+    """Array -> what ``orjson.dumps(..., option=OPT_SERIALIZE_NUMPY)`` writes as nested lists:
+    numbers stay a contiguous numpy array (so FP32 keeps its short form); BYTES become text (or
+    ``{"b64": ...}``)."""
     if datatype is DataType.BYTES:
         return _bytes_to_json(data.tolist(), b64)
+    if data.ndim == 0:
+        return data.item()
     if datatype is DataType.FP16:
-        return data.astype(np.float32).tolist()
-    return data.tolist()
+        return data.astype(np.float32)  # orjson has no float16
+    return np.ascontiguousarray(data)
 
 
 def _bytes_to_json(item: Any, b64: bool) -> Any:

@@ -49,7 +49,11 @@ _TF_DTYPES = {
 
 def _json(content: Any, status: int = 200) -> Response:
     # TF Serving accepts and emits NaN/Infinity; orjson writes them as null.
-    return Response(orjson.dumps(content), status_code=status, media_type="application/json")
+    return Response(
+        orjson.dumps(content, option=orjson.OPT_SERIALIZE_NUMPY),
+        status_code=status,
+        media_type="application/json",
+    )
 
 
 class V1Routes:
@@ -178,7 +182,7 @@ def _rows(response: InferenceResponse) -> Any:
     columns = {t.name: _output_json(t) for t in response.outputs}
     if len(columns) == 1:
         return next(iter(columns.values()))
-    lengths = {len(value) if isinstance(value, list) else 0 for value in columns.values()}
+    lengths = {len(value) if hasattr(value, "__len__") else 0 for value in columns.values()}
     if len(lengths) != 1:
         raise InvalidInputError("outputs differ in their first dimension; use 'inputs' instead")
     (count,) = lengths

@@ -89,7 +89,14 @@ class V2Routes:
     async def model_ready(self, request: Request) -> Response:
         name = request.path_params["model"]
         ready = self._dataplane.model_ready(name, request.path_params.get("version"))
-        return json_response({"name": name, "ready": ready}, 200 if ready else 503)
+        if ready:
+            return json_response({"name": name, "ready": True})
+        return Response(
+            orjson.dumps({"name": name, "ready": False, "error": f"model {name!r} is not ready"}),
+            status_code=503,
+            media_type="application/json",
+            headers={"Retry-After": "1"},
+        )
 
     async def model_config(self, request: Request) -> Response:
         params = request.path_params
@@ -162,13 +169,19 @@ def _tensor_json(spec: TensorSpec) -> dict[str, Any]:
 
 
 def _metadata_json(metadata: ModelMetadata) -> dict[str, Any]:
-    return {
+    doc: dict[str, Any] = {
         "name": metadata.name,
         "versions": list(metadata.versions),
         "platform": metadata.platform,
         "inputs": [_tensor_json(spec) for spec in metadata.inputs],
         "outputs": [_tensor_json(spec) for spec in metadata.outputs],
     }
+    # Extensions to the protocol's fields (as MLServer's `parameters`), only when present.
+    if metadata.signatures:
+        doc["signatures"] = list(metadata.signatures)
+    if metadata.parameters:
+        doc["parameters"] = dict(metadata.parameters)
+    return doc
 
 
 def _config_json(view: ModelConfigView) -> dict[str, Any]:
@@ -189,7 +202,7 @@ def _config_json(view: ModelConfigView) -> dict[str, Any]:
     return {
         "name": view.metadata.name,
         "platform": view.metadata.platform,
-        "backend": spec.runtime or view.metadata.platform.split("_")[0],
+        "backend": view.metadata.platform.split("_")[0],
         "max_batch_size": spec.max_batch_size,
         "input": tensors(view.metadata.inputs),
         "output": tensors(view.metadata.outputs),
