@@ -93,6 +93,8 @@ class DataPlane:
             platform=metadata.platform,
             inputs=metadata.inputs,
             outputs=metadata.outputs,
+            signatures=metadata.signatures,
+            parameters=metadata.parameters,
         )
 
     def model_config(self, name: str, version: str | int | None = None) -> ModelConfigView:

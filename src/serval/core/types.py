@@ -110,6 +110,11 @@ class ServableMetadata:
     platform: str
     inputs: tuple[TensorSpec, ...]
     outputs: tuple[TensorSpec, ...]
+    # Named entry points a request selects with its ``signature`` parameter, the default
+    # first; empty for runtimes without signatures.
+    signatures: tuple[str, ...] = ()
+    # Facts about the model for clients, e.g. ``feature_names`` (comma-separated).
+    parameters: Parameters = field(default_factory=dict)
 
     def input(self, name: str) -> TensorSpec | None:
         return next((spec for spec in self.inputs if spec.name == name), None)
@@ -125,3 +130,5 @@ class ModelMetadata:
     platform: str
     inputs: tuple[TensorSpec, ...]
     outputs: tuple[TensorSpec, ...]
+    signatures: tuple[str, ...] = ()
+    parameters: Parameters = field(default_factory=dict)
