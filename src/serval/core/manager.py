@@ -260,7 +260,7 @@ class LifecycleManager:
         record.loading[found.version] = managed
         record.unloaded.discard(found.version)
         managed.advance(ServableState.LOADING)
-        self._events.emit(StateChanged(servable_id, ServableState.LOADING))
+        self._events.emit(StateChanged(servable_id, ServableState.LOADING, spec=spec))
         started = time.perf_counter()
         try:
             loader = self._loader_factory(LoadRequest(record.name, found.version, found.path, spec))
@@ -281,7 +281,10 @@ class LifecycleManager:
         record.serving[found.version] = managed
         self._events.emit(
             StateChanged(
-                servable_id, ServableState.AVAILABLE, duration_s=time.perf_counter() - started
+                servable_id,
+                ServableState.AVAILABLE,
+                duration_s=time.perf_counter() - started,
+                spec=spec,
             )
         )
         if previous is not None:  # a reload of the same version: retire the old load
@@ -458,6 +461,14 @@ class LifecycleManager:
         record = self._models.get(name)
         return sorted(record.serving) if record else []
 
+    def inflight(self) -> dict[ServableId, int]:
+        """Requests in flight (leases held) on each serving or draining version."""
+        return {
+            managed.id: managed.inflight
+            for record in self._models.values()
+            for managed in (*record.serving.values(), *record.retiring)
+        }
+
     def model_names(self) -> list[str]:
         return sorted(self._models)
 
@@ -518,9 +529,9 @@ def _index_entries(record: ModelRecord) -> list[IndexEntry]:
     for version in record.loading:
         rows[version] = IndexEntry(record.name, version, "LOADING")
     for version in record.serving:
-        failure = record.failures.get(version)
+        reload = record.failures.get(version)
         # A failed reload leaves the previous load serving: say both.
-        reason = f"serving the previous load; reloading failed: {failure.error}" if failure else ""
+        reason = f"serving the previous load; reloading failed: {reload.error}" if reload else ""
         rows[version] = IndexEntry(record.name, version, "READY", reason)
     entries = [rows[v] for v in sorted(rows)]
     if record.config_error:
