@@ -391,7 +391,10 @@ def _mixed() -> pb.ModelInferRequest:
 
 
 STUB_ERRORS: dict[str, tuple[pb.ModelInferRequest, str]] = {
-    "raw size vs shape": (_raw("identity_fp32", "FP32", [2, 2], bytes(12)), "hold 12 bytes"),
+    "raw size vs shape": (
+        _raw("identity_fp32", "FP32", [2, 2], bytes(12)),
+        "needs 16 bytes, received 12",
+    ),
     "unknown datatype": (_raw("identity_fp32", "FLOAT32", [1], bytes(4)), "unknown datatype"),
     "raw and typed mixed": (_mixed(), "no input may set contents"),
     "typed member for another datatype": (
@@ -418,7 +421,7 @@ STUB_ERRORS: dict[str, tuple[pb.ModelInferRequest, str]] = {
     ),
     "raw BYTES truncated": (
         _raw("identity_bytes", "BYTES", [1, 1], b"\x05\0\0\0ab"),
-        "claims 5 bytes",
+        "declares 5 bytes",
     ),
 }
 

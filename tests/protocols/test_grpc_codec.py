@@ -17,6 +17,7 @@ from tritonclient.utils import deserialize_bytes_tensor, serialize_byte_tensor
 
 from serval.core.datatypes import DataType
 from serval.core.errors import InvalidInputError
+from serval.core.raw_tensors import decode_raw, encode_raw
 from serval.core.types import InferenceResponse, Tensor
 from serval.protocols.grpc import codec
 from serval.protocols.grpc.generated import grpc_service_pb2 as pb
@@ -77,8 +78,8 @@ def assert_same(got: np.ndarray, want: np.ndarray, datatype: DataType) -> None:
 @given(tensors(list(DataType)))
 def test_raw_round_trip_every_datatype(case: tuple[DataType, np.ndarray]) -> None:
     datatype, array = case
-    raw = codec.encode_raw(array, datatype)
-    assert_same(codec.decode_raw(raw, datatype, array.shape, where="x"), array, datatype)
+    raw = encode_raw(array, datatype)
+    assert_same(decode_raw(raw, datatype, array.shape, "x"), array, datatype)
 
 
 @settings(max_examples=300, deadline=None)
@@ -94,7 +95,7 @@ def test_typed_contents_decode_every_datatype(case: tuple[DataType, np.ndarray])
 def test_raw_layout_is_little_endian_row_major(case: tuple[DataType, np.ndarray]) -> None:
     datatype, array = case
     expected = np.ascontiguousarray(array).astype(datatype.numpy_dtype.newbyteorder("<"))
-    assert codec.encode_raw(array, datatype) == expected.tobytes()
+    assert encode_raw(array, datatype) == expected.tobytes()
 
 
 @settings(max_examples=200, deadline=None)
@@ -102,30 +103,30 @@ def test_raw_layout_is_little_endian_row_major(case: tuple[DataType, np.ndarray]
 def test_raw_bytes_layout_matches_tritonclient(items: list[bytes]) -> None:
     array = np.empty(len(items), dtype=np.object_)
     array[:] = items
-    raw = codec.encode_raw(array, DataType.BYTES)
+    raw = encode_raw(array, DataType.BYTES)
     if items:
         assert raw == serialize_byte_tensor(array).item()
         assert deserialize_bytes_tensor(raw).tolist() == items
     else:
         assert raw == b""
-    assert codec.decode_raw(raw, DataType.BYTES, (len(items),), where="x").tolist() == items
+    assert decode_raw(raw, DataType.BYTES, (len(items),), "x").tolist() == items
 
 
 def test_raw_decode_does_not_copy() -> None:
     raw = np.arange(6, dtype=np.float32).tobytes()
-    array = codec.decode_raw(raw, DataType.FP32, (2, 3), where="x")
+    array = decode_raw(raw, DataType.FP32, (2, 3), "x")
     assert not array.flags.owndata
     assert array.base is not None
 
 
 def test_bool_raw_nonzero_bytes_are_true() -> None:
-    array = codec.decode_raw(bytes([0, 1, 2, 255]), DataType.BOOL, (4,), where="x")
+    array = decode_raw(bytes([0, 1, 2, 255]), DataType.BOOL, (4,), "x")
     assert array.tolist() == [False, True, True, True]
 
 
 def test_bytes_outputs_accept_str_items() -> None:
     array = np.array(["é", b"b"], dtype=np.object_)
-    assert codec.encode_raw(array, DataType.BYTES) == b"\x02\x00\x00\x00\xc3\xa9\x01\x00\x00\x00b"
+    assert encode_raw(array, DataType.BYTES) == b"\x02\x00\x00\x00\xc3\xa9\x01\x00\x00\x00b"
 
 
 # -- whole messages --------------------------------------------------------------------------
@@ -269,11 +270,11 @@ MALFORMED = {
     "empty model name": (pb.ModelInferRequest(), "model_name is empty"),
     "unknown datatype": (_raw_request("FLOAT", [1], b"\0" * 4), "unknown datatype 'FLOAT'"),
     "negative dimension": (_raw_request("FP32", [-1], b""), "negative dimension"),
-    "raw size vs shape": (_raw_request("FP32", [2, 2], b"\0" * 12), "hold 12 bytes but shape"),
+    "raw size vs shape": (_raw_request("FP32", [2, 2], b"\0" * 12), "needs 16 bytes, received 12"),
     "raw and typed mixed": (_mixed(), "no input may set contents"),
     "raw entries vs inputs": (_too_few_raw(), "1 entries for 2 inputs"),
-    "raw bytes truncated": (_raw_request("BYTES", [2], b"\1\0\0\0a"), "end after 1 of 2"),
-    "raw bytes overlong element": (_raw_request("BYTES", [1], b"\x09\0\0\0a"), "claims 9 bytes"),
+    "raw bytes truncated": (_raw_request("BYTES", [2], b"\1\0\0\0a"), "ends after 1 of 2"),
+    "raw bytes overlong element": (_raw_request("BYTES", [1], b"\x09\0\0\0a"), "declares 9 bytes"),
     "raw bytes leftover": (_raw_request("BYTES", [1], b"\1\0\0\0ab"), "1 bytes left over"),
     "typed count vs shape": (
         _typed_request("INT64", [3], int64_contents=[1, 2]),
@@ -317,4 +318,4 @@ def test_huge_dimension_is_invalid_argument_not_a_crash() -> None:
 
 def test_raw_bytes_lengths_are_little_endian() -> None:
     raw = struct.pack("<I", 3) + b"abc"
-    assert codec.decode_raw(raw, DataType.BYTES, (1,), where="x").tolist() == [b"abc"]
+    assert decode_raw(raw, DataType.BYTES, (1,), "x").tolist() == [b"abc"]

@@ -278,7 +278,7 @@ INFER_ERRORS = {
             raw_input_contents=[b"\0" * 8],
         ),
         grpc.StatusCode.INVALID_ARGUMENT,
-        "hold 8 bytes",
+        "needs 12 bytes, received 8",
     ),
     "model fails": (
         fp32_request([1.0], model="broken"),

@@ -30,7 +30,7 @@ def decode_raw(
     """Raw bytes -> array of ``shape``. Fixed-size types are views on ``data`` (no copy)."""
     count = element_count(shape)
     if datatype is DataType.BYTES:
-        return _decode_bytes(data, count, name).reshape(shape)
+        return _reshape(_decode_bytes(data, count, name), shape, name)
     dtype = datatype.numpy_dtype.newbyteorder("<")
     expected = count * dtype.itemsize
     if len(data) != expected:
@@ -38,7 +38,18 @@ def decode_raw(
             f"input {name!r}: {datatype} shape {list(shape)} needs {expected} bytes, "
             f"received {len(data)}"
         )
-    return np.frombuffer(data, dtype=dtype).reshape(shape)
+    if datatype is DataType.BOOL:
+        octets = np.frombuffer(data, dtype=np.uint8)
+        if count and octets.max() > 1:  # any non-zero byte means true
+            return _reshape(octets != 0, shape, name)
+    return _reshape(np.frombuffer(data, dtype=dtype), shape, name)
+
+
+def _reshape(flat: np.ndarray[Any, Any], shape: Sequence[int], name: str) -> np.ndarray[Any, Any]:
+    try:
+        return flat.reshape(shape)
+    except ValueError as exc:  # e.g. a dimension numpy cannot represent
+        raise InvalidInputError(f"input {name!r}: cannot use shape {list(shape)}: {exc}") from exc
 
 
 def _decode_bytes(data: bytes | memoryview, count: int, name: str) -> np.ndarray[Any, Any]:
@@ -71,9 +82,17 @@ def encode_raw(data: np.ndarray[Any, Any], datatype: DataType) -> bytes:
     if datatype is DataType.BYTES:
         parts = []
         for item in data.reshape(-1):
-            value = item if isinstance(item, bytes) else str(item).encode("utf-8")
+            value = _as_bytes(item)
             parts.append(_LENGTH.pack(len(value)))
             parts.append(value)
         return b"".join(parts)
     dtype = datatype.numpy_dtype.newbyteorder("<")
     return np.ascontiguousarray(data, dtype=dtype).tobytes()
+
+
+def _as_bytes(item: object) -> bytes:
+    if isinstance(item, bytes):
+        return item
+    if isinstance(item, bytearray | memoryview):
+        return bytes(item)
+    return str(item).encode("utf-8")

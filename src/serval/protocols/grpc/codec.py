@@ -10,14 +10,14 @@ a 4-byte little-endian length followed by its bytes. Responses always use
 from __future__ import annotations
 
 import math
-import struct
-from collections.abc import Iterable, Mapping, MutableMapping, Sequence
+from collections.abc import Mapping, MutableMapping, Sequence
 from typing import Any
 
 import numpy as np
 
 from serval.core.datatypes import DataType
 from serval.core.errors import InvalidInputError
+from serval.core.raw_tensors import decode_raw, encode_raw
 from serval.core.types import (
     InferenceRequest,
     InferenceResponse,
@@ -50,7 +50,6 @@ _RANGE: dict[DataType, tuple[int, int]] = {
     DataType.INT8: (-(2**7), 2**7 - 1),
     DataType.INT16: (-(2**15), 2**15 - 1),
 }
-_LENGTH = struct.Struct("<I")
 _INT64_MIN, _INT64_MAX, _UINT64_MAX = -(2**63), 2**63 - 1, 2**64 - 1
 
 
@@ -111,7 +110,7 @@ def decode_request(message: pb.ModelInferRequest) -> InferenceRequest:
         datatype = DataType.parse(tensor.datatype, field=f"{where}: datatype")
         shape = _shape(tensor.shape, where=where)
         if raw:
-            data = decode_raw(raw[index], datatype, shape, where=where)
+            data = decode_raw(raw[index], datatype, shape, tensor.name)
         else:
             data = decode_contents(tensor.contents, datatype, shape, where=where)
         parameters = decode_parameters(tensor.parameters, where=where) if tensor.parameters else {}
@@ -145,55 +144,6 @@ def _reshape(
         return flat.reshape(shape)
     except ValueError as exc:  # e.g. a dimension numpy cannot represent
         raise InvalidInputError(f"{where}: cannot use shape {list(shape)}: {exc}") from exc
-
-
-def decode_raw(
-    raw: bytes, datatype: DataType, shape: tuple[int, ...], *, where: str
-) -> np.ndarray[Any, Any]:
-    """An array of ``shape`` over ``raw`` (no copy for fixed-size datatypes)."""
-    count = math.prod(shape)
-    if datatype is DataType.BYTES:
-        return _reshape(_split_bytes(raw, count, where=where), shape, where=where)
-    expected = count * datatype.itemsize
-    if len(raw) != expected:
-        raise InvalidInputError(
-            f"{where}: raw contents hold {len(raw)} bytes but shape {list(shape)} of "
-            f"{datatype} needs {expected}"
-        )
-    if datatype is DataType.BOOL:
-        octets = np.frombuffer(raw, dtype=np.uint8)
-        if count and octets.max() > 1:  # any non-zero byte is true
-            return _reshape(octets != 0, shape, where=where)
-        return _reshape(octets.view(np.bool_), shape, where=where)
-    dtype = datatype.numpy_dtype.newbyteorder("<")
-    return _reshape(np.frombuffer(raw, dtype=dtype), shape, where=where)
-
-
-def _split_bytes(raw: bytes, count: int, *, where: str) -> np.ndarray[Any, Any]:
-    out = np.empty(count, dtype=np.object_)
-    view = memoryview(raw)
-    offset, size = 0, len(raw)
-    for index in range(count):
-        if offset + 4 > size:
-            raise InvalidInputError(
-                f"{where}: raw BYTES contents end after {index} of {count} elements; each "
-                f"element is a 4-byte little-endian length followed by that many bytes"
-            )
-        (length,) = _LENGTH.unpack_from(view, offset)
-        offset += 4
-        if offset + length > size:
-            raise InvalidInputError(
-                f"{where}: raw BYTES element {index} claims {length} bytes but only "
-                f"{size - offset} remain"
-            )
-        out[index] = bytes(view[offset : offset + length])
-        offset += length
-    if offset != size:
-        raise InvalidInputError(
-            f"{where}: raw BYTES contents have {size - offset} bytes left over after the "
-            f"{count} elements the shape asks for"
-        )
-    return out
 
 
 def decode_contents(
@@ -262,32 +212,3 @@ def encode_response(response: InferenceResponse) -> pb.ModelInferResponse:
             encode_parameters(tensor.parameters, output.parameters)
         message.raw_output_contents.append(encode_raw(tensor.data, tensor.datatype))
     return message
-
-
-def encode_raw(data: np.ndarray[Any, Any], datatype: DataType) -> bytes:
-    """``data`` in the raw layout of ``datatype``."""
-    if datatype is DataType.BYTES:
-        return _join_bytes(data.ravel())
-    if datatype is DataType.BOOL:
-        return np.ascontiguousarray(data, dtype=np.bool_).tobytes()
-    dtype = datatype.numpy_dtype.newbyteorder("<")
-    return np.ascontiguousarray(data, dtype=dtype).tobytes()
-
-
-def _join_bytes(items: Iterable[Any]) -> bytes:
-    parts: list[bytes] = []
-    for item in items:
-        value = _as_bytes(item)
-        parts.append(_LENGTH.pack(len(value)))
-        parts.append(value)
-    return b"".join(parts)
-
-
-def _as_bytes(item: object) -> bytes:
-    if isinstance(item, bytes):
-        return item
-    if isinstance(item, str):
-        return item.encode("utf-8")
-    if isinstance(item, bytearray | memoryview):
-        return bytes(item)
-    return str(item).encode("utf-8")
