@@ -32,7 +32,13 @@ ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "docs" / "model.schema.json"
 
 # runtime name -> the pydantic model of its runtime_options ("module:Class").
-RUNTIME_OPTIONS = {"onnx": "serval.runtimes.onnx:OnnxOptions"}
+RUNTIME_OPTIONS = {
+    "onnx": "serval.runtimes.onnx:OnnxOptions",
+    "sklearn": "serval.runtimes.sklearn:SklearnOptions",
+    "xgboost": "serval.runtimes.xgboost:XGBoostOptions",
+    "lightgbm": "serval.runtimes.lightgbm:LightGBMOptions",
+    "python": "serval.runtimes.python:PythonOptions",
+}
 
 _POSITIVE_VERSIONS: dict[str, Any] = {
     "type": "array",

@@ -90,6 +90,51 @@ def add_sub() -> onnx.ModelProto:
     )
 
 
+def busy(width: int = 4, size: int = 128) -> onnx.ModelProto:
+    """FP32 x [-1, width] and INT64 n [-1, 1] -> y = x, after max(n) rounds of a size x size
+    MatMul: a model whose run time the request chooses (n = 0 is quick)."""
+    spin = helper.make_graph(
+        [
+            helper.make_node("Identity", ["cond_in"], ["cond_out"]),
+            helper.make_node("MatMul", ["v_in", "W"], ["product"]),
+            helper.make_node("Tanh", ["product"], ["v_out"]),
+        ],
+        "spin",
+        [
+            helper.make_tensor_value_info("round", TensorProto.INT64, []),
+            helper.make_tensor_value_info("cond_in", TensorProto.BOOL, []),
+            helper.make_tensor_value_info("v_in", TensorProto.FLOAT, [size, size]),
+        ],
+        [
+            helper.make_tensor_value_info("cond_out", TensorProto.BOOL, []),
+            helper.make_tensor_value_info("v_out", TensorProto.FLOAT, [size, size]),
+        ],
+    )
+    weights = np.random.default_rng(0).standard_normal((size, size)) / size**0.5
+    return _model(
+        helper.make_graph(
+            [
+                helper.make_node("ReduceMax", ["n"], ["rounds"], keepdims=0),
+                helper.make_node("Loop", ["rounds", "", "V0"], ["v_final"], body=spin),
+                helper.make_node("ReduceSum", ["v_final"], ["total"], keepdims=0),
+                helper.make_node("Mul", ["total", "zero"], ["nothing"]),  # y depends on the loop
+                helper.make_node("Add", ["x", "nothing"], ["y"]),
+            ],
+            "busy",
+            [
+                helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", width]),
+                helper.make_tensor_value_info("n", TensorProto.INT64, ["batch", 1]),
+            ],
+            [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", width])],
+            [
+                numpy_helper.from_array(weights.astype(np.float32), "W"),
+                numpy_helper.from_array(np.eye(size, dtype=np.float32), "V0"),
+                numpy_helper.from_array(np.array(0.0, np.float32), "zero"),
+            ],
+        )
+    )
+
+
 def write_model(repository: Path, name: str, version: int, model: onnx.ModelProto) -> Path:
     """Write atomically (temp folder + rename), as a deployment tool should, so that a polling
     server never sees a half-written version."""

@@ -4,10 +4,17 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from functools import partial
+from typing import TYPE_CHECKING
+
+from prometheus_client import CollectorRegistry
 
 from serval import __version__
 from serval.config import Settings
+from serval.core.batching import BatchingOptions, BatchingServable
 from serval.core.control import ControlPlane
 from serval.core.dataplane import DataPlane, ServerMetadata
 from serval.core.events import EventBus, StateChanged
@@ -16,15 +23,21 @@ from serval.core.model_spec import ModelSpec
 from serval.core.repository import FileSystemSource
 from serval.core.servable import Predictor, Servable, ThreadPoolServable
 from serval.core.states import ServableState
+from serval.observability.metrics import ServalMetrics, exposition
+from serval.observability.requests import RequestObserver, RequestRecorder
 from serval.protocols.rest.app import build_rest_app
 from serval.protocols.rest.v2 import EXTENSIONS
 from serval.runtimes.registry import RuntimeRegistry
 from serval.server import GrpcService, Server
 
+if TYPE_CHECKING:
+    from opentelemetry.sdk.trace.export import SpanExporter
+
 logger = logging.getLogger("serval.models")
 
 
-def build(settings: Settings) -> Server:
+def build(settings: Settings, *, span_exporter: SpanExporter | None = None) -> Server:
+    """``span_exporter`` replaces the OTLP exporter when tracing is on (tests)."""
     events = EventBus()
     events.on_state_changed(log_state_change)
     threads = settings.inference_threads or os.cpu_count() or 1
@@ -32,6 +45,11 @@ def build(settings: Settings) -> Server:
     load_pool = ThreadPoolExecutor(4, thread_name_prefix="serval-load")
 
     def wrap(predictor: Predictor, spec: ModelSpec) -> Servable:
+        # A model with a queue (it batches, or sets instances or dynamic_batching) runs on
+        # threads of its own, one per instance, so a batch never waits behind other models'
+        # work; the others share the inference pool (docs/batching.md#threads).
+        if spec.scheduled:
+            return BatchingServable(predictor, BatchingOptions.from_spec(spec))
         return ThreadPoolServable(predictor, inference_pool)
 
     manager = LifecycleManager(
@@ -50,13 +68,88 @@ def build(settings: Settings) -> Server:
     )
     dataplane = DataPlane(manager, events, ServerMetadata("serval", __version__, EXTENSIONS))
     control = ControlPlane(manager)
-    rest_app = build_rest_app(dataplane, control, max_request_bytes=settings.max_request_bytes)
-    grpc_service = _grpc_service(settings, dataplane, control) if settings.grpc_port else None
-    return Server(settings, manager, rest_app, grpc_service, [inference_pool, load_pool])
+    telemetry = build_telemetry(settings, events, dataplane, inference_pool, span_exporter)
+    rest_app = build_rest_app(
+        dataplane,
+        control,
+        max_request_bytes=settings.max_request_bytes,
+        observer=telemetry.observer,
+        metrics=telemetry.metrics_endpoint,
+        access_log=settings.access_log,
+    )
+    grpc_service = (
+        _grpc_service(settings, dataplane, control, telemetry.observer)
+        if settings.grpc_port
+        else None
+    )
+    return Server(
+        settings,
+        manager,
+        rest_app,
+        grpc_service,
+        [inference_pool, load_pool],
+        on_stop=telemetry.on_stop,
+    )
+
+
+@dataclass
+class Telemetry:
+    """What observability adds to the server: the adapters' observer, the /metrics renderer
+    (None when metrics are off) and what to call when the server stops."""
+
+    observer: RequestObserver
+    metrics_endpoint: Callable[[], tuple[bytes, str]] | None = None
+    on_stop: list[Callable[[], None]] = field(default_factory=list)
+
+
+def build_telemetry(
+    settings: Settings,
+    events: EventBus,
+    dataplane: DataPlane,
+    inference_pool: ThreadPoolExecutor,
+    span_exporter: SpanExporter | None = None,
+) -> Telemetry:
+    """Metrics on a registry of their own (never prometheus_client's global one), tracing
+    only when asked; each subscribes to the events it needs."""
+    recorders: list[RequestRecorder] = []
+    telemetry = Telemetry(RequestObserver())
+    if settings.metrics:
+        registry = CollectorRegistry()
+        metrics = ServalMetrics(
+            registry,
+            inflight=dataplane.inflight,
+            queue_depth=inference_pool._work_queue.qsize,  # jobs no thread has taken yet
+        )
+        events.on_state_changed(metrics.on_state_changed)
+        events.on_prediction(metrics.on_prediction)
+        recorders.append(metrics)
+        telemetry.metrics_endpoint = partial(exposition, registry)
+    if settings.tracing:
+        try:
+            from serval.observability.tracing import Tracing  # noqa: PLC0415 - optional extra
+
+            tracing = Tracing(
+                service_name=settings.service_name,
+                otlp_endpoint=settings.otlp_endpoint,
+                sample_ratio=settings.trace_sample_ratio,
+                exporter=span_exporter,
+            )
+        except ImportError as exc:
+            logger.warning(
+                "tracing is disabled: %s is not installed (pip install 'serval[observability]')",
+                exc.name,
+            )
+        else:
+            recorders.append(tracing)
+            telemetry.on_stop.append(tracing.shutdown)
+    telemetry.observer = RequestObserver(recorders)
+    if telemetry.observer.enabled:
+        events.on_prediction(telemetry.observer.on_prediction)
+    return telemetry
 
 
 def _grpc_service(
-    settings: Settings, dataplane: DataPlane, control: ControlPlane
+    settings: Settings, dataplane: DataPlane, control: ControlPlane, observer: RequestObserver
 ) -> GrpcService | None:
     try:
         from serval.protocols.grpc.server import GrpcServer  # noqa: PLC0415 - optional extra
@@ -71,6 +164,8 @@ def _grpc_service(
         host=settings.host,
         port=settings.grpc_port,
         max_message_bytes=settings.grpc_max_message_bytes,
+        observer=observer,
+        access_log=settings.access_log,
     )
 
 

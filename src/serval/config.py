@@ -50,6 +50,22 @@ class Settings(BaseSettings):
         default=30.0, ge=0, description="How long shutdown waits for requests in flight."
     )
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    # Observability (docs/observability.md).
+    log_format: Literal["auto", "json", "text"] = Field(
+        default="auto", description="auto: JSON lines unless stderr is a terminal."
+    )
+    access_log: bool = Field(default=False, description="Log one line per HTTP request or RPC.")
+    metrics: bool = Field(default=True, description="Prometheus metrics at GET /metrics.")
+    tracing: bool = Field(
+        default=False, description="OpenTelemetry traces of inference requests, sent over OTLP."
+    )
+    otlp_endpoint: str = Field(
+        default="http://localhost:4317", description="OTLP/gRPC collector for traces."
+    )
+    service_name: str = Field(default="serval", description="service.name of the traces.")
+    trace_sample_ratio: float = Field(
+        default=1.0, ge=0, le=1, description="Share of new traces sampled (parents decide)."
+    )
 
     @field_validator("load_model", mode="before")
     @classmethod

@@ -12,7 +12,7 @@ import logging
 import signal
 import socket
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
 from typing import Protocol
 
@@ -39,12 +39,15 @@ class Server:
         rest_app: ASGIApp,
         grpc_service: GrpcService | None,
         executors: Sequence[Executor],
+        on_stop: Sequence[Callable[[], None]] = (),
     ) -> None:
+        """``on_stop``: called last when the server stops (e.g. flush buffered traces)."""
         self._settings = settings
         self._manager = manager
         self._rest_app = rest_app
         self._grpc = grpc_service
         self._executors = executors
+        self._on_stop = on_stop
         self._stop = asyncio.Event()
 
     def request_stop(self) -> None:
@@ -95,6 +98,11 @@ class Server:
         await self._manager.stop()
         for executor in self._executors:
             executor.shutdown(wait=False, cancel_futures=True)
+        for hook in self._on_stop:
+            try:
+                hook()
+            except Exception:
+                logger.exception("stopping %r failed", hook)
         logger.info("stopped")
 
     def _http_server(self) -> uvicorn.Server:

@@ -543,6 +543,12 @@ class FakeContext:
     def set_trailing_metadata(self, metadata: tuple[tuple[str, str], ...]) -> None:
         self.trailing = metadata
 
+    def invocation_metadata(self) -> tuple[tuple[str, str], ...]:
+        return ()
+
+    async def send_initial_metadata(self, metadata: tuple[tuple[str, str], ...]) -> None:
+        pass
+
     async def abort(self, code: grpc.StatusCode, details: str) -> None:
         self.code, self.details = code, details
         raise AbortedError

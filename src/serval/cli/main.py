@@ -6,7 +6,7 @@ import argparse
 from collections.abc import Sequence
 
 from serval import __version__
-from serval.cli import models, serve
+from serval.cli import convert, models, optimize, serve
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -15,6 +15,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     serve.register(commands)
     models.register(commands)
+    convert.register(commands)
+    optimize.register(commands)
     args = parser.parse_args(argv)
     result: int = args.run(args)
     return result

@@ -13,6 +13,7 @@ from pydantic import ValidationError
 from serval.app import build
 from serval.config import Settings
 from serval.core.model_spec import describe_validation_error
+from serval.observability.logging import configure_logging
 
 # flag -> Settings field; every one is also SERVAL_<FIELD> in the environment.
 _FLAGS: dict[str, dict[str, Any]] = {
@@ -31,6 +32,25 @@ _FLAGS: dict[str, dict[str, Any]] = {
     "--inference-threads": {"type": int, "help": "inference thread pool (default: CPU count)"},
     "--exit-timeout-s": {"type": float, "help": "grace for requests in flight on shutdown"},
     "--log-level": {"choices": ["debug", "info", "warning", "error"]},
+    "--log-format": {
+        "choices": ["auto", "json", "text"],
+        "help": "auto (default): JSON lines unless stderr is a terminal",
+    },
+    "--access-log": {
+        "action": argparse.BooleanOptionalAction,
+        "help": "log every HTTP request and RPC (default off)",
+    },
+    "--metrics": {
+        "action": argparse.BooleanOptionalAction,
+        "help": "Prometheus metrics at GET /metrics (default on)",
+    },
+    "--tracing": {
+        "action": argparse.BooleanOptionalAction,
+        "help": "OpenTelemetry traces over OTLP (default off; needs serval[observability])",
+    },
+    "--otlp-endpoint": {"help": "OTLP/gRPC trace collector (default http://localhost:4317)"},
+    "--service-name": {"help": "service.name in traces (default serval)"},
+    "--trace-sample-ratio": {"type": float, "help": "share of new traces kept (default 1)"},
     "--config": {"help": "YAML file with any of these settings"},
 }
 
@@ -85,10 +105,7 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
-    )
+    configure_logging(settings.log_level, settings.log_format)
     try:
         server = build(settings)
         _run_loop(server.run())

@@ -16,7 +16,8 @@ from serval.core.errors import (
 from serval.core.events import EventBus, PredictionEvent
 from serval.core.manager import LifecycleManager
 from serval.core.model_spec import ModelSpec
-from serval.core.states import ServableStatus
+from serval.core.schedule_policy import predict_by_deadline
+from serval.core.states import ServableId, ServableStatus
 from serval.core.statistics import VersionStatistics
 from serval.core.types import InferenceRequest, InferenceResponse, ModelMetadata
 from serval.core.validation import validate_request
@@ -119,6 +120,10 @@ class DataPlane:
     def model_names(self) -> list[str]:
         return self._manager.model_names()
 
+    def inflight(self) -> dict[ServableId, int]:
+        """Requests in flight on each serving or draining version (for gauges)."""
+        return self._manager.inflight()
+
     def statistics(
         self, name: str | None = None, version: str | int | None = None
     ) -> list[VersionStatistics]:
@@ -135,7 +140,7 @@ class DataPlane:
             servable = managed.servable
             assert servable is not None
             validate_request(request, servable.metadata)
-            response = await servable.predict(request)
+            response = await predict_by_deadline(servable, request)
         except ServalError as exc:
             error = exc
             raise

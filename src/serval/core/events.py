@@ -9,6 +9,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from serval.core.model_spec import ModelSpec
 from serval.core.states import ServableId, ServableState
 from serval.core.types import InferenceRequest, InferenceResponse
 
@@ -21,6 +22,7 @@ class StateChanged:
     state: ServableState
     error: str | None = None
     duration_s: float | None = None  # how long the step that ended here took (e.g. loading)
+    spec: ModelSpec | None = None  # on LOADING and AVAILABLE: the spec the version loads with
 
 
 @dataclass(frozen=True, slots=True)

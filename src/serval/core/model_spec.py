@@ -31,12 +31,40 @@ class TensorOverride(_Strict):
         default=None, description="Full shape, batch dimension included; -1 for variable sizes."
     )
 
+    # Monitoring (see docs/metrics.md); each one makes serval watch this tensor's values.
+    range: tuple[float, float] | None = Field(
+        default=None,
+        description="[min, max] the values should lie in: values outside are counted (for an "
+        "output, a guardrail).",
+    )
+    monitor: bool = Field(
+        default=False,
+        description="Count missing (NaN) values and keep running count, mean, min and max.",
+    )
+    classes: bool = Field(
+        default=False,
+        description="The values are class labels: count them per class (at most 100 classes; "
+        "the rest are counted as 'other').",
+    )
+
     @field_validator("shape")
     @classmethod
     def _dims_valid(cls, shape: tuple[int, ...] | None) -> tuple[int, ...] | None:
         if shape is not None and any(dim < -1 or dim == 0 for dim in shape):
             raise ValueError("dimensions must be positive or -1 (variable)")
         return shape
+
+    @field_validator("range")
+    @classmethod
+    def _range_ordered(cls, bounds: tuple[float, float] | None) -> tuple[float, float] | None:
+        if bounds is not None and not bounds[0] <= bounds[1]:
+            raise ValueError("range is [min, max] with min <= max")
+        return bounds
+
+    @property
+    def monitored(self) -> bool:
+        """Whether serval watches this tensor's values."""
+        return self.monitor or self.classes or self.range is not None
 
 
 class VersionPolicySpec(_Strict):
@@ -85,6 +113,59 @@ class WarmupSpec(_Strict):
     iterations: int = Field(default=1, ge=0, le=1000)
 
 
+class DynamicBatchingSpec(_Strict):
+    """How requests wait in the model's queue and merge into batches (docs/batching.md)."""
+
+    max_queue_delay_us: int = Field(
+        default=0,
+        ge=0,
+        le=10_000_000,
+        description="Microseconds a batch may wait for more requests, counted from its first "
+        "request; only while an instance is busy and the batch is below a preferred or the "
+        "maximum size. Needs max_batch_size > 0.",
+    )
+    preferred_batch_sizes: tuple[int, ...] = Field(
+        default=(),
+        description="Batch sizes (rows) that are sent at once when reached, without waiting "
+        "for max_queue_delay_us. Each at most max_batch_size.",
+    )
+    max_queue_size: int = Field(
+        default=0,
+        ge=0,
+        description="Requests that may wait; one more is refused as overloaded (REST 429, gRPC "
+        "RESOURCE_EXHAUSTED). 0: no bound.",
+    )
+    priority_levels: int = Field(
+        default=0,
+        ge=0,
+        le=100,
+        description="Priority levels 1 (highest) to N that the request parameter 'priority' "
+        "selects; 0: priorities are ignored and requests run in arrival order.",
+    )
+    default_priority_level: int = Field(
+        default=0,
+        ge=0,
+        description="Level of a request without priority (or priority 0); 0 means the lowest "
+        "level, priority_levels.",
+    )
+
+    @field_validator("preferred_batch_sizes")
+    @classmethod
+    def _sizes_valid(cls, sizes: tuple[int, ...]) -> tuple[int, ...]:
+        if any(size < 1 for size in sizes):
+            raise ValueError("batch sizes are positive integers")
+        return tuple(sorted(set(sizes)))
+
+    @model_validator(mode="after")
+    def _default_level_exists(self) -> DynamicBatchingSpec:
+        if self.default_priority_level > self.priority_levels:
+            raise ValueError(
+                f"default_priority_level {self.default_priority_level} is above "
+                f"priority_levels {self.priority_levels}"
+            )
+        return self
+
+
 class ModelSpec(_Strict):
     """Everything ``model.yaml`` may say about a model; each field is optional."""
 
@@ -97,7 +178,23 @@ class ModelSpec(_Strict):
         default_factory=dict, description="TF Serving version labels, e.g. {stable: 1, canary: 2}."
     )
     max_batch_size: int = Field(
-        default=0, ge=0, description="Largest batch the model accepts; 0 disables batching."
+        default=0,
+        ge=0,
+        description="Largest batch (rows) the model runs at once; above 0, serval merges "
+        "concurrent requests into batches. 0: the model does not batch.",
+    )
+    instances: int | None = Field(
+        default=None,
+        ge=1,
+        le=256,
+        description="Executions of the model that may run at once, each on its own thread. "
+        "Default: 1 when the model batches or has a dynamic_batching section; otherwise the "
+        "model shares the server's inference threads.",
+    )
+    dynamic_batching: DynamicBatchingSpec | None = Field(
+        default=None,
+        description="The model's queue: batching delay, preferred sizes, size bound, "
+        "priorities (docs/batching.md).",
     )
     inputs: tuple[TensorOverride, ...] = ()
     outputs: tuple[TensorOverride, ...] = ()
@@ -122,6 +219,36 @@ class ModelSpec(_Strict):
     @property
     def policy(self) -> VersionPolicy:
         return self.version_policy.to_policy()
+
+    @model_validator(mode="after")
+    def _batching_fits(self) -> ModelSpec:
+        batching = self.dynamic_batching
+        if batching is None:
+            return self
+        if self.max_batch_size == 0 and (
+            batching.max_queue_delay_us or batching.preferred_batch_sizes
+        ):
+            raise ValueError(
+                "dynamic_batching.max_queue_delay_us and preferred_batch_sizes need "
+                "max_batch_size > 0"
+            )
+        too_large = [size for size in batching.preferred_batch_sizes if size > self.max_batch_size]
+        if too_large and self.max_batch_size:
+            raise ValueError(
+                f"dynamic_batching.preferred_batch_sizes {too_large} exceed max_batch_size "
+                f"{self.max_batch_size}"
+            )
+        return self
+
+    @property
+    def scheduled(self) -> bool:
+        """Whether the model's requests go through a queue (``core.batching``): it batches, or
+        ``model.yaml`` sets ``instances`` or ``dynamic_batching``."""
+        return (
+            self.max_batch_size > 0
+            or self.instances is not None
+            or self.dynamic_batching is not None
+        )
 
     @classmethod
     def parse(cls, data: object, *, source: str) -> ModelSpec:

@@ -12,6 +12,7 @@ import time
 from concurrent.futures import Executor
 from typing import Protocol, runtime_checkable
 
+from serval.core.schedule_policy import raise_if_expired
 from serval.core.types import InferenceRequest, InferenceResponse, ServableMetadata
 
 
@@ -56,10 +57,12 @@ class ThreadPoolServable:
         loop = asyncio.get_running_loop()
         started, response = await loop.run_in_executor(self._executor, self._timed, request)
         response.timings.queue_ns = started - submitted
+        response.timings.queued_at_ns = submitted
         return response
 
     def _timed(self, request: InferenceRequest) -> tuple[int, InferenceResponse]:
         started = time.perf_counter_ns()
+        raise_if_expired(request)  # it may have waited for a thread past its deadline
         return started, self._predictor.predict(request)
 
     async def close(self) -> None:

@@ -46,17 +46,21 @@ class VersionStatistics:
         self.last_inference_ms = time.time_ns() // 1_000_000
         self.success.add(duration_ns)
         self.inference_count += rows
-        self.execution_count += 1
+        # Per request, as Triton: each request of a batch is charged the batch's compute time.
         self.queue.add(timings.queue_ns)
         self.compute_input.add(timings.compute_input_ns)
         self.compute_infer.add(timings.compute_infer_ns)
         self.compute_output.add(timings.compute_output_ns)
+        if not timings.executions:
+            return  # another request of the same batch accounts for the execution
+        # Per execution, keyed by the rows the model ran at once.
+        self.execution_count += timings.executions
         batch = self.batches.get(timings.batch_size)
         if batch is None:
             batch = self.batches[timings.batch_size] = BatchStatistics()
-        batch.compute_input.add(timings.compute_input_ns)
-        batch.compute_infer.add(timings.compute_infer_ns)
-        batch.compute_output.add(timings.compute_output_ns)
+        batch.compute_input.add(timings.compute_input_ns, timings.executions)
+        batch.compute_infer.add(timings.compute_infer_ns, timings.executions)
+        batch.compute_output.add(timings.compute_output_ns, timings.executions)
 
     def record_failure(self, duration_ns: int) -> None:
         self.last_inference_ms = time.time_ns() // 1_000_000

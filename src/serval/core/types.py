@@ -80,6 +80,15 @@ class InferenceRequest:
     parameters: Parameters = field(default_factory=dict)
     # None means every output of the model.
     outputs: list[RequestedOutput] | None = None
+    # Opaque to the core: what the adapter that decoded the request attaches for its observers
+    # (metrics, logs, traces). The core hands it on in PredictionEvent and never reads it.
+    context: object | None = None
+    # When the answer stops being useful: time.monotonic() seconds; None means no deadline.
+    # A request past its deadline is answered DeadlineExceededError and never run.
+    deadline: float | None = None
+    # Scheduling priority: 1 is the highest, larger numbers are lower, 0 means the model's
+    # default (Triton's schedule_policy extension). Only a model with a queue reorders.
+    priority: int = 0
 
 
 @dataclass(slots=True)
@@ -91,6 +100,12 @@ class InferenceTimings:
     compute_infer_ns: int = 0
     compute_output_ns: int = 0
     batch_size: int = 1
+    # time.perf_counter_ns() when the request entered the servable's queue; 0 when unknown.
+    queued_at_ns: int = 0
+    # Model executions this response accounts for: 1 for a request run on its own; of the
+    # requests that shared a batch, one carries 1 and the others 0, so that the counts add up
+    # to executions (statistics' execution_count and batch_stats).
+    executions: int = 1
 
 
 @dataclass(slots=True)

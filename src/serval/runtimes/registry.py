@@ -1,8 +1,12 @@
 """Runtime registry: runtime name -> loader class, imported only when a model needs it.
 
 The runtime is the one ``model.yaml`` names or, without one, the one whose artifact file name is
-in the version folder. Third-party packages add runtimes through the ``serval.runtimes``
-entry-point group (name -> ``module:LoaderClass``).
+in the version folder (``model.py`` first: a custom model may ship any other file). Third-party
+packages add runtimes through the ``serval.runtimes`` entry-point group
+(name -> ``module:LoaderClass``); those are chosen by name in ``model.yaml``.
+
+The runtime's module is imported in ``load()``, on a load thread: importing a framework takes up
+to seconds and must not stall the event loop.
 """
 
 from __future__ import annotations
@@ -15,6 +19,9 @@ from typing import Protocol
 
 from serval.core.errors import ModelConfigError
 from serval.core.loader import Loader, LoadRequest
+from serval.core.servable import Predictor
+
+ENTRY_POINT_GROUP = "serval.runtimes"
 
 
 class LoaderClass(Protocol):
@@ -25,12 +32,29 @@ class LoaderClass(Protocol):
 class RuntimeEntry:
     name: str
     target: str  # "module:Class", imported on first use
-    artifacts: tuple[str, ...]  # file names this runtime recognises
-    extra: str  # pip extra that installs it
+    artifacts: tuple[str, ...]  # file names this runtime recognises, in order of preference
+    requirement: str  # what `pip install` needs for it
 
 
 BUILTIN_RUNTIMES: tuple[RuntimeEntry, ...] = (
-    RuntimeEntry("onnx", "serval.runtimes.onnx:OnnxLoader", ("model.onnx",), "onnx"),
+    RuntimeEntry("python", "serval.runtimes.python:PythonLoader", ("model.py",), "serval[python]"),
+    RuntimeEntry("onnx", "serval.runtimes.onnx:OnnxLoader", ("model.onnx",), "serval[onnx]"),
+    RuntimeEntry(
+        "sklearn",
+        "serval.runtimes.sklearn:SklearnLoader",
+        ("model.skops", "model.joblib", "model.pkl"),
+        "serval[sklearn]",
+    ),
+    # model.json is ambiguous (any JSON file); serval reads it as an XGBoost model.
+    RuntimeEntry(
+        "xgboost",
+        "serval.runtimes.xgboost:XGBoostLoader",
+        ("model.ubj", "model.json"),
+        "serval[xgboost]",
+    ),
+    RuntimeEntry(
+        "lightgbm", "serval.runtimes.lightgbm:LightGBMLoader", ("model.txt",), "serval[lightgbm]"
+    ),
 )
 
 
@@ -42,11 +66,11 @@ class RuntimeRegistry:
 
     @classmethod
     def default(cls) -> RuntimeRegistry:
+        """The built-in runtimes plus those of installed packages (which may replace one)."""
         entries = {entry.name: entry for entry in BUILTIN_RUNTIMES}
-        for point in entry_points(group="serval.runtimes"):
-            entries[point.name] = RuntimeEntry(
-                point.name, point.value, (), point.dist.name if point.dist else point.name
-            )
+        for point in entry_points(group=ENTRY_POINT_GROUP):
+            requirement = point.dist.name if point.dist else point.name
+            entries[point.name] = RuntimeEntry(point.name, point.value, (), requirement)
         return cls(entries)
 
     @property
@@ -54,19 +78,10 @@ class RuntimeRegistry:
         return sorted(self._entries)
 
     def __call__(self, request: LoadRequest) -> Loader:
-        entry = self._choose(request)
-        module_name, _, class_name = entry.target.partition(":")
-        try:
-            module = importlib.import_module(module_name)
-        except ImportError as exc:
-            raise ModelConfigError(
-                f"runtime {entry.name!r} is not installed ({exc.name} is missing); "
-                f"install it with: pip install 'serval[{entry.extra}]'"
-            ) from exc
-        loader_class: LoaderClass = getattr(module, class_name)
-        return loader_class(request)
+        return DeferredLoader(self.choose(request), request)
 
-    def _choose(self, request: LoadRequest) -> RuntimeEntry:
+    def choose(self, request: LoadRequest) -> RuntimeEntry:
+        """The runtime for ``request``'s version; raises ``ModelConfigError`` when none fits."""
         named = request.spec.runtime
         if named is not None:
             entry = self._entries.get(named)
@@ -85,3 +100,31 @@ class RuntimeRegistry:
             f"no model artifact in {request.path} (expected one of: {known}), "
             f"and model.yaml names no runtime"
         )
+
+
+def import_loader_class(entry: RuntimeEntry) -> LoaderClass:
+    """Import the runtime's loader class; a missing framework names what to install."""
+    module_name, _, class_name = entry.target.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ModelConfigError(
+            f"runtime {entry.name!r} is not installed ({exc.name} is missing); "
+            f"install it with: pip install '{entry.requirement}'"
+        ) from exc
+    loader_class = getattr(module, class_name, None)
+    if loader_class is None:
+        raise ModelConfigError(f"runtime {entry.name!r}: {module_name} has no {class_name}")
+    result: LoaderClass = loader_class
+    return result
+
+
+@dataclass(frozen=True, slots=True)
+class DeferredLoader:
+    """Imports the runtime and builds its loader when ``load()`` runs (on a load thread)."""
+
+    entry: RuntimeEntry
+    request: LoadRequest
+
+    def load(self) -> Predictor:
+        return import_loader_class(self.entry)(self.request).load()

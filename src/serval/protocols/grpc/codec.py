@@ -18,6 +18,7 @@ import numpy as np
 from serval.core.datatypes import DataType
 from serval.core.errors import InvalidInputError
 from serval.core.raw_tensors import decode_raw, encode_raw
+from serval.core.schedule_policy import apply_schedule_parameters
 from serval.core.types import (
     InferenceRequest,
     InferenceResponse,
@@ -121,7 +122,7 @@ def decode_request(message: pb.ModelInferRequest) -> InferenceRequest:
             RequestedOutput(o.name, decode_parameters(o.parameters, where=f"output {o.name!r}"))
             for o in message.outputs
         ]
-    return InferenceRequest(
+    request = InferenceRequest(
         model_name=message.model_name,
         inputs=inputs,
         model_version=message.model_version or None,
@@ -129,6 +130,8 @@ def decode_request(message: pb.ModelInferRequest) -> InferenceRequest:
         parameters=decode_parameters(message.parameters, where="request"),
         outputs=outputs,
     )
+    apply_schedule_parameters(request)  # Triton's `timeout` (µs) and `priority`
+    return request
 
 
 def _shape(dims: Sequence[int], *, where: str) -> tuple[int, ...]:

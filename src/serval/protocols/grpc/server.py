@@ -13,6 +13,8 @@ from grpc_reflection.v1alpha import reflection, reflection_pb2
 
 from serval.core.control import ControlPlane
 from serval.core.dataplane import DataPlane
+from serval.observability.requests import RequestObserver
+from serval.protocols.grpc.access_log import AccessLogInterceptor
 from serval.protocols.grpc.generated import grpc_service_pb2 as pb
 from serval.protocols.grpc.generated import grpc_service_pb2_grpc as pb_grpc
 from serval.protocols.grpc.generated import model_config_pb2 as config_pb
@@ -59,6 +61,8 @@ class GrpcServer:
         port: int,
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
         reuse_port: bool = False,
+        observer: RequestObserver | None = None,
+        access_log: bool = False,
     ) -> None:
         if max_message_bytes <= 0:
             raise ValueError(f"max_message_bytes must be positive, got {max_message_bytes}")
@@ -67,6 +71,8 @@ class GrpcServer:
         self._address = _address(host, port)
         self._max_message_bytes = max_message_bytes
         self._reuse_port = reuse_port
+        self._observer = observer
+        self._access_log = access_log
         self._server: grpc.aio.Server | None = None
         self._health: HealthServicer | None = None
         self._port = port
@@ -80,14 +86,15 @@ class GrpcServer:
         if self._server is not None:
             raise RuntimeError("the gRPC server is already started")
         server = grpc.aio.server(
+            interceptors=[AccessLogInterceptor()] if self._access_log else None,
             options=[
                 ("grpc.max_send_message_length", self._max_message_bytes),
                 ("grpc.max_receive_message_length", self._max_message_bytes),
                 ("grpc.so_reuseport", int(self._reuse_port)),
-            ]
+            ],
         )
         self._health = HealthServicer(self._dataplane)
-        servicer = InferenceServicer(self._dataplane, self._control)
+        servicer = InferenceServicer(self._dataplane, self._control, observer=self._observer)
         pb_grpc.add_GRPCInferenceServiceServicer_to_server(  # type: ignore[no-untyped-call]
             servicer, server
         )

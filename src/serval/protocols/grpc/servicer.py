@@ -3,17 +3,27 @@ encodes. No inference logic lives here."""
 
 from __future__ import annotations
 
-import asyncio
+import time
 
 import grpc.aio
 
 from serval.core.control import ControlPlane
 from serval.core.dataplane import DataPlane
 from serval.core.errors import DeadlineExceededError, InvalidInputError
+from serval.core.schedule_policy import tighten_deadline
+from serval.observability.logging import (
+    REQUEST_ID_HEADER,
+    adopt_request_id,
+    begin_request,
+    current_request,
+)
+from serval.observability.requests import ObservedRequest, RequestObserver
 from serval.protocols.grpc import codec, messages
 from serval.protocols.grpc.errors import translate_errors
 from serval.protocols.grpc.generated import grpc_service_pb2 as pb
 from serval.protocols.grpc.generated import grpc_service_pb2_grpc as pb_grpc
+
+_INFER_RPC = "inference.GRPCInferenceService/ModelInfer"  # the span name
 
 
 def _name(name: str, *, field: str = "name") -> str:
@@ -30,10 +40,24 @@ def _check_deadline(context: grpc.aio.ServicerContext) -> float | None:
     return remaining
 
 
+def _metadata(context: grpc.aio.ServicerContext) -> dict[str, str]:
+    """The request's text metadata (trace context, request id)."""
+    return {
+        key: value for key, value in context.invocation_metadata() or () if isinstance(value, str)
+    }
+
+
 class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
-    def __init__(self, dataplane: DataPlane, control: ControlPlane) -> None:
+    def __init__(
+        self,
+        dataplane: DataPlane,
+        control: ControlPlane,
+        *,
+        observer: RequestObserver | None = None,
+    ) -> None:
         self._dataplane = dataplane
         self._control = control
+        self._observer = observer if observer is not None else RequestObserver()
 
     # -- health and metadata ---------------------------------------------------------------
 
@@ -91,19 +115,40 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
     async def ModelInfer(  # noqa: N802 - the RPC's name
         self, request: pb.ModelInferRequest, context: grpc.aio.ServicerContext
     ) -> pb.ModelInferResponse:
+        metadata = _metadata(context)
+        log_context = current_request() or begin_request(metadata.get(REQUEST_ID_HEADER))
+        observed = self._observer.start(
+            "grpc",
+            _INFER_RPC,
+            request.model_name,
+            metadata if self._observer.wants_trace_context else None,
+        )
+        try:
+            reply = await self._infer(request, context, observed)
+        except BaseException as exc:
+            observed.finish(exc)
+            raise
+        observed.finish()
+        await context.send_initial_metadata(((REQUEST_ID_HEADER, log_context.request_id),))
+        return reply
+
+    async def _infer(
+        self,
+        request: pb.ModelInferRequest,
+        context: grpc.aio.ServicerContext,
+        observed: ObservedRequest,
+    ) -> pb.ModelInferResponse:
         _check_deadline(context)
         inference = codec.decode_request(request)
+        adopt_request_id(inference.id)
+        observed.decoded(inference)
         remaining = _check_deadline(context)  # decoding a large request takes time too
-        try:
-            async with asyncio.timeout(remaining) as scope:
-                response = await self._dataplane.infer(inference)
-        except TimeoutError:
-            if scope.expired():
-                raise DeadlineExceededError(
-                    f"model {inference.model_name!r} did not answer within the request's "
-                    f"deadline ({remaining:.3f} s)"
-                ) from None
-            raise
+        if remaining is not None:
+            # The data plane answers DEADLINE_EXCEEDED at the deadline; a model's queue drops
+            # the request if the deadline passes before it runs.
+            tighten_deadline(inference, time.monotonic() + remaining)
+        response = await self._dataplane.infer(inference)
+        observed.inferred()
         return codec.encode_response(response)
 
     # -- model repository ------------------------------------------------------------------

@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.routing import Route
+from starlette.types import ASGIApp
 
 from serval.core.control import ControlPlane
 from serval.core.dataplane import DataPlane
 from serval.core.errors import ServalError
+from serval.observability.requests import RequestObserver
 from serval.protocols.rest.errors import error_response, json_error, unexpected_error
+from serval.protocols.rest.middleware import RequestIdMiddleware
 from serval.protocols.rest.v1 import V1Routes
 from serval.protocols.rest.v2 import V2Routes
 
@@ -34,15 +40,37 @@ async def _unexpected(request: Request, exc: Exception) -> Response:
 
 
 def build_rest_app(
-    dataplane: DataPlane, control: ControlPlane, *, max_request_bytes: int
-) -> Starlette:
-    v2 = V2Routes(dataplane, control, max_request_bytes)
-    v1 = V1Routes(dataplane, max_request_bytes)
-    return Starlette(
-        routes=[*v2.routes(), *v1.routes()],
+    dataplane: DataPlane,
+    control: ControlPlane,
+    *,
+    max_request_bytes: int,
+    observer: RequestObserver | None = None,
+    metrics: Callable[[], tuple[bytes, str]] | None = None,
+    access_log: bool = False,
+) -> ASGIApp:
+    """``metrics`` renders ``GET /metrics`` (body, content type); None leaves it out."""
+    observer = observer if observer is not None else RequestObserver()
+    v2 = V2Routes(dataplane, control, max_request_bytes, observer=observer)
+    v1 = V1Routes(dataplane, max_request_bytes, observer=observer)
+    routes = [*v2.routes(), *v1.routes()]
+    if metrics is not None:
+        routes.append(Route("/metrics", _metrics_endpoint(metrics), methods=["GET"]))
+    app = Starlette(
+        routes=routes,
         exception_handlers={
             ServalError: _serval_error,
             HTTPException: _http_error,
             Exception: _unexpected,
         },
     )
+    return RequestIdMiddleware(app, access_log=access_log)
+
+
+def _metrics_endpoint(
+    render: Callable[[], tuple[bytes, str]],
+) -> Callable[[Request], Awaitable[Response]]:
+    async def metrics(request: Request) -> Response:
+        body, content_type = render()  # on the loop: the accumulators are loop-confined
+        return Response(body, headers={"Content-Type": content_type})
+
+    return metrics

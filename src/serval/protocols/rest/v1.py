@@ -19,6 +19,7 @@ from serval.core.datatypes import DataType
 from serval.core.errors import InvalidInputError, ModelNotFoundError, UnsupportedError
 from serval.core.states import ServableState
 from serval.core.types import InferenceRequest, InferenceResponse, ModelMetadata, Tensor, TensorSpec
+from serval.observability.requests import ObservedRequest, RequestObserver
 from serval.protocols.rest.body import parse_json_object, read_body
 from serval.protocols.rest.json_tensors import array_to_json, json_to_array
 
@@ -26,6 +27,7 @@ from serval.protocols.rest.json_tensors import array_to_json, json_to_array
 _PREDICT = re.compile(
     r"^([^/:]+)(?:(?:/versions/(\d+))|(?:/labels/([^/:]+)))?:(classify|regress|predict)$", re.I
 )
+_PREDICT_ROUTE = "POST /v1/models/{model}:predict"  # the span name
 _STATUS = re.compile(
     r"^([^/:]+)(?:(?:/versions/(\d+))|(?:/labels/([^/:]+)))?(?:/(metadata))?$", re.I
 )
@@ -57,9 +59,16 @@ def _json(content: Any, status: int = 200) -> Response:
 
 
 class V1Routes:
-    def __init__(self, dataplane: DataPlane, max_request_bytes: int) -> None:
+    def __init__(
+        self,
+        dataplane: DataPlane,
+        max_request_bytes: int,
+        *,
+        observer: RequestObserver | None = None,
+    ) -> None:
         self._dataplane = dataplane
         self._limit = max_request_bytes
+        self._observer = observer if observer is not None else RequestObserver()
 
     def routes(self) -> list[Route]:
         return [
@@ -101,6 +110,21 @@ class V1Routes:
         )
 
     async def post(self, request: Request) -> Response:
+        observed = self._observer.start(
+            "rest_v1",
+            _PREDICT_ROUTE,
+            "",
+            request.headers if self._observer.wants_trace_context else None,
+        )
+        try:
+            reply = await self._predict(request, observed)
+        except BaseException as exc:
+            observed.finish(exc)
+            raise
+        observed.finish()
+        return reply
+
+    async def _predict(self, request: Request, observed: ObservedRequest) -> Response:
         match = _PREDICT.match(request.path_params["path"])
         if match is None:
             raise ModelNotFoundError(
@@ -108,6 +132,7 @@ class V1Routes:
                 f"/v1/models/<name>[/versions/<n>|/labels/<label>]:predict"
             )
         name, version, label, verb = match.groups()
+        observed.model = name
         if verb.lower() != "predict":
             raise UnsupportedError(f":{verb} is not supported; use :predict")
         doc = parse_json_object(await read_body(request, self._limit))
@@ -120,7 +145,9 @@ class V1Routes:
         else:
             inputs = _decode_columns(doc["inputs"], metadata)
         infer_request = InferenceRequest(model_name=name, model_version=version, inputs=inputs)
+        observed.decoded(infer_request)
         response = await self._dataplane.infer(infer_request, label=label)
+        observed.inferred()
         if row_format:
             return _json({"predictions": _rows(response)})
         return _json({"outputs": _columns(response)})

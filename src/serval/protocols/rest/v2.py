@@ -16,6 +16,8 @@ from serval.core.errors import InvalidInputError
 from serval.core.manager import IndexEntry
 from serval.core.statistics import Duration, VersionStatistics
 from serval.core.types import ModelMetadata, TensorSpec
+from serval.observability.logging import adopt_request_id
+from serval.observability.requests import RequestObserver
 from serval.protocols.rest.body import parse_json_object, read_body
 from serval.protocols.rest.v2_codec import (
     HEADER_LENGTH,
@@ -24,6 +26,9 @@ from serval.protocols.rest.v2_codec import (
 )
 
 EXTENSIONS = ("binary_tensor_data", "model_repository", "statistics", "model_configuration")
+# Span names: the route, without the client's values.
+_INFER = "POST /v2/models/{model}/infer"
+_VERSION_INFER = "POST /v2/models/{model}/versions/{version}/infer"
 
 
 def json_response(content: Any, status: int = 200) -> Response:
@@ -31,10 +36,18 @@ def json_response(content: Any, status: int = 200) -> Response:
 
 
 class V2Routes:
-    def __init__(self, dataplane: DataPlane, control: ControlPlane, max_request_bytes: int) -> None:
+    def __init__(
+        self,
+        dataplane: DataPlane,
+        control: ControlPlane,
+        max_request_bytes: int,
+        *,
+        observer: RequestObserver | None = None,
+    ) -> None:
         self._dataplane = dataplane
         self._control = control
         self._limit = max_request_bytes
+        self._observer = observer if observer is not None else RequestObserver()
 
     def routes(self) -> list[Route]:
         model = "/v2/models/{model}"
@@ -110,18 +123,33 @@ class V2Routes:
 
     async def infer(self, request: Request) -> Response:
         params = request.path_params
-        # An unknown model is a 404 whatever the body holds.
-        self._dataplane.model_ready(params["model"], params.get("version"))
-        body = await read_body(request, self._limit)
-        infer_request = decode_infer_request(
-            body, request.headers.get(HEADER_LENGTH), params["model"], params.get("version")
+        observed = self._observer.start(
+            "rest_v2",
+            _VERSION_INFER if "version" in params else _INFER,
+            params["model"],
+            request.headers if self._observer.wants_trace_context else None,
         )
-        response = await self._dataplane.infer(infer_request)
-        encoded = encode_infer_response(response, infer_request)
-        headers = None
-        if encoded.json_length is not None:
-            headers = {"Inference-Header-Content-Length": str(encoded.json_length)}
-        return Response(encoded.body, media_type=encoded.media_type, headers=headers)
+        try:
+            # An unknown model is a 404 whatever the body holds.
+            self._dataplane.model_ready(params["model"], params.get("version"))
+            body = await read_body(request, self._limit)
+            infer_request = decode_infer_request(
+                body, request.headers.get(HEADER_LENGTH), params["model"], params.get("version")
+            )
+            adopt_request_id(infer_request.id)
+            observed.decoded(infer_request)
+            response = await self._dataplane.infer(infer_request)
+            observed.inferred()
+            encoded = encode_infer_response(response, infer_request)
+            headers = None
+            if encoded.json_length is not None:
+                headers = {"Inference-Header-Content-Length": str(encoded.json_length)}
+            reply = Response(encoded.body, media_type=encoded.media_type, headers=headers)
+        except BaseException as exc:
+            observed.finish(exc)
+            raise
+        observed.finish()
+        return reply
 
     async def repository_index(self, request: Request) -> Response:
         doc = await self._optional_json(request)

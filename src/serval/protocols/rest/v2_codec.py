@@ -17,6 +17,7 @@ import orjson
 from serval.core.datatypes import DataType
 from serval.core.errors import InvalidInputError
 from serval.core.raw_tensors import decode_raw, element_count, encode_raw
+from serval.core.schedule_policy import apply_schedule_parameters
 from serval.core.types import (
     InferenceRequest,
     InferenceResponse,
@@ -56,7 +57,7 @@ def decode_infer_request(
             f"{len(binary) - offset} bytes of binary data follow the inputs that no input's "
             f"binary_data_size accounts for"
         )
-    return InferenceRequest(
+    request = InferenceRequest(
         model_name=model_name,
         model_version=model_version,
         inputs=inputs,
@@ -64,6 +65,8 @@ def decode_infer_request(
         parameters=_parameters(doc.get("parameters"), "parameters"),
         outputs=_requested_outputs(doc.get("outputs")),
     )
+    apply_schedule_parameters(request)  # Triton's `timeout` (µs) and `priority`
+    return request
 
 
 def _split(body: bytes, header_length: str | None) -> tuple[bytes | memoryview, memoryview]:

@@ -1,0 +1,114 @@
+"""Builds one example model per runtime into examples/runtimes/ (or the folder given):
+
+    pip install -e '.[all]'
+    python examples/build_runtime_examples.py
+    serval serve examples/runtimes
+
+- ``sklearn``: LogisticRegression on a DataFrame (feature names), string classes; model.skops.
+- ``xgboost``: XGBClassifier, 3 classes; model.ubj.
+- ``lightgbm``: LGBMRegressor of petal width on the three other measurements; model.txt.
+- ``python``: a keyword sentiment model (model.py) with two signatures, BYTES input, pre- and
+  post-processing, run in a worker process.
+
+The tabular models take ``input``, FP64 ``[-1, n_features]``. The models are trained on generated
+data with fixed seeds, so the files are small and reproducible.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import lightgbm as lgb
+import numpy as np
+import pandas as pd
+import skops.io as sio
+import xgboost as xgb
+from sklearn.linear_model import LogisticRegression
+
+FEATURES = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
+SPECIES = np.array(["setosa", "versicolor", "virginica"])
+
+PYTHON_MODEL = '''"""A keyword sentiment model: a stand-in for anything written in Python."""
+
+import asyncio
+
+from serval import InvalidInputError, ServingModel, TensorInfo, signature
+
+
+class Sentiment(ServingModel):
+    inputs = [TensorInfo("text", "BYTES")]
+    outputs = [TensorInfo("label", "BYTES"), TensorInfo("score", "FP64")]
+    input_format = "strings"  # BYTES inputs arrive as lists of str
+
+    def load(self):
+        lines = (self.path / "words.txt").read_text(encoding="utf-8").splitlines()
+        self.weights = {w: float(weight) for w, weight in (line.split() for line in lines)}
+
+    def preprocess(self, data):
+        if any(not text.strip() for text in data["text"]):
+            raise InvalidInputError("every text must hold at least one word")
+        return [text.lower().split() for text in data["text"]]
+
+    def predict(self, documents):
+        """Cheap: one score per text."""
+        scores = [sum(self.weights.get(w, 0.0) for w in words) for words in documents]
+        return {"score": scores}
+
+    @signature(outputs=[TensorInfo("contributions", "BYTES")])
+    async def explain(self, documents):
+        """Expensive (pretend): which words moved the score."""
+        await asyncio.sleep(0)
+        return [
+            " ".join(f"{w}:{self.weights[w]:+g}" for w in words if w in self.weights)
+            for words in documents
+        ]
+
+    def postprocess(self, outputs):
+        if "score" in outputs:
+            outputs["label"] = ["positive" if s > 0 else "negative" for s in outputs["score"]]
+        return outputs
+'''
+WORDS = "good 1\ngreat 2\nfine 0.5\nbad -1\nawful -2\nslow -0.5\n"
+
+
+def flowers(seed: int = 0) -> tuple[pd.DataFrame, np.ndarray]:
+    """150 made-up flowers, 50 of each species, with iris-like measurements."""
+    rng = np.random.default_rng(seed)
+    centres = np.array([[5.0, 3.4, 1.5, 0.2], [5.9, 2.8, 4.3, 1.3], [6.6, 3.0, 5.6, 2.0]])
+    species = np.repeat(np.arange(3), 50)
+    rows = centres[species] + rng.normal(scale=0.3, size=(150, 4))
+    return pd.DataFrame(rows, columns=FEATURES), species
+
+
+def folder(root: Path, name: str) -> Path:
+    path = root / name / "1"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def main(root: Path) -> None:
+    frame, species = flowers()
+    sklearn_model = LogisticRegression(max_iter=500).fit(frame, SPECIES[species])
+    sio.dump(sklearn_model, folder(root, "sklearn") / "model.skops")
+
+    xgb_model = xgb.XGBClassifier(n_estimators=8, max_depth=2, random_state=0)
+    xgb_model.fit(frame.to_numpy(), species)
+    xgb_model.save_model(folder(root, "xgboost") / "model.ubj")
+
+    lgb_model = lgb.LGBMRegressor(n_estimators=8, num_leaves=4, random_state=0, verbose=-1)
+    lgb_model.fit(frame.to_numpy()[:, :3], frame["petal_width"].to_numpy())
+    lgb_model.booster_.save_model(folder(root, "lightgbm") / "model.txt")
+
+    python = folder(root, "python")
+    (python / "model.py").write_text(PYTHON_MODEL, encoding="utf-8")
+    (python / "words.txt").write_text(WORDS, encoding="utf-8")
+    (root / "python" / "model.yaml").write_text(
+        "runtime_options:\n  isolation: process  # a slow or crashing model cannot stall the "
+        "server\n  workers: 2\n"
+    )
+    print(f"wrote runtime examples to {root}")
+
+
+if __name__ == "__main__":
+    main(Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).parent / "runtimes")

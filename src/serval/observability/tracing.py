@@ -1,0 +1,160 @@
+"""OpenTelemetry tracing of inference requests: off by default, and free when off.
+
+Nothing here is imported unless tracing is on (``serval serve --tracing``): OpenTelemetry is
+the ``observability`` extra. When on, each inference request becomes a span tree, built when
+the request finishes from the timestamps its ``ObservedRequest`` holds::
+
+    POST /v2/models/{model}/infer      (or inference.GRPCInferenceService/ModelInfer)
+      decode                           read and decode the body
+      queue                            wait for an inference thread (or a batch)
+      inference                        the model ran (serval.batch_size)
+      encode                           encode the response
+
+So no span object exists while the request runs, and the core never sees OpenTelemetry. The
+root span continues the trace of an incoming W3C ``traceparent`` (REST header or gRPC
+metadata). Spans go to an OTLP/gRPC collector (``otlp_endpoint``) through a batch processor,
+or, for tests, to an injected exporter, synchronously.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+from serval.observability.logging import current_request
+from serval.observability.requests import SUCCESS, ObservedRequest
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk.trace.export import SpanExporter
+
+logger = logging.getLogger(__name__)
+
+
+class Tracing:
+    """A ``RequestRecorder`` that turns observed requests into spans."""
+
+    wants_trace_context = True
+
+    def __init__(
+        self,
+        *,
+        service_name: str = "serval",
+        otlp_endpoint: str = "http://localhost:4317",
+        sample_ratio: float = 1.0,
+        exporter: SpanExporter | None = None,
+    ) -> None:
+        """``exporter``: where spans go instead of OTLP (tests: an InMemorySpanExporter)."""
+        # Imported here: only a server with tracing on needs OpenTelemetry at all.
+        from opentelemetry import trace  # noqa: PLC0415
+        from opentelemetry.sdk.resources import Resource  # noqa: PLC0415
+        from opentelemetry.sdk.trace import TracerProvider  # noqa: PLC0415
+        from opentelemetry.sdk.trace.export import (  # noqa: PLC0415
+            BatchSpanProcessor,
+            SimpleSpanProcessor,
+        )
+        from opentelemetry.sdk.trace.sampling import (  # noqa: PLC0415
+            ParentBased,
+            TraceIdRatioBased,
+        )
+        from opentelemetry.trace.propagation.tracecontext import (  # noqa: PLC0415
+            TraceContextTextMapPropagator,
+        )
+
+        self._trace = trace
+        self._provider = TracerProvider(
+            resource=Resource.create({"service.name": service_name}),
+            sampler=ParentBased(TraceIdRatioBased(sample_ratio)),
+        )
+        if exporter is not None:
+            self._provider.add_span_processor(SimpleSpanProcessor(exporter))
+        else:
+            self._provider.add_span_processor(BatchSpanProcessor(_otlp_exporter(otlp_endpoint)))
+        self._tracer = self._provider.get_tracer("serval")
+        self._propagator = TraceContextTextMapPropagator()
+        self._server_kind = trace.SpanKind.SERVER
+
+    def request_started(self, request: ObservedRequest) -> None:
+        pass
+
+    def request_finished(self, request: ObservedRequest) -> None:
+        try:
+            self._record(request)
+        except Exception:  # a tracing problem must never fail a request
+            logger.exception("recording the spans of a request failed")
+
+    def _record(self, request: ObservedRequest) -> None:
+        from opentelemetry.trace import Status, StatusCode  # noqa: PLC0415
+
+        parent = self._propagator.extract(request.trace_headers or {})
+        attributes: dict[str, Any] = {
+            "serval.protocol": request.protocol,
+            "serval.outcome": request.outcome,
+        }
+        log_context = current_request()
+        if log_context is not None:
+            attributes["serval.request_id"] = log_context.request_id
+        if request.servable is not None:
+            attributes["serval.model"] = request.servable.name
+            attributes["serval.model_version"] = request.servable.version
+        root = self._tracer.start_span(
+            request.operation,
+            context=parent,
+            kind=self._server_kind,
+            attributes=attributes,
+            start_time=request.wall_ns(request.started_ns),
+        )
+        context = self._trace.set_span_in_context(root)
+        end = request.finished_ns
+        decoded = request.decoded_ns or end
+        self._child("decode", context, request, request.started_ns, decoded)
+        timings = request.timings
+        if timings is not None and timings.queued_at_ns:
+            ran = timings.queued_at_ns + timings.queue_ns
+            compute = timings.compute_input_ns + timings.compute_infer_ns
+            compute += timings.compute_output_ns
+            self._child("queue", context, request, timings.queued_at_ns, ran)
+            self._child(
+                "inference",
+                context,
+                request,
+                ran,
+                ran + compute if compute else request.inferred_ns or end,
+                {"serval.batch_size": timings.batch_size},
+            )
+        if request.inferred_ns:
+            self._child("encode", context, request, request.inferred_ns, end)
+        if request.outcome != SUCCESS:
+            error = request.error
+            description = f"{type(error).__name__}: {error}" if error else request.outcome
+            root.set_status(Status(StatusCode.ERROR, description))
+        root.end(end_time=request.wall_ns(end))
+
+    def _child(
+        self,
+        name: str,
+        context: Any,
+        request: ObservedRequest,
+        start_ns: int,
+        end_ns: int,
+        attributes: dict[str, Any] | None = None,
+    ) -> None:
+        span = self._tracer.start_span(
+            name, context=context, attributes=attributes, start_time=request.wall_ns(start_ns)
+        )
+        span.end(end_time=request.wall_ns(end_ns))
+
+    def shutdown(self) -> None:
+        """Send the spans still buffered; called when the server stops."""
+        self._provider.shutdown()
+
+
+def _otlp_exporter(endpoint: str) -> SpanExporter:
+    try:
+        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import (  # noqa: PLC0415
+            OTLPSpanExporter,
+        )
+    except ImportError as exc:
+        raise RuntimeError(
+            "tracing needs the OTLP exporter: pip install 'serval[observability]'"
+        ) from exc
+    return OTLPSpanExporter(endpoint=endpoint, insecure=endpoint.startswith("http://"))

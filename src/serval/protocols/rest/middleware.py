@@ -1,0 +1,70 @@
+"""The outermost ASGI layer: a request id for every HTTP request, echoed in ``x-request-id``,
+and the access log.
+
+It wraps the whole Starlette application, so error responses, 500s included, carry the id.
+"""
+
+from __future__ import annotations
+
+import time
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from serval.observability.logging import begin_request, log_access
+
+_HEADER = b"x-request-id"
+
+
+class RequestIdMiddleware:
+    def __init__(self, app: ASGIApp, *, access_log: bool = False) -> None:
+        self._app = app
+        self._access_log = access_log
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self._app(scope, receive, send)
+            return
+        given = None
+        for key, value in scope["headers"]:
+            if key == _HEADER:
+                given = value.decode("latin-1")
+                break
+        context = begin_request(given)
+        status = 500
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                headers = list(message.get("headers", ()))
+                headers.append((_HEADER, context.request_id.encode("ascii")))
+                message["headers"] = headers
+            await send(message)
+
+        if not self._access_log:
+            await self._app(scope, receive, send_with_id)
+            return
+        started = time.perf_counter_ns()
+        try:
+            await self._app(scope, receive, send_with_id)
+        finally:
+            _log(scope, status, time.perf_counter_ns() - started)
+
+
+def _log(scope: Scope, status: int, duration_ns: int) -> None:
+    client = scope.get("client")
+    raw_path = scope.get("raw_path")  # as sent: a %0A stays three characters in the log
+    path = raw_path.decode("latin-1") if raw_path is not None else scope.get("path", "")
+    milliseconds = duration_ns / 1e6
+    log_access(
+        "%s %s %d %.2f ms",
+        scope.get("method", ""),
+        path,
+        status,
+        milliseconds,
+        method=scope.get("method", ""),
+        path=path,
+        status=status,
+        duration_ms=round(milliseconds, 3),
+        client=f"{client[0]}:{client[1]}" if client else None,
+    )

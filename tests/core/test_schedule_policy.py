@@ -1,0 +1,105 @@
+"""Deadlines and priorities: Triton's request parameters, answering at the deadline, and the
+thread-pool servable dropping an expired request."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import numpy as np
+import pytest
+
+from serval.core.batching import BatchingOptions, BatchingServable
+from serval.core.datatypes import DataType
+from serval.core.errors import DeadlineExceededError, InvalidInputError
+from serval.core.schedule_policy import (
+    apply_schedule_parameters,
+    predict_by_deadline,
+    tighten_deadline,
+)
+from serval.core.servable import ThreadPoolServable
+from serval.core.types import InferenceRequest, Tensor
+from serval.testing import EchoPredictor
+from tests.core.test_batching import RecordingPredictor, req, until
+
+
+def request(**parameters: Any) -> InferenceRequest:
+    x = Tensor("x", DataType.FP32, np.zeros(1, np.float32))
+    return InferenceRequest("m", [x], parameters=parameters)
+
+
+def test_timeout_and_priority_parameters() -> None:
+    plain = request()
+    apply_schedule_parameters(plain)
+    assert (plain.deadline, plain.priority) == (None, 0)
+
+    timed = request(timeout=2_500_000, priority=2)
+    apply_schedule_parameters(timed, now=100.0)
+    assert timed.deadline == pytest.approx(102.5)
+    assert timed.priority == 2
+
+    no_timeout = request(timeout=0)
+    apply_schedule_parameters(no_timeout, now=100.0)
+    assert no_timeout.deadline is None
+
+    earlier = request(timeout=5_000_000)
+    earlier.deadline = 101.0  # e.g. a gRPC deadline
+    apply_schedule_parameters(earlier, now=100.0)
+    assert earlier.deadline == 101.0
+    tighten_deadline(earlier, 100.5)
+    assert earlier.deadline == 100.5
+
+
+@pytest.mark.parametrize(
+    "parameters",
+    [{"timeout": -1}, {"timeout": 1.5}, {"timeout": "10"}, {"priority": True}, {"priority": -2}],
+)
+def test_bad_schedule_parameters_are_client_errors(parameters: dict[str, Any]) -> None:
+    with pytest.raises(InvalidInputError, match="non-negative integer"):
+        apply_schedule_parameters(request(**parameters))
+
+
+def test_the_answer_comes_at_the_deadline_and_the_request_never_runs() -> None:
+    gate = threading.Event()
+    fake = RecordingPredictor(gate=gate)
+    batching = BatchingServable(fake, BatchingOptions(max_batch_size=4))
+
+    async def body() -> None:
+        running = asyncio.ensure_future(batching.predict(req(1, 1.0)))
+        await until(lambda: len(fake.calls) == 1)
+        late = req(1, 2.0, deadline=time.monotonic() + 0.02)
+        with pytest.raises(DeadlineExceededError, match="within the request's deadline"):
+            await predict_by_deadline(batching, late)
+        assert batching.waiting == 0
+        gate.set()
+        await running
+        expired = req(1, 3.0, deadline=time.monotonic() - 1)
+        with pytest.raises(DeadlineExceededError, match="passed before"):
+            await predict_by_deadline(batching, expired)
+        await batching.close()
+
+    asyncio.run(body())
+    assert not fake.ran(2.0)
+    assert not fake.ran(3.0)
+
+
+def test_thread_pool_servable_drops_a_request_that_waited_past_its_deadline() -> None:
+    pool = ThreadPoolExecutor(1)
+    echo = EchoPredictor()
+    servable = ThreadPoolServable(echo, pool)
+    blocker = threading.Event()
+    pool.submit(blocker.wait, 10)  # the only thread is busy
+
+    async def body() -> None:
+        waiting = asyncio.ensure_future(servable.predict(req(1, 0.0, deadline=time.monotonic())))
+        await asyncio.sleep(0.01)
+        blocker.set()
+        with pytest.raises(DeadlineExceededError):
+            await waiting
+
+    asyncio.run(body())
+    pool.shutdown()
+    assert echo.calls == 0
