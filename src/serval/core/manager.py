@@ -72,6 +72,7 @@ class ModelRecord:
     unloaded: set[int] = field(default_factory=set)  # unloaded through the API
     stats: dict[int, VersionStatistics] = field(default_factory=dict)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    stale: bool = False  # the source changed while a reconcile was running
     task: asyncio.Task[None] | None = None
 
     @property
@@ -180,8 +181,8 @@ class LifecycleManager:
         now = time.monotonic()
         for record in self._models.values():
             due = any(failure.retry_at <= now for failure in record.failures.values())
-            if due and (record.task is None or record.task.done()):
-                record.task = asyncio.create_task(self._reconcile(record))
+            if due:
+                self._schedule(record)
 
     async def _scan(self) -> dict[str, ModelSource]:
         loop = asyncio.get_running_loop()
@@ -194,8 +195,23 @@ class LifecycleManager:
             if record is None:
                 record = self._models[name] = ModelRecord(name, wanted=wanted_default)
             record.source = scanned.get(name)
-            if record.task is None or record.task.done():
-                record.task = asyncio.create_task(self._reconcile(record), name=f"load-{name}")
+            self._schedule(record)
+
+    def _schedule(self, record: ModelRecord) -> None:
+        """Reconcile ``record`` soon; if a reconcile runs already, once more after it, so that
+        what the source said last is never lost."""
+        if record.task is None or record.task.done():
+            record.task = asyncio.create_task(
+                self._reconcile_until_settled(record), name=f"load-{record.name}"
+            )
+        else:
+            record.stale = True
+
+    async def _reconcile_until_settled(self, record: ModelRecord) -> None:
+        record.stale = True
+        while record.stale:
+            record.stale = False
+            await self._reconcile(record)
 
     async def _wait_for_tasks(self) -> None:
         tasks = [r.task for r in self._models.values() if r.task is not None]
@@ -527,7 +543,9 @@ def _index_entries(record: ModelRecord) -> list[IndexEntry]:
     for managed in record.retiring:
         rows[managed.id.version] = IndexEntry(record.name, managed.id.version, "UNLOADING")
     for version in record.loading:
-        rows[version] = IndexEntry(record.name, version, "LOADING")
+        retry = record.failures.get(version)
+        reason = f"retrying; the last attempt failed: {retry.error}" if retry else ""
+        rows[version] = IndexEntry(record.name, version, "LOADING", reason)
     for version in record.serving:
         reload = record.failures.get(version)
         # A failed reload leaves the previous load serving: say both.
