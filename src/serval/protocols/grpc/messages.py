@@ -53,7 +53,15 @@ def model_metadata(metadata: ModelMetadata) -> pb.ModelMetadataResponse:
         platform=metadata.platform,
         inputs=[_tensor_metadata(spec) for spec in metadata.inputs],
         outputs=[_tensor_metadata(spec) for spec in metadata.outputs],
+        properties=_properties(metadata),
     )
+
+
+def _properties(metadata: ModelMetadata) -> dict[str, str]:
+    properties = {key: str(value) for key, value in metadata.parameters.items()}
+    if metadata.signatures:
+        properties["signatures"] = ",".join(metadata.signatures)
+    return properties
 
 
 def model_config(view: ModelConfigView) -> pb.ModelConfigResponse:
