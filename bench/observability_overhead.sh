@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
-# What metrics and logging cost at default settings: requests/s of one-row V2 JSON inference on
-# the bundled `classifier` (an overhead-bound model: the model itself takes ~10 µs) with the
-# defaults (metrics on, access log off, tracing off) against `--no-metrics`, in one run.
+# What metrics and logging cost at default settings: one-row V2 JSON inference on the bundled
+# `classifier` (overhead-bound: the model itself takes about 10 µs) against a server with the
+# defaults (metrics on, access log off, tracing off) and one with `--no-metrics`, in one run.
 #
-# Both servers run side by side (each idle while the other is measured); wrk alternates
-# between them for ROUNDS rounds so that drift on a noisy machine hits both alike, and the
-# script prints each round and the mean of each.
-# Set BASELINE_REF=<git ref> to add a third server running that commit's code (from
-# `git archive`, the working tree untouched), e.g. the commit before observability landed.
+# Both servers run side by side, each idle while the other is measured; wrk alternates
+# between them for ROUNDS rounds, each round in a rotated order, so that drift on a noisy
+# machine and the position in a round hit both alike. Reported per
+# server: requests/s (mean and median of the rounds) and the server's CPU time per request
+# (from /proc/PID/stat), the steadier number on a shared machine: an overhead-bound server's
+# throughput is the inverse of its CPU time per request.
+#
+# PIN=1 pins the servers to CPU 0 and wrk to CPU 1. BASELINE_REF=<git ref> adds a third server
+# running that commit's code (exported with `git archive`; the working tree is untouched).
 #
 # Usage: [PIN=1] [BASELINE_REF=ref] bash bench/observability_overhead.sh [connections] [seconds] [rounds]
 set -euo pipefail
@@ -16,7 +20,6 @@ connections=${1:-16}
 seconds=${2:-10}
 rounds=${3:-5}
 lua=bench/infer_classifier.lua
-# PIN=1: servers on CPU 0, wrk on CPU 1 (less noise on a 2-core machine).
 server_cpus="" wrk_cpus=""
 if [[ "${PIN:-0}" == 1 ]]; then server_cpus="taskset -c 0" wrk_cpus="taskset -c 1"; fi
 pids=()
@@ -28,16 +31,15 @@ cleanup() {
 }
 trap cleanup EXIT
 
-free_port() { python -c 'from serval.testing import free_port; print(free_port())'; }
-
-declare -A ports
-start() {  # start NAME PYTHONPATH [ARGS...]: start a server, wait until it is ready
+declare -A ports server_pids
+start() {  # start NAME PYTHONPATH [ARGS...]: start a server and wait until it is ready
   local name=$1 pythonpath=$2 port
   shift 2
-  port=$(free_port)
+  port=$(python -c 'from serval.testing import free_port; print(free_port())')
   PYTHONPATH=$pythonpath $server_cpus python -m serval serve examples/models \
     --http-port "$port" --grpc-port 0 "$@" >"$tmp/$name.log" 2>&1 &
   pids+=($!)
+  server_pids[$name]=$!
   ports[$name]=$port
   until curl -sf "http://127.0.0.1:$port/v2/health/ready" >/dev/null; do sleep 0.05; done
 }
@@ -52,34 +54,49 @@ if [[ -n "${BASELINE_REF:-}" ]]; then
   names+=(baseline)
 fi
 
-rps() {  # rps PORT DURATION
-  $wrk_cpus wrk -t1 -c"$connections" -d"$2" -s "$lua" "http://127.0.0.1:$1" \
-    | awk '/Requests\/sec/ {print $2} /Non-2xx/ {print "non-2xx responses" > "/dev/stderr"}'
+# user + system CPU time in clock ticks: of the process, and of its main thread (the event
+# loop, where decoding, encoding, metrics and logging run: the bottleneck of a small model).
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat" "/proc/$1/task/$1/stat" | paste -sd' '; }
+
+measure() {  # measure NAME DURATION: "NAME requests/s requests process-ticks loop-ticks"
+  local name=$1 before after out
+  read -r -a before <<<"$(cpu_ticks "${server_pids[$name]}")"
+  out=$($wrk_cpus wrk -t1 -c"$connections" -d"$2" -s "$lua" "http://127.0.0.1:${ports[$name]}")
+  read -r -a after <<<"$(cpu_ticks "${server_pids[$name]}")"
+  if grep -q Non-2xx <<<"$out"; then echo "$name: non-2xx responses" >&2; exit 1; fi
+  echo "$name $(awk '/Requests\/sec/ {print $2}' <<<"$out") \
+$(awk '/requests in/ {print $1}' <<<"$out") $((after[0] - before[0])) $((after[1] - before[1]))"
 }
 
-for name in "${names[@]}"; do rps "${ports[$name]}" 2s >/dev/null; done  # warm up
-declare -A total
-for name in "${names[@]}"; do total[$name]=0; done
-echo "round ${names[*]}"
-for round in $(seq "$rounds"); do
-  line="$round"
-  for name in "${names[@]}"; do
-    value=$(rps "${ports[$name]}" "${seconds}s")
-    total[$name]=$(python -c "print(${total[$name]} + $value)")
-    line="$line $value"
-  done
-  echo "$line"
+for name in "${names[@]}"; do measure "$name" 2s >/dev/null; done  # warm up
+for round in $(seq 0 $((rounds - 1))); do  # rotate the order: each server goes first in turn
+  for i in "${!names[@]}"; do
+    measure "${names[$(((i + round) % ${#names[@]}))]}" "${seconds}s"
+  done | tee -a "$tmp/results"
 done
-for name in "${names[@]}"; do
-  echo "mean $name: $(python -c "print(f'{${total[$name]} / $rounds:.0f}')") req/s"
-done
-python -c "
-on, off = ${total[on]}, ${total[off]}
-print(f'metrics on vs off: {100 * (on - off) / off:+.1f}% throughput')"
-if [[ -n "${BASELINE_REF:-}" ]]; then
-  python -c "
-on, base = ${total[on]}, ${total[baseline]}
-print(f'defaults vs $BASELINE_REF: {100 * (on - base) / base:+.1f}% throughput')"
-fi
-# The metrics server must have counted every request it answered.
+
+TICKS=$(getconf CLK_TCK) python - "$tmp/results" "${BASELINE_REF:-}" <<'EOF'
+import os, statistics, sys
+rows = [line.split() for line in open(sys.argv[1])]
+ticks = int(os.environ["TICKS"])
+summary = {}
+for name in dict.fromkeys(row[0] for row in rows):
+    mine = [row for row in rows if row[0] == name]
+    rps = [float(row[1]) for row in mine]
+    requests = sum(int(r[2]) for r in mine)
+    cpu_us = 1e6 * sum(int(r[3]) for r in mine) / ticks / requests
+    loop_us = 1e6 * sum(int(r[4]) for r in mine) / ticks / requests
+    summary[name] = (statistics.mean(rps), statistics.median(rps), cpu_us, loop_us)
+    print(f"{name:9} mean {summary[name][0]:7.0f} req/s  median {summary[name][1]:7.0f} req/s"
+          f"  CPU {cpu_us:6.1f} µs/request, event loop thread {loop_us:6.1f} µs/request")
+def compare(a, b, label):
+    (ma, da, ca, la), (mb, db, cb, lb) = summary[a], summary[b]
+    print(f"{label}: throughput {100 * (ma - mb) / mb:+.1f}% (mean), {100 * (da - db) / db:+.1f}%"
+          f" (median); CPU per request {100 * (ca - cb) / cb:+.1f}%, event loop thread "
+          f"{100 * (la - lb) / lb:+.1f}% ({la - lb:+.1f} µs)")
+compare("on", "off", "metrics on vs off")
+if sys.argv[2]:
+    compare("on", "baseline", f"defaults vs {sys.argv[2]}")
+EOF
+# The server with metrics counted every request it answered.
 curl -s "http://127.0.0.1:${ports[on]}/metrics" | grep '^serval_requests_total' || true

@@ -27,6 +27,7 @@ from serval.observability.metrics import ServalMetrics, exposition
 from serval.observability.requests import RequestObserver, RequestRecorder
 from serval.protocols.rest.app import build_rest_app
 from serval.protocols.rest.v2 import EXTENSIONS
+from serval.protocols.rest.worker_header import WorkerHeaderMiddleware
 from serval.runtimes.registry import RuntimeRegistry
 from serval.server import GrpcService, Server
 
@@ -77,6 +78,8 @@ def build(settings: Settings, *, span_exporter: SpanExporter | None = None) -> S
         metrics=telemetry.metrics_endpoint,
         access_log=settings.access_log,
     )
+    if settings.workers > 1:  # say which worker process answered
+        rest_app = WorkerHeaderMiddleware(rest_app)
     grpc_service = (
         _grpc_service(settings, dataplane, control, telemetry.observer)
         if settings.grpc_port
@@ -117,8 +120,8 @@ def build_telemetry(
         registry = CollectorRegistry()
         metrics = ServalMetrics(
             registry,
-            inflight=dataplane.inflight,
-            queue_depth=inference_pool._work_queue.qsize,  # jobs no thread has taken yet
+            workload=dataplane.workload,
+            pool_queue_depth=inference_pool._work_queue.qsize,  # jobs no thread has taken
         )
         events.on_state_changed(metrics.on_state_changed)
         events.on_prediction(metrics.on_prediction)
@@ -143,8 +146,6 @@ def build_telemetry(
             recorders.append(tracing)
             telemetry.on_stop.append(tracing.shutdown)
     telemetry.observer = RequestObserver(recorders)
-    if telemetry.observer.enabled:
-        events.on_prediction(telemetry.observer.on_prediction)
     return telemetry
 
 
@@ -164,6 +165,7 @@ def _grpc_service(
         host=settings.host,
         port=settings.grpc_port,
         max_message_bytes=settings.grpc_max_message_bytes,
+        reuse_port=settings.workers > 1,
         observer=observer,
         access_log=settings.access_log,
     )

@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     InitSettingsSource,
@@ -49,6 +49,13 @@ class Settings(BaseSettings):
     exit_timeout_s: float = Field(
         default=30.0, ge=0, description="How long shutdown waits for requests in flight."
     )
+    workers: int = Field(
+        default=1,
+        ge=1,
+        le=512,
+        description="Server processes sharing the ports (SO_REUSEPORT), each loading every "
+        "model; see docs/workers.md.",
+    )
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     # Observability (docs/observability.md).
     log_format: Literal["auto", "json", "text"] = Field(
@@ -75,6 +82,14 @@ class Settings(BaseSettings):
         if isinstance(items, list | tuple):
             return tuple(p.strip() for item in items for p in str(item).split(",") if p.strip())
         return value
+
+    @model_validator(mode="after")
+    def _workers_share_a_port(self) -> Settings:
+        if self.workers > 1 and self.http_port == 0:
+            raise ValueError(
+                "http_port 0 (any free port) cannot be shared by several workers; choose a port"
+            )
+        return self
 
     @classmethod
     def settings_customise_sources(

@@ -58,8 +58,18 @@ class Server:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.request_stop)
+        shared = self._settings.workers > 1  # several workers share the ports (SO_REUSEPORT)
+        loading: asyncio.Task[None] | None = None
+        if shared:
+            # A worker joins the shared ports once its models are loaded: the kernel never
+            # hands it a connection it would answer 503 while the others are ready.
+            loading = asyncio.create_task(self._manager.start(), name="serval-initial-load")
+            await asyncio.wait(
+                [loading, asyncio.create_task(self._stop.wait())],
+                return_when=asyncio.FIRST_COMPLETED,
+            )
         http = self._http_server()
-        listener = _listen(self._settings.host, self._settings.http_port)
+        listener = _listen(self._settings.host, self._settings.http_port, reuse_port=shared)
         await http.startup(sockets=[listener])
         http_loop = asyncio.create_task(http.main_loop(), name="serval-http")
         if self._grpc is not None:
@@ -71,7 +81,8 @@ class Server:
             listener.getsockname()[1],  # the real port when --http-port is 0
             f"on {self._settings.host}:{self._settings.grpc_port}" if self._grpc else "off",
         )
-        loading = asyncio.create_task(self._manager.start(), name="serval-initial-load")
+        if loading is None:
+            loading = asyncio.create_task(self._manager.start(), name="serval-initial-load")
         await asyncio.wait(
             [loading, asyncio.create_task(self._stop.wait())], return_when=asyncio.FIRST_COMPLETED
         )
@@ -121,10 +132,12 @@ class Server:
         return server
 
 
-def _listen(host: str, port: int) -> socket.socket:
+def _listen(host: str, port: int, *, reuse_port: bool = False) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if reuse_port:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     sock.bind((host, port))
     sock.listen(2048)
     sock.setblocking(False)

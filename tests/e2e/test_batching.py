@@ -21,11 +21,16 @@ from tests.onnx_models import busy, write_model
 
 pytestmark = pytest.mark.e2e
 
-# `mixed` batches up to 32 rows; `single` has one instance and room for 2 waiting requests.
+# `mixed` batches up to 32 rows; `single` has one instance and room for 2 waiting requests;
+# `adaptive` keeps queue wait + execution under 500 ms.
 MODELS = {
     "mixed": "max_batch_size: 32\nruntime_options: {intra_op_threads: 1}\n",
     "single": (
         "max_batch_size: 8\ninstances: 1\ndynamic_batching: {max_queue_size: 2}\n"
+        "runtime_options: {intra_op_threads: 1}\n"
+    ),
+    "adaptive": (
+        "max_batch_size: 8\ndynamic_batching: {mode: adaptive, latency_slo_ms: 500}\n"
         "runtime_options: {intra_op_threads: 1}\n"
     ),
 }
@@ -182,6 +187,24 @@ def test_a_full_queue_is_a_429_with_retry_after_and_loses_nothing(
     assert_rows(slow.result(), slow_x)
     for future, x in queued:
         assert_rows(future.result(), x)
+
+
+def test_adaptive_mode_refuses_what_would_miss_its_target_with_a_429(
+    server: RunningServer, slow_rounds: int, background: ThreadPoolExecutor
+) -> None:
+    # A request on an idle model always runs; this one keeps the model busy for ~2 s, four
+    # times the 500 ms target.
+    doc, slow_x = infer_body(1, -100.0, slow_rounds)
+    slow = background.submit(post, server, "adaptive", doc)
+    time.sleep(SETTLE_S)
+    doc, x = infer_body(1, 7.0)
+    reply = post(server, "adaptive", doc)
+    assert reply.status_code == 429, reply.text
+    assert int(reply.headers["Retry-After"]) >= 1
+    assert "latency_slo_ms 500" in reply.json()["error"]
+    assert not slow.done()  # refused at once, not after the slow request
+    assert_rows(slow.result(), slow_x)
+    assert_rows(post(server, "adaptive", doc), x)  # idle again: it runs
 
 
 def test_grpc_deadline_exceeded_while_queued_never_runs(

@@ -1,4 +1,5 @@
-"""``serval serve MODEL_REPOSITORY``: run the server until SIGTERM/SIGINT."""
+"""``serval serve MODEL_REPOSITORY``: run the server until SIGTERM/SIGINT; with ``--workers N``,
+N server processes under a supervisor (``cli.supervisor``)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from serval.app import build
+from serval.cli.supervisor import supervise
 from serval.config import Settings
 from serval.core.model_spec import describe_validation_error
 from serval.observability.logging import configure_logging
@@ -31,6 +33,10 @@ _FLAGS: dict[str, dict[str, Any]] = {
     "--grpc-max-message-bytes": {"type": int, "help": "gRPC message limit (default 64 MiB)"},
     "--inference-threads": {"type": int, "help": "inference thread pool (default: CPU count)"},
     "--exit-timeout-s": {"type": float, "help": "grace for requests in flight on shutdown"},
+    "--workers": {
+        "type": int,
+        "help": "server processes sharing the ports, each loading every model (default 1)",
+    },
     "--log-level": {"choices": ["debug", "info", "warning", "error"]},
     "--log-format": {
         "choices": ["auto", "json", "text"],
@@ -106,6 +112,14 @@ def run(args: argparse.Namespace) -> int:
         )
         return 2
     configure_logging(settings.log_level, settings.log_format)
+    if settings.workers > 1:
+        return supervise(settings)
+    return serve_settings(settings)
+
+
+def serve_settings(settings: Settings) -> int:
+    """Build the server and run it until SIGTERM/SIGINT: the whole of a single-process server,
+    and the body of each worker. Returns the exit status."""
     try:
         server = build(settings)
         _run_loop(server.run())

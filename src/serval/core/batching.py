@@ -16,6 +16,11 @@ up the next one. Each batch is one hop to an instance thread, where the inputs a
 the predictor runs once and the outputs are split back. A request past its deadline is dropped
 before it runs; a request beyond ``max_queue_size`` is refused as overloaded. With
 ``max_batch_size`` 0 every request runs alone, with the same queue, priorities and deadlines.
+
+In adaptive mode (``latency_slo_s``), an ``AdaptivePolicy`` (``core.adaptive``) replaces
+``max_queue_delay`` and the preferred sizes: it caps the batch size, chooses the wait, and
+refuses a request whose predicted latency exceeds the target. The policy learns from the
+batches this servable runs.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from contextlib import closing
 from dataclasses import dataclass
 from functools import partial
 
+from serval.core.adaptive import AdaptivePolicy, RunningBatch
 from serval.core.batch_assembly import batch_key, batch_rows, merge, split
 from serval.core.errors import ModelNotReadyError, OverloadedError
 from serval.core.model_spec import DynamicBatchingSpec, ModelSpec
@@ -55,6 +61,7 @@ class BatchingOptions:
     max_queue_size: int = 0  # 0: no bound
     priority_levels: int = 0  # 0: arrival order only
     default_priority_level: int = 0  # 0: the lowest level
+    latency_slo_s: float = 0.0  # above 0: adaptive mode, with this latency target
 
     @classmethod
     def from_spec(cls, spec: ModelSpec) -> BatchingOptions:
@@ -67,6 +74,7 @@ class BatchingOptions:
             max_queue_size=queue.max_queue_size,
             priority_levels=queue.priority_levels,
             default_priority_level=queue.default_priority_level,
+            latency_slo_s=(queue.latency_slo_ms or 0.0) / 1e3 if queue.mode == "adaptive" else 0.0,
         )
 
 
@@ -84,13 +92,26 @@ class _Outcome:
 class BatchingServable:
     """A servable with a queue, ``options.instances`` concurrent executions of one predictor
     (each a thread of ``executor``; by default a pool of its own with exactly that many
-    threads) and dynamic batching."""
+    threads) and dynamic batching. In adaptive mode ``adaptive`` is the policy (by default one
+    built from ``options``)."""
 
     def __init__(
-        self, predictor: Predictor, options: BatchingOptions, executor: Executor | None = None
+        self,
+        predictor: Predictor,
+        options: BatchingOptions,
+        executor: Executor | None = None,
+        *,
+        adaptive: AdaptivePolicy | None = None,
     ) -> None:
         self._predictor = predictor
         self._options = options
+        if adaptive is None and options.latency_slo_s > 0:
+            if not options.max_batch_size:
+                raise ValueError("adaptive batching (latency_slo_s) needs max_batch_size > 0")
+            adaptive = AdaptivePolicy(
+                options.latency_slo_s, options.max_batch_size, options.instances
+            )
+        self._adaptive = adaptive
         self._owns_executor = executor is None
         self._executor = executor or ThreadPoolExecutor(
             options.instances, thread_name_prefix="serval-instance"
@@ -116,6 +137,11 @@ class BatchingServable:
         """Instances running a batch now."""
         return self._busy
 
+    @property
+    def adaptive(self) -> AdaptivePolicy | None:
+        """The adaptive batching policy, or None with the fixed rule."""
+        return self._adaptive
+
     async def predict(self, request: InferenceRequest) -> InferenceResponse:
         enqueued = time.perf_counter_ns()
         options = self._options
@@ -135,6 +161,9 @@ class BatchingServable:
                 f"max_queue_size; retry later",
                 retry_after_s=1.0,
             )
+        if self._adaptive is not None:
+            ahead = queue.rows_through(level)
+            self._adaptive.admit(request.model_name, rows, ahead, enqueued / 1e9)
         item = Waiting(request, asyncio.get_running_loop().create_future(), rows, key, enqueued)
         queue.push(item, level)
         self._dispatch()
@@ -173,8 +202,12 @@ class BatchingServable:
         if not batch or not self._options.max_batch_size:
             return batch, None  # nothing waits, or the model does not batch: it runs alone
         rows = sum(item.rows for item in batch)
-        if self._busy == 0 or rows >= self._options.max_batch_size:
+        if self._busy == 0 or rows >= self._batch_limit():
             return batch, None
+        if self._adaptive is not None:
+            waited_ns = time.perf_counter_ns() - min(item.enqueued_ns for item in batch)
+            wait_s = self._adaptive.wait_s(rows, waited_ns / 1e9)
+            return (batch, None) if wait_s <= 0 else ([], wait_s)
         preferred = [size for size in self._options.preferred_batch_sizes if size <= rows]
         if preferred:
             return _cut(batch, preferred[-1]), None
@@ -183,12 +216,18 @@ class BatchingServable:
             return batch, None
         return [], (self._delay_ns - waited) / 1e9
 
+    def _batch_limit(self) -> int:
+        """The most rows of a batch now (0: the model does not batch)."""
+        if self._adaptive is not None:
+            return self._adaptive.batch_limit
+        return self._options.max_batch_size
+
     def _gather(self, candidates: Iterator[Waiting]) -> list[Waiting]:
         """The first waiting request and those behind it that fit in its batch."""
         head = next(candidates, None)
         if head is None:
             return []
-        limit = self._options.max_batch_size
+        limit = self._batch_limit()
         if not limit:
             return [head]
         batch, rows = [head], head.rows
@@ -207,8 +246,11 @@ class BatchingServable:
         loop = asyncio.get_running_loop()
         requests = [item.request for item in batch]
         rows = [item.rows for item in batch]
+        running = None
+        if self._adaptive is not None:
+            running = self._adaptive.started(sum(rows), time.perf_counter())
         done = loop.run_in_executor(self._executor, self._execute, requests, rows)
-        done.add_done_callback(partial(self._finished, batch))
+        done.add_done_callback(partial(self._finished, batch, running))
 
     # -- execution (on an instance thread) ------------------------------------------------
 
@@ -232,8 +274,14 @@ class BatchingServable:
 
     # -- answering (on the event loop) ----------------------------------------------------
 
-    def _finished(self, batch: list[Waiting], done: asyncio.Future[_Outcome]) -> None:
+    def _finished(
+        self,
+        batch: list[Waiting],
+        running: RunningBatch | None,
+        done: asyncio.Future[_Outcome],
+    ) -> None:
         self._busy -= 1
+        outcome = None
         try:
             if done.cancelled():
                 raise ModelNotReadyError("the model's instance stopped before it ran the batch")
@@ -244,6 +292,13 @@ class BatchingServable:
                     item.future.set_exception(exc)
         else:
             self._answer(batch, outcome)
+        if running is not None and self._adaptive is not None:
+            # From launch to answer, on the loop: how long the batch held its instance.
+            now = time.perf_counter()
+            took = None if outcome is None else now - running.started
+            self._adaptive.finished(running, took)
+            if outcome is not None:
+                self._adaptive.answered(min(item.enqueued_ns for item in batch) / 1e9, now)
         self._dispatch()
 
     def _answer(self, batch: list[Waiting], outcome: _Outcome) -> None:

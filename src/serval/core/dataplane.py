@@ -14,6 +14,7 @@ from serval.core.errors import (
     ServalError,
 )
 from serval.core.events import EventBus, PredictionEvent
+from serval.core.managed import Workload
 from serval.core.manager import LifecycleManager
 from serval.core.model_spec import ModelSpec
 from serval.core.schedule_policy import predict_by_deadline
@@ -120,9 +121,9 @@ class DataPlane:
     def model_names(self) -> list[str]:
         return self._manager.model_names()
 
-    def inflight(self) -> dict[ServableId, int]:
-        """Requests in flight on each serving or draining version (for gauges)."""
-        return self._manager.inflight()
+    def workload(self) -> dict[ServableId, Workload]:
+        """The requests on each serving or draining version now (for gauges)."""
+        return self._manager.workload()
 
     def statistics(
         self, name: str | None = None, version: str | int | None = None
@@ -142,14 +143,17 @@ class DataPlane:
             validate_request(request, servable.metadata)
             response = await predict_by_deadline(servable, request)
         except ServalError as exc:
+            exc.servable = managed.id
             error = exc
             raise
         except Exception as exc:
-            error = ModelExecutionError(
+            failure = ModelExecutionError(
                 f"model {managed.id.name!r} version {managed.id.version} failed: "
                 f"{type(exc).__name__}: {exc}"
             )
-            raise error from exc
+            failure.servable = managed.id
+            error = failure
+            raise failure from exc
         except asyncio.CancelledError:
             # The caller gave up (a deadline or a dropped connection): a failure all the same.
             error = DeadlineExceededError(

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from serval.core.states import ServableId
 
 
 class ErrorCode(StrEnum):
@@ -21,6 +25,9 @@ class ServalError(Exception):
     """Base of every error serval reports to a client or operator."""
 
     code: ErrorCode = ErrorCode.INTERNAL
+    # The version a request failed on, once the data plane had chosen one (it sets this), so
+    # that observers can attribute the failure.
+    servable: ServableId | None = None
 
     def __init__(self, message: str, *, retry_after_s: float | None = None) -> None:
         super().__init__(message)

@@ -25,8 +25,11 @@ class StateChanged:
     spec: ModelSpec | None = None  # on LOADING and AVAILABLE: the spec the version loads with
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class PredictionEvent:
+    """One inference request the data plane answered or failed. Read-only by convention: not
+    frozen, because a frozen dataclass costs 0.5 µs more to build, once per request."""
+
     id: ServableId
     request: InferenceRequest
     response: InferenceResponse | None
@@ -41,25 +44,26 @@ class EventBus:
     """Synchronous fan-out. A subscriber that raises is logged and does not stop the others."""
 
     def __init__(self) -> None:
-        self._state_subscribers: list[Callable[[StateChanged], None]] = []
-        self._prediction_subscribers: list[Callable[[PredictionEvent], None]] = []
+        # Tuples, replaced on subscribe: emit (once per request) iterates without copying.
+        self._state_subscribers: tuple[Callable[[StateChanged], None], ...] = ()
+        self._prediction_subscribers: tuple[Callable[[PredictionEvent], None], ...] = ()
 
     def on_state_changed(self, callback: Callable[[StateChanged], None]) -> None:
-        self._state_subscribers.append(callback)
+        self._state_subscribers = (*self._state_subscribers, callback)
 
     def on_prediction(self, callback: Callable[[PredictionEvent], None]) -> None:
-        self._prediction_subscribers.append(callback)
+        self._prediction_subscribers = (*self._prediction_subscribers, callback)
 
     @property
     def wants_predictions(self) -> bool:
         return bool(self._prediction_subscribers)
 
     def emit(self, event: Event) -> None:
-        subscribers: list[Callable[..., None]]
-        if isinstance(event, StateChanged):
-            subscribers = list(self._state_subscribers)
-        else:
-            subscribers = list(self._prediction_subscribers)
+        subscribers: tuple[Callable[..., None], ...] = (
+            self._state_subscribers
+            if isinstance(event, StateChanged)
+            else self._prediction_subscribers
+        )
         for callback in subscribers:
             try:
                 callback(event)

@@ -49,6 +49,9 @@ class ManagedServable:
     def status(self) -> ServableStatus:
         return ServableStatus(self.id, self.state, self.error)
 
+    def workload(self) -> Workload:
+        return Workload(self.inflight, int(getattr(self.servable, "waiting", 0)))
+
     def acquire(self) -> Servable:
         """Take a lease; only an AVAILABLE servable hands out leases (checked by the caller)."""
         self.inflight += 1
@@ -67,6 +70,15 @@ class ManagedServable:
         except TimeoutError:
             return False
         return True
+
+
+@dataclass(frozen=True, slots=True)
+class Workload:
+    """The requests on one version now: leased (in flight), and of those the ones waiting in
+    the version's own queue (a model with dynamic batching or instances; else 0)."""
+
+    inflight: int
+    waiting: int = 0
 
 
 @dataclass(slots=True)

@@ -26,7 +26,7 @@ from serval.core.errors import (
 )
 from serval.core.events import EventBus, StateChanged
 from serval.core.loader import LoaderFactory, LoadRequest
-from serval.core.managed import FailedLoad, ManagedServable
+from serval.core.managed import FailedLoad, ManagedServable, Workload
 from serval.core.model_spec import ModelSpec
 from serval.core.repository import ModelSource, Source, VersionSource
 from serval.core.servable import Predictor, Servable
@@ -477,10 +477,10 @@ class LifecycleManager:
         record = self._models.get(name)
         return sorted(record.serving) if record else []
 
-    def inflight(self) -> dict[ServableId, int]:
-        """Requests in flight (leases held) on each serving or draining version."""
+    def workload(self) -> dict[ServableId, Workload]:
+        """The requests on each serving or draining version now."""
         return {
-            managed.id: managed.inflight
+            managed.id: managed.workload()
             for record in self._models.values()
             for managed in (*record.serving.values(), *record.retiring)
         }

@@ -116,6 +116,20 @@ class WarmupSpec(_Strict):
 class DynamicBatchingSpec(_Strict):
     """How requests wait in the model's queue and merge into batches (docs/batching.md)."""
 
+    mode: Literal["fixed", "adaptive"] = Field(
+        default="fixed",
+        description="fixed: batches follow max_queue_delay_us and preferred_batch_sizes. "
+        "adaptive: serval learns the model's batch cost and picks the batch size and the wait "
+        "to keep queue wait + execution under latency_slo_ms, refusing requests (REST 429, "
+        "gRPC RESOURCE_EXHAUSTED) that would miss it. Adaptive needs max_batch_size > 0.",
+    )
+    latency_slo_ms: float | None = Field(
+        default=None,
+        gt=0,
+        le=600_000,
+        description="Adaptive mode's target, in milliseconds, for a request's queue wait + "
+        "execution. Required with mode: adaptive, refused otherwise.",
+    )
     max_queue_delay_us: int = Field(
         default=0,
         ge=0,
@@ -163,6 +177,20 @@ class DynamicBatchingSpec(_Strict):
                 f"default_priority_level {self.default_priority_level} is above "
                 f"priority_levels {self.priority_levels}"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _mode_fits(self) -> DynamicBatchingSpec:
+        if self.mode == "fixed" and self.latency_slo_ms is not None:
+            raise ValueError("latency_slo_ms needs mode: adaptive")
+        if self.mode == "adaptive":
+            if self.latency_slo_ms is None:
+                raise ValueError("mode: adaptive needs latency_slo_ms")
+            if self.max_queue_delay_us or self.preferred_batch_sizes:
+                raise ValueError(
+                    "mode: adaptive picks the wait and the batch sizes itself; remove "
+                    "max_queue_delay_us and preferred_batch_sizes"
+                )
         return self
 
 
@@ -225,6 +253,8 @@ class ModelSpec(_Strict):
         batching = self.dynamic_batching
         if batching is None:
             return self
+        if batching.mode == "adaptive" and self.max_batch_size == 0:
+            raise ValueError("dynamic_batching.mode adaptive needs max_batch_size > 0")
         if self.max_batch_size == 0 and (
             batching.max_queue_delay_us or batching.preferred_batch_sizes
         ):

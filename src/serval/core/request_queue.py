@@ -23,7 +23,7 @@ _SLACK = 64
 class Waiting:
     """A request in the queue; ``queued`` turns false once it is taken, dropped or gone."""
 
-    __slots__ = ("enqueued_ns", "future", "key", "queued", "request", "rows")
+    __slots__ = ("enqueued_ns", "future", "key", "level", "queued", "request", "rows")
 
     def __init__(
         self,
@@ -38,6 +38,7 @@ class Waiting:
         self.rows = rows  # the first dimension of its inputs (0 when the model does not batch)
         self.key = key  # requests with equal keys may share a batch
         self.enqueued_ns = enqueued_ns  # time.perf_counter_ns()
+        self.level = 0  # the index of its priority level, set by push
         self.queued = True
 
 
@@ -49,6 +50,7 @@ class RequestQueue:
         self._levels = levels
         self._default = (default_level or levels) - 1
         self._queues: list[deque[Waiting]] = [deque() for _ in range(max(1, levels))]
+        self._rows = [0] * max(1, levels)  # rows waiting at each level
         self._waiting = 0
 
     def __len__(self) -> int:
@@ -70,14 +72,21 @@ class RequestQueue:
             )
         return self._default if priority == 0 else priority - 1
 
+    def rows_through(self, level: int) -> int:
+        """Rows waiting at level ``level`` and the levels above it (those that run first)."""
+        return sum(self._rows[: level + 1])
+
     def push(self, item: Waiting, level: int) -> None:
+        item.level = level
         self._queues[level].append(item)
+        self._rows[level] += item.rows
         self._waiting += 1
 
     def remove(self, item: Waiting) -> None:
         """Mark ``item`` as gone from the queue (taken into a batch, or abandoned)."""
         if item.queued:
             item.queued = False
+            self._rows[item.level] -= item.rows
             self._waiting -= 1
 
     def candidates(self, now: float) -> Generator[Waiting, None, None]:

@@ -3,18 +3,22 @@
 prometheus_client's ``Counter`` and ``Histogram`` take a lock and walk the buckets in Python on
 every update (0.4 to 0.9 µs each with a cached child, 1.3 µs with a ``labels()`` lookup). A
 request updates about ten series, which would cost about 3% of an overhead-bound model's
-throughput on its own. serval updates request metrics only on the event loop's thread, so a
-dict, an int and a ``bisect`` are enough (about 0.1 µs); a collector (``metrics.py``) builds
-the metric families from them at scrape time, also on the loop.
+throughput on its own. serval updates request metrics only on the event loop's thread, so an
+int and a ``bisect`` are enough (about 0.1 µs); a collector (``metrics.py``) builds the metric
+families from them at scrape time, also on the loop.
 
 Never update these from another thread.
 """
 
 from __future__ import annotations
 
+import math
 from bisect import bisect_left
 from collections.abc import Iterable, Sequence
+from functools import cache
+from typing import Any
 
+import numpy as np
 from prometheus_client.metrics_core import (
     CounterMetricFamily,
     GaugeMetricFamily,
@@ -65,10 +69,7 @@ class CounterVec:
         return self.values.get(labels, 0.0)
 
     def family(self) -> CounterMetricFamily:
-        family = CounterMetricFamily(self.name, self.documentation, labels=self.label_names)
-        for labels, value in self.values.items():
-            family.add_metric(labels, value)
-        return family
+        return counter_family(self.name, self.documentation, self.label_names, self.values.items())
 
 
 class GaugeVec:
@@ -105,50 +106,65 @@ def gauge_family(
     return family
 
 
-class _Series:
-    __slots__ = ("counts", "total")
+class Histogram:
+    """One histogram series; ``bounds`` are the finite upper bounds, ascending."""
 
-    def __init__(self, size: int) -> None:
-        self.counts = [0] * size
+    __slots__ = ("_edges", "bounds", "counts", "total")
+
+    def __init__(self, bounds: tuple[float, ...]) -> None:
+        self.bounds = bounds
+        self._edges = np.asarray(bounds, dtype=np.float64)
+        self.counts = [0] * (len(bounds) + 1)  # the last one is +Inf
         self.total = 0.0
 
-
-class HistogramVec:
-    """A histogram per label tuple; ``buckets`` are the finite upper bounds, ascending."""
-
-    __slots__ = ("_bounds", "_les", "documentation", "label_names", "name", "series")
-
-    def __init__(
-        self, name: str, documentation: str, label_names: Sequence[str], buckets: Sequence[float]
-    ) -> None:
-        if list(buckets) != sorted(buckets):
-            raise ValueError(f"{name}: buckets must ascend")
-        self.name = name
-        self.documentation = documentation
-        self.label_names = tuple(label_names)
-        self._bounds = tuple(buckets)
-        self._les = (*(floatToGoString(b) for b in buckets), "+Inf")  # type: ignore[no-untyped-call]
-        self.series: dict[Labels, _Series] = {}
-
-    def observe(self, labels: Labels, value: float) -> None:
-        series = self.series.get(labels)
-        if series is None:
-            series = self.series[labels] = _Series(len(self._bounds) + 1)
+    def observe(self, value: float) -> None:
         # Prometheus buckets count values <= their bound: bisect_left finds the first such one.
-        series.counts[bisect_left(self._bounds, value)] += 1
-        series.total += value
+        self.counts[bisect_left(self.bounds, value)] += 1
+        self.total += value
 
-    def count(self, labels: Labels) -> int:
-        series = self.series.get(labels)
-        return sum(series.counts) if series else 0
+    def observe_many(self, values: np.ndarray[Any, Any]) -> None:
+        """Observe every value of a 1-D array, vectorised."""
+        if values.size == 0:
+            return
+        buckets = np.searchsorted(self._edges, values, side="left")  # as bisect_left
+        added = np.bincount(buckets, minlength=len(self.counts)).tolist()
+        self.counts = [have + new for have, new in zip(self.counts, added, strict=True)]
+        self.total += float(values.sum())
 
-    def family(self) -> HistogramMetricFamily:
-        family = HistogramMetricFamily(self.name, self.documentation, labels=self.label_names)
-        for labels, series in self.series.items():
-            cumulative = 0
-            buckets = []
-            for le, count in zip(self._les, series.counts, strict=True):
-                cumulative += count
-                buckets.append((le, float(cumulative)))
-            family.add_metric(labels, buckets, series.total)
-        return family
+    @property
+    def count(self) -> int:
+        return sum(self.counts)
+
+
+def histogram_family(
+    name: str,
+    documentation: str,
+    label_names: Sequence[str],
+    series: Iterable[tuple[Labels, Histogram]],
+) -> HistogramMetricFamily:
+    family = HistogramMetricFamily(name, documentation, labels=label_names)
+    for labels, histogram in series:
+        cumulative = 0
+        buckets = []
+        for bound, count in zip((*histogram.bounds, math.inf), histogram.counts, strict=True):
+            cumulative += count
+            buckets.append((_le(bound), float(cumulative)))
+        family.add_metric(labels, buckets, histogram.total)
+    return family
+
+
+@cache
+def _le(bound: float) -> str:
+    return floatToGoString(bound)  # type: ignore[no-any-return, no-untyped-call]
+
+
+def counter_family(
+    name: str,
+    documentation: str,
+    label_names: Sequence[str],
+    samples: Iterable[tuple[Labels, float]],
+) -> CounterMetricFamily:
+    family = CounterMetricFamily(name, documentation, labels=label_names)
+    for labels, value in samples:
+        family.add_metric(labels, value)
+    return family

@@ -14,8 +14,9 @@ request ``id``) when they are short printable ASCII, otherwise serval generates 
 
 from __future__ import annotations
 
+import itertools
 import logging
-import os
+import random
 import sys
 import time
 from contextvars import ContextVar
@@ -26,29 +27,46 @@ import orjson
 LogFormat = Literal["auto", "json", "text"]
 TEXT_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
 REQUEST_ID_HEADER = "x-request-id"
+# Generated request ids: random per process, then a counter (cheaper than random bits per
+# request; unique across replicas with overwhelming probability).
+_ID_PREFIX = b"%012x-" % random.getrandbits(48)
+_ID_COUNTER = itertools.count(1)
 _MAX_ID_CHARS = 128
 access_logger = logging.getLogger("serval.access")
 
 
 class RequestLogContext:
-    """The request a task is handling, as logs need it."""
+    """The request a task is handling, as logs and the ``x-request-id`` header need it."""
 
-    __slots__ = ("_given", "_id")
+    __slots__ = ("_given", "_id", "_raw")
 
     def __init__(self, given_id: str | None = None) -> None:
         self._given = given_id is not None
         self._id = given_id
+        self._raw: bytes | None = None  # the id as header bytes, once asked for
 
     @property
     def request_id(self) -> str:
         if self._id is None:
-            self._id = os.urandom(8).hex()
+            self._id = self.header_value().decode("ascii")
         return self._id
+
+    def header_value(self) -> bytes:
+        """The id for the ``x-request-id`` response header (generated if there is none)."""
+        raw = self._raw
+        if raw is None:
+            if self._id is None:
+                raw = b"%s%x" % (_ID_PREFIX, next(_ID_COUNTER))
+            else:
+                raw = self._id.encode("ascii")
+            self._raw = raw
+        return raw
 
     def adopt(self, protocol_id: str | None) -> None:
         """Use the protocol's own request id (V2 ``id``) unless a header gave one."""
         if not self._given and protocol_id and valid_request_id(protocol_id):
             self._id = protocol_id
+            self._raw = None
             self._given = True
 
 

@@ -5,17 +5,21 @@
 - a subscriber of the core's events (``on_state_changed``, ``on_prediction``): model states,
   load times, queue and compute times, batch sizes, monitored inputs and outputs;
 - a ``RequestRecorder`` of the adapters' observed requests: requests by outcome and protocol,
-  end-to-end, decode and encode times, requests in progress;
+  end-to-end, decode and encode times;
 - a collector: at scrape time it turns its accumulators into metric families, and reads the
-  gauges of the moment (requests in flight per version, the inference queue's depth).
+  gauges of the moment (requests in flight and queued per version, the inference pool's
+  queue).
 
-Names and meanings are in ``docs/metrics.md``.
+The hot path appends the finished request to a journal; the journal is folded into the series
+every 1024 requests and at each scrape. Names and meanings are in ``docs/metrics.md``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
+from typing import Any
 
+import numpy as np
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -27,15 +31,17 @@ from prometheus_client import (
 from prometheus_client.metrics_core import Metric
 
 from serval.core.events import PredictionEvent, StateChanged
+from serval.core.managed import Workload
 from serval.core.states import ServableId
+from serval.core.types import InferenceResponse, InferenceTimings
 from serval.observability.instruments import (
     BATCH_SIZE_BUCKETS,
     LATENCY_BUCKETS,
-    CounterVec,
-    GaugeVec,
-    HistogramVec,
+    Histogram,
     Labels,
+    counter_family,
     gauge_family,
+    histogram_family,
 )
 from serval.observability.model_metrics import ModelMetrics
 from serval.observability.requests import SUCCESS, ObservedRequest, outcome_of
@@ -43,6 +49,53 @@ from serval.observability.requests import SUCCESS, ObservedRequest, outcome_of
 _REQUEST = ("model", "version", "protocol")
 _MODEL = ("model", "version")
 _NS = 1e-9
+_FLUSH_EVERY = 1024
+# started, decoded, inferred, finished (ns), queue, compute (ns), batch size, executions
+_NUMBERS = 8
+
+
+def _timing_values(timings: InferenceTimings) -> tuple[int, int, int, int]:
+    """Queue time, compute time, batch size and executions. Of the requests that shared a
+    batch, one counts the execution (1) and the others 0, so batch sizes count per batch."""
+    compute = timings.compute_input_ns + timings.compute_infer_ns + timings.compute_output_ns
+    return timings.queue_ns, compute, timings.batch_size, timings.executions
+
+
+def _group(
+    versions: list[tuple[str, str]], protocols: list[str], numbers: np.ndarray[Any, Any]
+) -> dict[tuple[tuple[str, str], str], np.ndarray[Any, Any]]:
+    """The journal's rows by version and protocol; usually one group, found without hashing."""
+    version, protocol = versions[0], protocols[0]
+    if all(v == version for v in versions) and all(p == protocol for p in protocols):
+        return {(version, protocol): numbers}
+    rows: dict[tuple[tuple[str, str], str], list[int]] = {}
+    for row, key in enumerate(zip(versions, protocols, strict=True)):
+        rows.setdefault(key, []).append(row)
+    return {key: numbers[index] for key, index in rows.items()}
+
+
+class _RequestSeries:
+    """The series of one (model, version, protocol)."""
+
+    __slots__ = ("decode", "duration", "encode", "outcomes")
+
+    def __init__(self) -> None:
+        self.outcomes: dict[str, int] = {}
+        self.duration = Histogram(LATENCY_BUCKETS)
+        self.decode = Histogram(LATENCY_BUCKETS)
+        self.encode = Histogram(LATENCY_BUCKETS)
+
+
+class _ModelSeries:
+    """The series of one model version."""
+
+    __slots__ = ("batch_size", "compute", "labels", "queue")
+
+    def __init__(self, labels: Labels) -> None:
+        self.labels = labels
+        self.queue = Histogram(LATENCY_BUCKETS)
+        self.compute = Histogram(LATENCY_BUCKETS)
+        self.batch_size = Histogram(BATCH_SIZE_BUCKETS)
 
 
 class ServalMetrics:
@@ -52,61 +105,24 @@ class ServalMetrics:
         self,
         registry: CollectorRegistry,
         *,
-        inflight: Callable[[], Mapping[ServableId, int]] = dict,
-        queue_depth: Callable[[], int] | None = None,
+        workload: Callable[[], Mapping[ServableId, Workload]] = dict,
+        pool_queue_depth: Callable[[], int] | None = None,
         process: bool = True,
     ) -> None:
-        self._inflight = inflight
-        self._queue_depth = queue_depth
+        """``workload``: the requests on each version now (the data plane's); ``pool_queue_depth``:
+        jobs waiting for a thread of the shared inference pool."""
+        self._workload = workload
+        self._pool_queue_depth = pool_queue_depth
         self.models = ModelMetrics()
-        self.requests = CounterVec(
-            "serval_requests_total",
-            "Inference requests by outcome: success, client_error, unknown_model, unavailable, "
-            "overloaded, timeout, cancelled, server_error.",
-            (*_REQUEST, "outcome"),
-        )
-        self.duration = HistogramVec(
-            "serval_request_duration_seconds",
-            "Successful inference requests, from the adapter receiving them to the response "
-            "encoded.",
-            _REQUEST,
-            LATENCY_BUCKETS,
-        )
-        self.decode = HistogramVec(
-            "serval_request_decode_seconds",
-            "Reading and decoding successful requests' bodies into tensors.",
-            _REQUEST,
-            LATENCY_BUCKETS,
-        )
-        self.encode = HistogramVec(
-            "serval_request_encode_seconds",
-            "Encoding successful responses.",
-            _REQUEST,
-            LATENCY_BUCKETS,
-        )
-        self.in_progress = GaugeVec(
-            "serval_requests_in_progress",
-            "Inference requests an adapter is handling now.",
-            ("protocol",),
-        )
-        self.queue = HistogramVec(
-            "serval_inference_queue_seconds",
-            "Time requests waited for an inference thread (or a batch).",
-            _MODEL,
-            LATENCY_BUCKETS,
-        )
-        self.compute = HistogramVec(
-            "serval_inference_compute_seconds",
-            "Time the model took: input preparation, inference and output preparation.",
-            _MODEL,
-            LATENCY_BUCKETS,
-        )
-        self.batch_size = HistogramVec(
-            "serval_inference_batch_size",
-            "Size of the batches the model ran on (1 without batching).",
-            _MODEL,
-            BATCH_SIZE_BUCKETS,
-        )
+        self._requests: dict[Labels, _RequestSeries] = {}  # by model, version, protocol
+        self._versions: dict[Labels, _ModelSeries] = {}  # by model, version
+        # The journal: per successful request, its (model, version), protocol and _NUMBERS
+        # numbers, appended while they are at hand (in cache) and folded into the series with
+        # numpy every _FLUSH_EVERY requests and at each scrape. Python run once per request,
+        # among the rest of a request's code, costs several times what it costs in a loop.
+        self._journal_versions: list[tuple[str, str]] = []
+        self._journal_protocols: list[str] = []
+        self._journal_numbers: list[int] = []
         registry.register(self)
         if process:
             ProcessCollector(registry=registry)
@@ -119,65 +135,204 @@ class ServalMetrics:
         self.models.on_state_changed(event)
 
     def on_prediction(self, event: PredictionEvent) -> None:
+        if self.models.monitoring:
+            self.models.observe_tensors(event)
+        if event.request.context is not None:
+            return  # an adapter took it in and reports it, with more than the event has
+        # An in-process caller, no adapter: count it here, with protocol "".
         labels = self.models.labels(event.id)
-        response = event.response
-        if response is not None:
-            timings = response.timings
-            self.queue.observe(labels, timings.queue_ns * _NS)
-            compute = timings.compute_input_ns + timings.compute_infer_ns
-            self.compute.observe(labels, (compute + timings.compute_output_ns) * _NS)
-            self.batch_size.observe(labels, timings.batch_size)
-        self.models.observe_tensors(event)
-        if event.request.context is None:  # no adapter observed it (an in-process caller)
-            self.requests.inc((*labels, "", outcome_of(event.error)))
+        if event.response is not None:
+            self._fold_timings(labels, event.response.timings)
+        series = self._series((*labels, ""))
+        outcome = outcome_of(event.error)
+        series.outcomes[outcome] = series.outcomes.get(outcome, 0) + 1
 
     # -- observed requests (RequestRecorder) ------------------------------------------------
 
-    def request_started(self, request: ObservedRequest) -> None:
-        self.in_progress.inc((request.protocol,))
-
-    def request_finished(self, request: ObservedRequest) -> None:
-        protocol = request.protocol
-        self.in_progress.inc((protocol,), -1.0)
-        servable = request.servable
-        if servable is not None:
-            labels: Labels = (*self.models.labels(servable), protocol)
-        elif request.model in self.models.models:
-            labels = (request.model, "", protocol)  # a model the repository has, unresolved
-        else:
-            labels = ("", "", protocol)  # a name only the client knows: never a label value
-        self.requests.inc((*labels, request.outcome))
-        if request.outcome != SUCCESS:
+    def request_finished(
+        self,
+        protocol: str,
+        operation: str,
+        model: str,
+        started_ns: int,
+        decoded_ns: int,
+        inferred_ns: int,
+        finished_ns: int,
+        response: InferenceResponse | None,
+        error: BaseException | None,
+        trace_headers: Mapping[str, str] | None,
+    ) -> None:
+        if response is None or error is not None:  # rare: a failure
+            self._fold(
+                ObservedRequest(
+                    protocol,
+                    operation,
+                    model,
+                    started_ns,
+                    decoded_ns,
+                    inferred_ns,
+                    finished_ns,
+                    response,
+                    error,
+                )
+            )
             return
-        self.duration.observe(labels, (request.finished_ns - request.started_ns) * _NS)
+        timings = response.timings
+        self._journal_versions.append((response.model_name, response.model_version or ""))
+        self._journal_protocols.append(protocol)
+        self._journal_numbers += (
+            started_ns,
+            decoded_ns,
+            inferred_ns,
+            finished_ns,
+            timings.queue_ns,
+            timings.compute_input_ns + timings.compute_infer_ns + timings.compute_output_ns,
+            timings.batch_size,
+            timings.executions,
+        )
+        if len(self._journal_versions) >= _FLUSH_EVERY:
+            self._flush()
+
+    # -- aggregation ------------------------------------------------------------------------
+
+    def _flush(self) -> None:
+        """Fold the journal into the series, vectorised: every _FLUSH_EVERY requests and at
+        each scrape."""
+        versions, protocols = self._journal_versions, self._journal_protocols
+        if not versions:
+            return
+        numbers = np.array(self._journal_numbers, dtype=np.int64).reshape(-1, _NUMBERS)
+        self._journal_versions, self._journal_protocols, self._journal_numbers = [], [], []
+        for (version, protocol), rows in _group(versions, protocols, numbers).items():
+            series = self._series((*version, protocol))
+            series.outcomes[SUCCESS] = series.outcomes.get(SUCCESS, 0) + len(rows)
+            started, decoded, inferred, ended, queue, compute, batch, executions = rows.T
+            series.duration.observe_many((ended - started) * _NS)
+            series.decode.observe_many(((decoded - started) * _NS)[decoded != 0])
+            series.encode.observe_many(((ended - inferred) * _NS)[inferred != 0])
+            model = self._version_series(version)
+            model.queue.observe_many(queue * _NS)
+            model.compute.observe_many(compute * _NS)
+            model.batch_size.observe_many(batch[executions != 0].astype(np.float64))
+
+    def _fold(self, request: ObservedRequest) -> None:
+        version = request.version
+        if version is not None:
+            labels: Labels = (*version, request.protocol)
+        elif request.model in self.models.models:  # a model the repository has, unresolved
+            labels = (request.model, "", request.protocol)
+        else:  # a name only the client knows: never a label value
+            labels = ("", "", request.protocol)
+        series = self._series(labels)
+        outcome = request.outcome
+        series.outcomes[outcome] = series.outcomes.get(outcome, 0) + 1
+        if version is not None and request.timings is not None:
+            self._fold_timings(version, request.timings)
+        if outcome != SUCCESS:
+            return
+        started, ended = request.started_ns, request.finished_ns
+        series.duration.observe((ended - started) * _NS)
         if request.decoded_ns:
-            self.decode.observe(labels, (request.decoded_ns - request.started_ns) * _NS)
+            series.decode.observe((request.decoded_ns - started) * _NS)
         if request.inferred_ns:
-            self.encode.observe(labels, (request.finished_ns - request.inferred_ns) * _NS)
+            series.encode.observe((ended - request.inferred_ns) * _NS)
+
+    def _fold_timings(self, version: Labels, timings: InferenceTimings) -> None:
+        model = self._version_series(version)
+        queue, compute, batch_size, executions = _timing_values(timings)
+        model.queue.observe(queue * _NS)
+        model.compute.observe(compute * _NS)
+        if executions:
+            model.batch_size.observe(batch_size)
+
+    def _version_series(self, version: Labels) -> _ModelSeries:
+        model = self._versions.get(version)
+        if model is None:
+            model = self._versions[version] = _ModelSeries(version)
+        return model
+
+    def _series(self, labels: Labels) -> _RequestSeries:
+        series = self._requests.get(labels)
+        if series is None:
+            series = self._requests[labels] = _RequestSeries()
+        return series
 
     # -- exposition -------------------------------------------------------------------------
 
     def collect(self) -> Iterator[Metric]:
-        yield self.requests.family()
-        yield self.duration.family()
-        yield self.decode.family()
-        yield self.encode.family()
-        yield self.in_progress.family()
-        yield self.queue.family()
-        yield self.compute.family()
-        yield self.batch_size.family()
+        self._flush()
+        requests = list(self._requests.items())
+        yield counter_family(
+            "serval_requests_total",
+            "Inference requests by outcome: success, client_error, unknown_model, unavailable, "
+            "overloaded, timeout, cancelled, server_error.",
+            (*_REQUEST, "outcome"),
+            (
+                ((*labels, outcome), float(count))
+                for labels, series in requests
+                for outcome, count in series.outcomes.items()
+            ),
+        )
+        for attribute, name, documentation in (
+            (
+                "duration",
+                "serval_request_duration_seconds",
+                "Successful inference requests, from the adapter receiving them to the "
+                "response encoded.",
+            ),
+            (
+                "decode",
+                "serval_request_decode_seconds",
+                "Reading and decoding successful requests' bodies into tensors.",
+            ),
+            ("encode", "serval_request_encode_seconds", "Encoding successful responses."),
+        ):
+            yield histogram_family(
+                name,
+                documentation,
+                _REQUEST,
+                ((labels, getattr(s, attribute)) for labels, s in requests if s.duration.count),
+            )
+        versions = [(s.labels, s) for s in self._versions.values() if s.queue.count]
+        yield histogram_family(
+            "serval_inference_queue_seconds",
+            "Time requests waited for an inference thread (or a batch).",
+            _MODEL,
+            ((labels, s.queue) for labels, s in versions),
+        )
+        yield histogram_family(
+            "serval_inference_compute_seconds",
+            "Time the model took: input preparation, inference and output preparation.",
+            _MODEL,
+            ((labels, s.compute) for labels, s in versions),
+        )
+        yield histogram_family(
+            "serval_inference_batch_size",
+            "Size of the batches the model ran (rows; one observation per model execution).",
+            _MODEL,
+            ((labels, s.batch_size) for labels, s in versions),
+        )
+        workload = [(self.models.labels(v), w) for v, w in self._workload().items()]
         yield gauge_family(
             "serval_inflight_requests",
             "Requests inside the data plane per version (waiting for or running the model).",
             _MODEL,
-            ((self.models.labels(s), float(n)) for s, n in self._inflight().items()),
+            ((labels, float(w.inflight)) for labels, w in workload),
         )
-        if self._queue_depth is not None:
+        yield gauge_family(
+            "serval_queue_depth",
+            "Requests waiting in the version's own queue (models with dynamic batching or "
+            "instances).",
+            _MODEL,
+            ((labels, float(w.waiting)) for labels, w in workload),
+        )
+        if self._pool_queue_depth is not None:
             yield gauge_family(
-                "serval_queue_depth",
-                "Requests waiting for a thread of the inference pool (all models).",
+                "serval_inference_pool_queue_depth",
+                "Requests waiting for a thread of the shared inference pool (models without a "
+                "queue of their own).",
                 (),
-                [((), float(self._queue_depth()))],
+                [((), float(self._pool_queue_depth()))],
             )
         yield from self.models.collect()
 

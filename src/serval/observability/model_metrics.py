@@ -44,6 +44,8 @@ class ModelMetrics:
             "serval_model_load_failures_total", "Failed loads of the version.", _MODEL
         )
         self._monitors: dict[ServableId, tuple[object, ServableMonitor]] = {}
+        # Whether any version monitors a tensor (else observe_tensors has nothing to do).
+        self.monitoring = False
 
     def labels(self, servable: ServableId) -> Labels:
         labels = self._labels.get(servable)
@@ -78,6 +80,7 @@ class ModelMetrics:
             self._monitors.pop(servable, None)
         else:
             self._monitors[servable] = (key, monitor)
+        self.monitoring = bool(self._monitors)
 
     def observe_tensors(self, event: PredictionEvent) -> None:
         watched = self._monitors.get(event.id)

@@ -1,24 +1,29 @@
 """What protocol adapters report about each inference request, for metrics and traces.
 
-An adapter brackets each inference request::
+An adapter times each inference request with local variables and reports it once, when it
+ends::
 
-    observed = observer.start("rest_v2", "POST /v2/models/{model}/infer", name, carrier)
+    started, decoded, inferred, response, error = time.perf_counter_ns(), 0, 0, None, None
     try:
         request = decode(...)
-        observed.decoded(request)          # attaches itself as request.context
+        decoded = time.perf_counter_ns()
         response = await dataplane.infer(request)
-        observed.inferred()
+        inferred = time.perf_counter_ns()
         body = encode(response)
     except BaseException as exc:
-        observed.finish(exc)
+        error = exc
         raise
-    observed.finish()
+    finally:
+        observer.finished("rest_v2", OPERATION, name, started, decoded, inferred, response,
+                          error, request.headers if observer.wants_trace_context else None)
 
-Timestamps are ``time.perf_counter_ns()`` integers; nothing else happens on the hot path.
-The core knows nothing of this: it hands ``request.context`` on in its ``PredictionEvent``, and
-``RequestObserver.on_prediction`` copies the version that answered and its timings into the
-``ObservedRequest``. When the request finishes, each recorder (metrics, tracing) reads it.
-With no recorder, ``start`` returns a shared do-nothing request.
+Only the adapter sees the protocol, decoding and encoding, the whole request's time, and the
+failures that happen before the data plane chooses a version; the rest it learns from the core
+without asking: a response names the version that answered and carries its timings, and a
+``ServalError`` raised after the data plane chose a version names it (``error.servable``).
+``finished`` hands the facts to each recorder (metrics, tracing); with no recorder it returns
+at once. Nothing else happens on the request's path: a few ``perf_counter_ns()`` calls and one
+call at the end.
 """
 
 from __future__ import annotations
@@ -29,9 +34,7 @@ from collections.abc import Mapping, Sequence
 from typing import Protocol
 
 from serval.core.errors import ErrorCode, ServalError
-from serval.core.events import PredictionEvent
-from serval.core.states import ServableId
-from serval.core.types import InferenceRequest, InferenceTimings
+from serval.core.types import InferenceResponse, InferenceTimings
 
 SUCCESS = "success"
 # Outcomes, the values of the ``outcome`` label: bounded, whatever the client sends.
@@ -59,23 +62,34 @@ def outcome_of(error: BaseException | None) -> str:
 
 
 class RequestRecorder(Protocol):
-    """Consumes observed requests (metrics, tracing)."""
+    """Consumes finished inference requests (metrics, tracing). The facts come as arguments,
+    not as an object: the metrics' common case needs none (``ObservedRequest(*facts)`` builds
+    one)."""
 
     @property
     def wants_trace_context(self) -> bool:
-        """Whether ``start`` should read ``traceparent`` and the wall clock."""
+        """Whether adapters should pass the request's headers (``traceparent``)."""
         ...
 
-    def request_started(self, request: ObservedRequest) -> None: ...
-
-    def request_finished(self, request: ObservedRequest) -> None: ...
+    def request_finished(
+        self,
+        protocol: str,
+        operation: str,
+        model: str,
+        started_ns: int,
+        decoded_ns: int,
+        inferred_ns: int,
+        finished_ns: int,
+        response: InferenceResponse | None,
+        error: BaseException | None,
+        trace_headers: Mapping[str, str] | None,
+    ) -> None: ...
 
 
 class ObservedRequest:
-    """One inference request as its adapter saw it, plus what the core reported back."""
+    """One finished inference request as its adapter saw it, and the version that answered."""
 
     __slots__ = (
-        "_recorders",
         "decoded_ns",
         "error",
         "finished_ns",
@@ -84,105 +98,83 @@ class ObservedRequest:
         "operation",
         "outcome",
         "protocol",
-        "servable",
         "started_ns",
         "timings",
         "trace_headers",
-        "wall_start_ns",
+        "version",
     )
 
     def __init__(
         self,
-        recorders: Sequence[RequestRecorder],
         protocol: str,
         operation: str,
         model: str,
-        trace_headers: Mapping[str, str] | None,
+        started_ns: int,
+        decoded_ns: int,
+        inferred_ns: int,
+        finished_ns: int,
+        response: InferenceResponse | None,
+        error: BaseException | None,
+        trace_headers: Mapping[str, str] | None = None,
     ) -> None:
-        self._recorders = recorders
         self.protocol = protocol  # rest_v2, rest_v1, grpc
         self.operation = operation  # the route or RPC, without client values
         self.model = model  # as the client named it: never a label unless the server knows it
+        self.started_ns = started_ns  # time.perf_counter_ns(); 0: the step was not reached
+        self.decoded_ns = decoded_ns
+        self.inferred_ns = inferred_ns
+        self.finished_ns = finished_ns
         self.trace_headers = trace_headers  # W3C trace context, only when tracing is on
-        self.wall_start_ns = time.time_ns() if trace_headers is not None else 0
-        self.started_ns = time.perf_counter_ns()
-        self.decoded_ns = 0
-        self.inferred_ns = 0
-        self.finished_ns = 0
-        self.servable: ServableId | None = None  # the version that answered, once known
-        self.timings: InferenceTimings | None = None
-        self.error: BaseException | None = None
-        self.outcome = ""
-        for recorder in recorders:
-            recorder.request_started(self)
-
-    def decoded(self, request: InferenceRequest) -> None:
-        self.decoded_ns = time.perf_counter_ns()
-        request.context = self
-
-    def inferred(self) -> None:
-        self.inferred_ns = time.perf_counter_ns()
-
-    def finish(self, error: BaseException | None = None) -> None:
-        self.finished_ns = time.perf_counter_ns()
         self.error = error
-        self.outcome = outcome_of(error)
-        for recorder in self._recorders:
-            recorder.request_finished(self)
-
-    def wall_ns(self, perf_ns: int) -> int:
-        """A ``perf_counter_ns`` timestamp of this request as ``time.time_ns()``."""
-        return self.wall_start_ns + (perf_ns - self.started_ns)
-
-
-class _NoRequest(ObservedRequest):
-    """What ``start`` returns when nothing records: every call does nothing."""
-
-    __slots__ = ()
-
-    def __init__(self) -> None:
-        super().__init__((), "", "", "", None)
-
-    def decoded(self, request: InferenceRequest) -> None:
-        pass
-
-    def inferred(self) -> None:
-        pass
-
-    def finish(self, error: BaseException | None = None) -> None:
-        pass
-
-
-_NO_REQUEST = _NoRequest()
+        self.outcome = SUCCESS if error is None else outcome_of(error)
+        # (model, version) that answered, when known: names from the server, never the client.
+        self.version: tuple[str, str] | None = None
+        self.timings: InferenceTimings | None = None
+        if response is not None:
+            self.version = (response.model_name, response.model_version or "")
+            self.timings = response.timings
+        elif error is not None:
+            servable = getattr(error, "servable", None)
+            if servable is not None:
+                self.version = (servable.name, str(servable.version))
 
 
 class RequestObserver:
-    """Hands adapters an ``ObservedRequest`` per inference request; built by the composition
-    root with the recorders the settings ask for."""
+    """What adapters report inference requests to; built by the composition root with the
+    recorders the settings ask for."""
 
     def __init__(self, recorders: Sequence[RequestRecorder] = ()) -> None:
         self._recorders = tuple(recorders)
         self.enabled = bool(self._recorders)
+        # Whether adapters should pass the request's headers or metadata (traceparent).
         self.wants_trace_context = any(r.wants_trace_context for r in self._recorders)
 
-    def start(
+    def finished(
         self,
         protocol: str,
         operation: str,
         model: str,
+        started_ns: int,
+        decoded_ns: int,
+        inferred_ns: int,
+        response: InferenceResponse | None,
+        error: BaseException | None,
         trace_headers: Mapping[str, str] | None = None,
-    ) -> ObservedRequest:
-        """``trace_headers``: the request's headers or metadata, when ``wants_trace_context``."""
+    ) -> None:
+        """An inference request ended: ``response`` when it succeeded, else ``error``."""
         if not self.enabled:
-            return _NO_REQUEST
-        if trace_headers is None and self.wants_trace_context:
-            trace_headers = {}
-        return ObservedRequest(self._recorders, protocol, operation, model, trace_headers)
-
-    def on_prediction(self, event: PredictionEvent) -> None:
-        """Subscribed to the event bus: what the core adds to the adapter's observation."""
-        observed = event.request.context
-        if isinstance(observed, ObservedRequest):
-            observed.servable = event.id
-            if event.response is not None:
-                observed.timings = event.response.timings
+            return
+        finished_ns = time.perf_counter_ns()
+        for recorder in self._recorders:
+            recorder.request_finished(
+                protocol,
+                operation,
+                model,
+                started_ns,
+                decoded_ns,
+                inferred_ns,
+                finished_ns,
+                response,
+                error,
+                trace_headers,
+            )

@@ -54,7 +54,8 @@ class TensorStats:
 
     def update(self, data: np.ndarray[Any, Any]) -> None:
         if self.track_numbers and data.dtype.kind in _NUMERIC_KINDS:
-            self._update_numbers(data.reshape(-1))
+            with np.errstate(invalid="ignore"):  # inf - inf is NaN, and handled below
+                self._update_numbers(data.reshape(-1))
         if self.track_classes:
             self._update_classes(data.reshape(-1))
 

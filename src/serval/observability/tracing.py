@@ -2,7 +2,7 @@
 
 Nothing here is imported unless tracing is on (``serval serve --tracing``): OpenTelemetry is
 the ``observability`` extra. When on, each inference request becomes a span tree, built when
-the request finishes from the timestamps its ``ObservedRequest`` holds::
+the request finishes from the timestamps its adapter took (``ObservedRequest``)::
 
     POST /v2/models/{model}/infer      (or inference.GRPCInferenceService/ModelInfer)
       decode                           read and decode the body
@@ -19,6 +19,7 @@ or, for tests, to an injected exporter, synchronously.
 from __future__ import annotations
 
 import logging
+import time
 from typing import TYPE_CHECKING, Any
 
 from serval.observability.logging import current_request
@@ -73,12 +74,10 @@ class Tracing:
         self._propagator = TraceContextTextMapPropagator()
         self._server_kind = trace.SpanKind.SERVER
 
-    def request_started(self, request: ObservedRequest) -> None:
-        pass
-
-    def request_finished(self, request: ObservedRequest) -> None:
+    def request_finished(self, *facts: Any) -> None:
+        """``RequestRecorder.request_finished``: the facts of ``ObservedRequest``, in order."""
         try:
-            self._record(request)
+            self._record(ObservedRequest(*facts))
         except Exception:  # a tracing problem must never fail a request
             logger.exception("recording the spans of a request failed")
 
@@ -93,55 +92,56 @@ class Tracing:
         log_context = current_request()
         if log_context is not None:
             attributes["serval.request_id"] = log_context.request_id
-        if request.servable is not None:
-            attributes["serval.model"] = request.servable.name
-            attributes["serval.model_version"] = request.servable.version
+        if request.version is not None:
+            attributes["serval.model"], attributes["serval.model_version"] = request.version
+        # perf_counter_ns() timestamps -> time.time_ns(), as OpenTelemetry wants them.
+        wall = time.time_ns() - time.perf_counter_ns()
         root = self._tracer.start_span(
             request.operation,
             context=parent,
             kind=self._server_kind,
             attributes=attributes,
-            start_time=request.wall_ns(request.started_ns),
+            start_time=request.started_ns + wall,
         )
         context = self._trace.set_span_in_context(root)
         end = request.finished_ns
         decoded = request.decoded_ns or end
-        self._child("decode", context, request, request.started_ns, decoded)
+        self._child("decode", context, wall, request.started_ns, decoded)
         timings = request.timings
         if timings is not None and timings.queued_at_ns:
             ran = timings.queued_at_ns + timings.queue_ns
             compute = timings.compute_input_ns + timings.compute_infer_ns
             compute += timings.compute_output_ns
-            self._child("queue", context, request, timings.queued_at_ns, ran)
+            self._child("queue", context, wall, timings.queued_at_ns, ran)
             self._child(
                 "inference",
                 context,
-                request,
+                wall,
                 ran,
                 ran + compute if compute else request.inferred_ns or end,
                 {"serval.batch_size": timings.batch_size},
             )
         if request.inferred_ns:
-            self._child("encode", context, request, request.inferred_ns, end)
+            self._child("encode", context, wall, request.inferred_ns, end)
         if request.outcome != SUCCESS:
             error = request.error
             description = f"{type(error).__name__}: {error}" if error else request.outcome
             root.set_status(Status(StatusCode.ERROR, description))
-        root.end(end_time=request.wall_ns(end))
+        root.end(end_time=end + wall)
 
     def _child(
         self,
         name: str,
         context: Any,
-        request: ObservedRequest,
+        wall: int,
         start_ns: int,
         end_ns: int,
         attributes: dict[str, Any] | None = None,
     ) -> None:
         span = self._tracer.start_span(
-            name, context=context, attributes=attributes, start_time=request.wall_ns(start_ns)
+            name, context=context, attributes=attributes, start_time=start_ns + wall
         )
-        span.end(end_time=request.wall_ns(end_ns))
+        span.end(end_time=end_ns + wall)
 
     def shutdown(self) -> None:
         """Send the spans still buffered; called when the server stops."""

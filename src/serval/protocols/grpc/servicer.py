@@ -11,18 +11,20 @@ from serval.core.control import ControlPlane
 from serval.core.dataplane import DataPlane
 from serval.core.errors import DeadlineExceededError, InvalidInputError
 from serval.core.schedule_policy import tighten_deadline
+from serval.core.types import InferenceResponse
 from serval.observability.logging import (
     REQUEST_ID_HEADER,
     adopt_request_id,
     begin_request,
     current_request,
 )
-from serval.observability.requests import ObservedRequest, RequestObserver
+from serval.observability.requests import RequestObserver
 from serval.protocols.grpc import codec, messages
 from serval.protocols.grpc.errors import translate_errors
 from serval.protocols.grpc.generated import grpc_service_pb2 as pb
 from serval.protocols.grpc.generated import grpc_service_pb2_grpc as pb_grpc
 
+PROTOCOL = "grpc"
 _INFER_RPC = "inference.GRPCInferenceService/ModelInfer"  # the span name
 
 
@@ -117,39 +119,56 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
     ) -> pb.ModelInferResponse:
         metadata = _metadata(context)
         log_context = current_request() or begin_request(metadata.get(REQUEST_ID_HEADER))
-        observed = self._observer.start(
-            "grpc",
-            _INFER_RPC,
-            request.model_name,
-            metadata if self._observer.wants_trace_context else None,
-        )
+        started = time.perf_counter_ns()  # reported once, at the end (observability.requests)
         try:
-            reply = await self._infer(request, context, observed)
+            reply, response, decoded, inferred = await self._infer(request, context)
         except BaseException as exc:
-            observed.finish(exc)
+            self._report(request, metadata, started, 0, 0, None, exc)
             raise
-        observed.finish()
+        self._report(request, metadata, started, decoded, inferred, response, None)
         await context.send_initial_metadata(((REQUEST_ID_HEADER, log_context.request_id),))
         return reply
 
-    async def _infer(
+    def _report(
         self,
         request: pb.ModelInferRequest,
-        context: grpc.aio.ServicerContext,
-        observed: ObservedRequest,
-    ) -> pb.ModelInferResponse:
+        metadata: dict[str, str],
+        started: int,
+        decoded: int,
+        inferred: int,
+        response: InferenceResponse | None,
+        error: BaseException | None,
+    ) -> None:
+        observer = self._observer
+        observer.finished(
+            PROTOCOL,
+            _INFER_RPC,
+            request.model_name,
+            started,
+            decoded,
+            inferred,
+            response,
+            error,
+            metadata if observer.wants_trace_context else None,
+        )
+
+    async def _infer(
+        self, request: pb.ModelInferRequest, context: grpc.aio.ServicerContext
+    ) -> tuple[pb.ModelInferResponse, InferenceResponse, int, int]:
+        """The reply, and for observers the response and when decoding and inference ended."""
         _check_deadline(context)
         inference = codec.decode_request(request)
+        inference.context = PROTOCOL  # this adapter reports the request
         adopt_request_id(inference.id)
-        observed.decoded(inference)
+        decoded = time.perf_counter_ns()
         remaining = _check_deadline(context)  # decoding a large request takes time too
         if remaining is not None:
             # The data plane answers DEADLINE_EXCEEDED at the deadline; a model's queue drops
             # the request if the deadline passes before it runs.
             tighten_deadline(inference, time.monotonic() + remaining)
         response = await self._dataplane.infer(inference)
-        observed.inferred()
-        return codec.encode_response(response)
+        inferred = time.perf_counter_ns()
+        return codec.encode_response(response), response, decoded, inferred
 
     # -- model repository ------------------------------------------------------------------
 

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import re
+import time
 from typing import Any
 
 import orjson
@@ -19,7 +20,7 @@ from serval.core.datatypes import DataType
 from serval.core.errors import InvalidInputError, ModelNotFoundError, UnsupportedError
 from serval.core.states import ServableState
 from serval.core.types import InferenceRequest, InferenceResponse, ModelMetadata, Tensor, TensorSpec
-from serval.observability.requests import ObservedRequest, RequestObserver
+from serval.observability.requests import RequestObserver
 from serval.protocols.rest.body import parse_json_object, read_body
 from serval.protocols.rest.json_tensors import array_to_json, json_to_array
 
@@ -27,6 +28,7 @@ from serval.protocols.rest.json_tensors import array_to_json, json_to_array
 _PREDICT = re.compile(
     r"^([^/:]+)(?:(?:/versions/(\d+))|(?:/labels/([^/:]+)))?:(classify|regress|predict)$", re.I
 )
+PROTOCOL = "rest_v1"
 _PREDICT_ROUTE = "POST /v1/models/{model}:predict"  # the span name
 _STATUS = re.compile(
     r"^([^/:]+)(?:(?:/versions/(\d+))|(?:/labels/([^/:]+)))?(?:/(metadata))?$", re.I
@@ -110,47 +112,67 @@ class V1Routes:
         )
 
     async def post(self, request: Request) -> Response:
-        observed = self._observer.start(
-            "rest_v1",
-            _PREDICT_ROUTE,
-            "",
-            request.headers if self._observer.wants_trace_context else None,
-        )
+        # Timed with locals and reported once, at the end (see observability.requests).
+        started, decoded, inferred = time.perf_counter_ns(), 0, 0
+        name = ""
+        response: InferenceResponse | None = None
         try:
-            reply = await self._predict(request, observed)
+            match = _PREDICT.match(request.path_params["path"])
+            if match is None:
+                raise ModelNotFoundError(
+                    f"no V1 resource at {request.url.path}; expected "
+                    f"/v1/models/<name>[/versions/<n>|/labels/<label>]:predict"
+                )
+            name, version, label, verb = match.groups()
+            if verb.lower() != "predict":
+                raise UnsupportedError(f":{verb} is not supported; use :predict")
+            doc = parse_json_object(await read_body(request, self._limit))
+            if ("instances" in doc) == ("inputs" in doc):
+                raise InvalidInputError("request must have exactly one of 'instances' or 'inputs'")
+            metadata = self._dataplane.model_metadata(name, version, label)
+            row_format = "instances" in doc
+            if row_format:
+                inputs = _decode_instances(doc["instances"], metadata)
+            else:
+                inputs = _decode_columns(doc["inputs"], metadata)
+            infer_request = InferenceRequest(
+                model_name=name, model_version=version, inputs=inputs, context=PROTOCOL
+            )
+            decoded = time.perf_counter_ns()
+            response = await self._dataplane.infer(infer_request, label=label)
+            inferred = time.perf_counter_ns()
+            if row_format:
+                reply = _json({"predictions": _rows(response)})
+            else:
+                reply = _json({"outputs": _columns(response)})
         except BaseException as exc:
-            observed.finish(exc)
+            self._report(request, name, started, decoded, inferred, response, exc)
             raise
-        observed.finish()
+        self._report(request, name, started, decoded, inferred, response, None)
         return reply
 
-    async def _predict(self, request: Request, observed: ObservedRequest) -> Response:
-        match = _PREDICT.match(request.path_params["path"])
-        if match is None:
-            raise ModelNotFoundError(
-                f"no V1 resource at {request.url.path}; expected "
-                f"/v1/models/<name>[/versions/<n>|/labels/<label>]:predict"
-            )
-        name, version, label, verb = match.groups()
-        observed.model = name
-        if verb.lower() != "predict":
-            raise UnsupportedError(f":{verb} is not supported; use :predict")
-        doc = parse_json_object(await read_body(request, self._limit))
-        if ("instances" in doc) == ("inputs" in doc):
-            raise InvalidInputError("request must have exactly one of 'instances' or 'inputs'")
-        metadata = self._dataplane.model_metadata(name, version, label)
-        row_format = "instances" in doc
-        if row_format:
-            inputs = _decode_instances(doc["instances"], metadata)
-        else:
-            inputs = _decode_columns(doc["inputs"], metadata)
-        infer_request = InferenceRequest(model_name=name, model_version=version, inputs=inputs)
-        observed.decoded(infer_request)
-        response = await self._dataplane.infer(infer_request, label=label)
-        observed.inferred()
-        if row_format:
-            return _json({"predictions": _rows(response)})
-        return _json({"outputs": _columns(response)})
+    def _report(
+        self,
+        request: Request,
+        name: str,
+        started: int,
+        decoded: int,
+        inferred: int,
+        response: InferenceResponse | None,
+        error: BaseException | None,
+    ) -> None:
+        observer = self._observer
+        observer.finished(
+            PROTOCOL,
+            _PREDICT_ROUTE,
+            name,
+            started,
+            decoded,
+            inferred,
+            response,
+            error,
+            request.headers if observer.wants_trace_context else None,
+        )
 
 
 def _decode_instances(instances: Any, metadata: ModelMetadata) -> list[Tensor]:

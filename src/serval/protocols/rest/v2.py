@@ -3,6 +3,7 @@ model configuration extensions."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import orjson
@@ -15,7 +16,7 @@ from serval.core.dataplane import DataPlane, ModelConfigView
 from serval.core.errors import InvalidInputError
 from serval.core.manager import IndexEntry
 from serval.core.statistics import Duration, VersionStatistics
-from serval.core.types import ModelMetadata, TensorSpec
+from serval.core.types import InferenceResponse, ModelMetadata, TensorSpec
 from serval.observability.logging import adopt_request_id
 from serval.observability.requests import RequestObserver
 from serval.protocols.rest.body import parse_json_object, read_body
@@ -26,6 +27,7 @@ from serval.protocols.rest.v2_codec import (
 )
 
 EXTENSIONS = ("binary_tensor_data", "model_repository", "statistics", "model_configuration")
+PROTOCOL = "rest_v2"
 # Span names: the route, without the client's values.
 _INFER = "POST /v2/models/{model}/infer"
 _VERSION_INFER = "POST /v2/models/{model}/versions/{version}/infer"
@@ -123,12 +125,9 @@ class V2Routes:
 
     async def infer(self, request: Request) -> Response:
         params = request.path_params
-        observed = self._observer.start(
-            "rest_v2",
-            _VERSION_INFER if "version" in params else _INFER,
-            params["model"],
-            request.headers if self._observer.wants_trace_context else None,
-        )
+        # Timed with locals and reported once, at the end (see observability.requests).
+        started, decoded, inferred = time.perf_counter_ns(), 0, 0
+        response: InferenceResponse | None = None
         try:
             # An unknown model is a 404 whatever the body holds.
             self._dataplane.model_ready(params["model"], params.get("version"))
@@ -136,20 +135,43 @@ class V2Routes:
             infer_request = decode_infer_request(
                 body, request.headers.get(HEADER_LENGTH), params["model"], params.get("version")
             )
+            infer_request.context = PROTOCOL  # this adapter reports the request
             adopt_request_id(infer_request.id)
-            observed.decoded(infer_request)
+            decoded = time.perf_counter_ns()
             response = await self._dataplane.infer(infer_request)
-            observed.inferred()
+            inferred = time.perf_counter_ns()
             encoded = encode_infer_response(response, infer_request)
             headers = None
             if encoded.json_length is not None:
                 headers = {"Inference-Header-Content-Length": str(encoded.json_length)}
             reply = Response(encoded.body, media_type=encoded.media_type, headers=headers)
         except BaseException as exc:
-            observed.finish(exc)
+            self._report(request, started, decoded, inferred, response, exc)
             raise
-        observed.finish()
+        self._report(request, started, decoded, inferred, response, None)
         return reply
+
+    def _report(
+        self,
+        request: Request,
+        started: int,
+        decoded: int,
+        inferred: int,
+        response: InferenceResponse | None,
+        error: BaseException | None,
+    ) -> None:
+        observer = self._observer
+        observer.finished(
+            PROTOCOL,
+            _VERSION_INFER if "version" in request.path_params else _INFER,
+            request.path_params["model"],
+            started,
+            decoded,
+            inferred,
+            response,
+            error,
+            request.headers if observer.wants_trace_context else None,
+        )
 
     async def repository_index(self, request: Request) -> Response:
         doc = await self._optional_json(request)

@@ -1,0 +1,61 @@
+"""The Grafana dashboard and docs/metrics.md name only metrics serval exports, and every
+serval metric is documented."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+from prometheus_client import CollectorRegistry
+
+from serval.core.events import StateChanged
+from serval.core.model_spec import ModelSpec
+from serval.core.states import ServableId, ServableState
+from serval.observability.metrics import ServalMetrics
+
+ROOT = Path(__file__).resolve().parents[2]
+NAME = re.compile(r"\bserval_[a-z_]+")
+
+
+def families() -> dict[str, str]:
+    """Every serval metric family as written in the exposition: name -> type."""
+    registry = CollectorRegistry()
+    metrics = ServalMetrics(registry, pool_queue_depth=lambda: 0, process=False)
+    spec = ModelSpec.parse(
+        {"inputs": [{"name": "x", "monitor": True}], "outputs": [{"name": "y", "classes": True}]},
+        source="test",
+    )
+    metrics.on_state_changed(StateChanged(ServableId("m", 1), ServableState.AVAILABLE, spec=spec))
+    return {
+        family.name + ("_total" if family.type == "counter" else ""): family.type
+        for family in registry.collect()
+    }
+
+
+def sample_names() -> set[str]:
+    names = set()
+    for name, kind in families().items():
+        names.add(name)
+        if kind == "histogram":
+            names.update(f"{name}{suffix}" for suffix in ("_bucket", "_sum", "_count"))
+    return names
+
+
+def test_dashboard_queries_exported_metrics() -> None:
+    dashboard = json.loads((ROOT / "deploy/grafana/serval-dashboard.json").read_text())
+    expressions = [
+        target["expr"] for panel in dashboard["panels"] for target in panel.get("targets", [])
+    ]
+    used = {name for expr in expressions for name in NAME.findall(expr)}
+    assert used, "the dashboard queries no serval metric"
+    assert used <= sample_names(), used - sample_names()
+
+
+def test_metrics_reference_documents_every_metric() -> None:
+    text = (ROOT / "docs/metrics.md").read_text()
+    documented = {name for name in NAME.findall(text) if not name.endswith("_")}
+    # serval_output_* is documented as a group: the same metrics as serval_input_*.
+    expected = {name.replace("serval_output_", "serval_input_") for name in families()}
+    assert expected <= documented, expected - documented
+    assert documented <= sample_names(), documented - sample_names()
