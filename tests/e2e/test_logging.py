@@ -5,6 +5,7 @@ which the response echoes in x-request-id; the access log is a switch."""
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -34,11 +35,18 @@ def lines(server: RunningServer) -> list[dict[str, object]]:
 
 
 def access_lines(server: RunningServer, request_id: str) -> list[dict[str, object]]:
-    return [
-        line
-        for line in lines(server)
-        if line.get("logger") == "serval.access" and line.get("request_id") == request_id
-    ]
+    """The access log lines for ``request_id``. The server writes a line once the response
+    has gone out, so the client may read the log a moment before it is there: wait for it."""
+    deadline = time.monotonic() + 5.0
+    while True:
+        found = [
+            line
+            for line in lines(server)
+            if line.get("logger") == "serval.access" and line.get("request_id") == request_id
+        ]
+        if found or time.monotonic() > deadline:
+            return found
+        time.sleep(0.02)
 
 
 def test_every_line_is_json_and_keeps_the_message_text(server: RunningServer) -> None:

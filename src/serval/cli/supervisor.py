@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from types import FrameType
 
 from serval.config import Settings
+from serval.core.manager import ControlMode
 
 logger = logging.getLogger("serval.supervisor")
 
@@ -98,6 +99,11 @@ class Supervisor:
         previous = {sig: signal.signal(sig, self._on_signal) for sig in handled}
         try:
             logger.info("starting %d workers", len(self._workers))
+            if self._settings.model_control_mode is ControlMode.EXPLICIT:
+                logger.warning(
+                    "model control mode explicit with several workers: a load or unload "
+                    "through the API reaches one worker only (docs/workers.md)"
+                )
             for worker in self._workers:
                 self._start(worker)
             while self._supervise_once():
