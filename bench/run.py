@@ -111,6 +111,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "CPU; native: cpu with C frames (slows the server several-fold)",
     )
     parser.add_argument("--out", type=Path, default=None, help="default bench/results/<time>")
+    parser.add_argument(
+        "--rerender",
+        type=Path,
+        default=None,
+        metavar="RESULTS_DIR",
+        help="measure nothing: write RESULTS_DIR/report.md again from its report.json",
+    )
     return parser.parse_args(argv)
 
 
@@ -282,7 +289,7 @@ def start_servers(
             f"RSS {server.rss_ready / 1e6:.0f} MB",
             flush=True,
         )
-    return started, notes
+    return notes
 
 
 def profile_serval(
@@ -315,8 +322,38 @@ def profile_serval(
     return summaries
 
 
+def rerender(folder: Path) -> None:
+    """Write a run's report.md again from its report.json (after a change to the report)."""
+    saved = json.loads((folder / "report.json").read_text(encoding="utf-8"))
+    command = saved["command"]
+    args = parse_args(shlex.split(command)[2:])
+    stamp = datetime.datetime.fromisoformat(saved["date"])
+    limits = {m: {int(k): v for k, v in sizes.items()} for m, sizes in saved["limits"].items()}
+    started = []
+    for entry in saved["servers"]:
+        server = servers.Server(entry["name"], [], args.models, (), folder / "unused.log")
+        server.startup_s, server.rss_ready = entry["startup_s"], entry["rss_ready"]
+        server.rss_peak = entry["rss_peak"]
+        started.append(server)
+    grouped: dict[tuple[str, str, str, int], list[Run]] = {}
+    for entry in saved["runs"]:
+        run = Run(**{**entry, "load": load.Load(**entry["load"])})
+        grouped.setdefault((run.model, run.server, run.protocol, run.connections), []).append(run)
+    runs = [report.median_run(rounds) for rounds in grouped.values()]
+    profiles = saved.get("profiles") or [
+        f"### {path.stem}\n\n{path.read_text(encoding='utf-8')}"
+        for path in sorted(folder.glob("profile-*.md"))
+    ]
+    text = render(args, command, stamp, limits, started, runs, saved.get("notes", []), profiles)
+    (folder / "report.md").write_text(text, encoding="utf-8")
+    print(text)
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
+    if args.rerender is not None:
+        rerender(args.rerender)
+        return
     stamp = datetime.datetime.now(datetime.UTC)
     out = args.out or RESULTS / stamp.strftime("%Y%m%d-%H%M%S")
     out.mkdir(parents=True, exist_ok=True)
@@ -374,6 +411,8 @@ def main(argv: list[str] | None = None) -> None:
                 "command": command,
                 "date": stamp.isoformat(),
                 "limits": limits,
+                "notes": notes,
+                "profiles": profiles,
                 "servers": [
                     {
                         "name": s.name,
