@@ -49,6 +49,13 @@ class Settings(BaseSettings):
     exit_timeout_s: float = Field(
         default=30.0, ge=0, description="How long shutdown waits for requests in flight."
     )
+    switch_interval_us: int = Field(
+        default=100,
+        ge=0,
+        le=1_000_000,
+        description="How often Python hands the GIL between the event loop and inference "
+        "threads, in microseconds; 0 keeps Python's default (5000).",
+    )
     workers: int = Field(
         default=1,
         ge=1,

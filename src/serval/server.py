@@ -12,6 +12,7 @@ import gc
 import logging
 import signal
 import socket
+import sys
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
@@ -93,6 +94,10 @@ class Server:
             # (bench/README.md, issue 4 harness).
             gc.collect()
             gc.freeze()
+            if self._settings.switch_interval_us:
+                # The event loop and the inference threads take turns holding the GIL; at
+                # Python's default 5 ms each waits on the other (bench/README.md).
+                sys.setswitchinterval(self._settings.switch_interval_us / 1e6)
             ready, reason = self._manager.readiness()
             logger.info(
                 "started in %.2f s; %s",

@@ -33,6 +33,10 @@ _FLAGS: dict[str, dict[str, Any]] = {
     "--grpc-max-message-bytes": {"type": int, "help": "gRPC message limit (default 64 MiB)"},
     "--inference-threads": {"type": int, "help": "inference thread pool (default: CPU count)"},
     "--exit-timeout-s": {"type": float, "help": "grace for requests in flight on shutdown"},
+    "--switch-interval-us": {
+        "type": int,
+        "help": "GIL switch interval in microseconds (default 100; 0 = Python's 5000)",
+    },
     "--workers": {
         "type": int,
         "help": "server processes sharing the ports, each loading every model (default 1)",
