@@ -19,7 +19,7 @@ from serval.core.datatypes import DataType
 from serval.core.errors import ModelLoadError
 from serval.core.loader import LoadRequest
 from serval.core.types import TensorSpec
-from serval.runtimes.options import parse_runtime_options
+from serval.runtimes.options import parse_runtime_options, spec_file
 from serval.runtimes.tabular import (
     PREDICT,
     PREDICT_PROBA,
@@ -46,7 +46,7 @@ class LightGBMOptions(BaseModel):
 class LightGBMLoader:
     def __init__(self, request: LoadRequest) -> None:
         self._request = request
-        self._options = parse_runtime_options(LightGBMOptions, request.spec.runtime_options)
+        self._options = parse_runtime_options(LightGBMOptions, request)
 
     def load(self) -> TabularPredictor:
         path = self._request.path / ARTIFACT
@@ -84,6 +84,7 @@ def lightgbm_predictor(
         [input_spec(booster.num_feature())],
         outputs,
         request.spec,
+        spec_file(request),
         feature_names_parameter(names if names != generated else None),
     )
     options: dict[str, Any] = {"num_threads": num_threads} if num_threads else {}

@@ -4,18 +4,17 @@ from __future__ import annotations
 
 import logging
 import time
-from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 import onnxruntime as ort
 from onnxruntime.capi import onnxruntime_pybind11_state as ort_errors
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from serval.core.datatypes import DataType
 from serval.core.errors import InvalidInputError, ModelConfigError, ModelLoadError
 from serval.core.loader import LoadRequest
-from serval.core.model_spec import TensorOverride, describe_validation_error
+from serval.core.model_spec import TensorOverride
 from serval.core.types import (
     InferenceRequest,
     InferenceResponse,
@@ -24,6 +23,7 @@ from serval.core.types import (
     Tensor,
     TensorSpec,
 )
+from serval.runtimes.options import apply_overrides, parse_runtime_options, spec_file
 
 logger = logging.getLogger(__name__)
 
@@ -73,13 +73,8 @@ class OnnxLoader:
 
     def __init__(self, request: LoadRequest) -> None:
         self._request = request
-        self._spec_file = request.path.parent / "model.yaml"
-        try:
-            self._options = OnnxOptions.model_validate(request.spec.runtime_options)
-        except ValidationError as exc:
-            raise ModelConfigError(
-                f"{self._spec_file}: runtime_options: {describe_validation_error(exc)}"
-            ) from exc
+        self._spec_file = spec_file(request)
+        self._options = parse_runtime_options(OnnxOptions, request)
         available = ort.get_available_providers()
         missing = [p for p in self._options.execution_providers if p not in available]
         if missing:
@@ -186,28 +181,16 @@ class OnnxPredictor:
 
 
 def _tensor_specs(
-    nodes: list[Any], overrides: tuple[TensorOverride, ...], field: str, spec_file: Path
+    nodes: list[Any], overrides: tuple[TensorOverride, ...], field: str, source: str
 ) -> tuple[TensorSpec, ...]:
-    by_name = {override.name: override for override in overrides}
-    names = {node.name for node in nodes}
-    unknown = [name for name in by_name if name not in names]
-    if unknown:
-        raise ModelConfigError(
-            f"{spec_file}: {field}: {', '.join(unknown)} not in the model "
-            f"(it has: {', '.join(sorted(names))})"
-        )
     specs = []
     for node in nodes:
         datatype = _ORT_TYPES.get(node.type)
         if datatype is None:
             raise ModelLoadError(f"{field[:-1]} {node.name!r} has unsupported type {node.type}")
         shape = tuple(dim if isinstance(dim, int) and dim >= 0 else -1 for dim in node.shape)
-        override = by_name.get(node.name)
-        if override is not None:
-            datatype = override.datatype or datatype
-            shape = override.shape or shape
         specs.append(TensorSpec(node.name, datatype, shape))
-    return tuple(specs)
+    return apply_overrides(specs, overrides, field, source)
 
 
 def _to_ort_strings(tensor: Tensor) -> np.ndarray[Any, Any]:

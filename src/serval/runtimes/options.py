@@ -1,23 +1,55 @@
-"""Parsing a runtime's ``runtime_options`` from ``model.yaml`` into its own pydantic model."""
+"""What every runtime takes from ``model.yaml``: its ``runtime_options``, parsed into the
+runtime's own pydantic model, and the ``inputs``/``outputs`` corrections. Errors name the file,
+the key and the reason."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any, TypeVar
+from collections.abc import Iterable, Sequence
+from typing import TypeVar
 
 from pydantic import BaseModel, ValidationError
 
 from serval.core.errors import ModelConfigError
-from serval.core.model_spec import describe_validation_error
+from serval.core.loader import LoadRequest
+from serval.core.model_spec import TensorOverride, describe_validation_error
+from serval.core.repository import SPEC_FILE
+from serval.core.types import TensorSpec
 
 OptionsT = TypeVar("OptionsT", bound=BaseModel)
 
 
-def parse_runtime_options(options_class: type[OptionsT], values: Mapping[str, Any]) -> OptionsT:
-    """Validate ``values``; errors name ``model.yaml``, the key and the reason."""
+def spec_file(request: LoadRequest) -> str:
+    """The ``model.yaml`` of the model being loaded, for error messages."""
+    return str(request.path.parent / SPEC_FILE)
+
+
+def parse_runtime_options(options_class: type[OptionsT], request: LoadRequest) -> OptionsT:
+    """The request's ``runtime_options`` validated by ``options_class``."""
     try:
-        return options_class.model_validate(dict(values))
+        return options_class.model_validate(dict(request.spec.runtime_options))
     except ValidationError as exc:
         raise ModelConfigError(
-            f"model.yaml: runtime_options: {describe_validation_error(exc)}"
+            f"{spec_file(request)}: runtime_options: {describe_validation_error(exc)}"
         ) from exc
+
+
+def apply_overrides(
+    specs: Sequence[TensorSpec], overrides: Iterable[TensorOverride], field: str, source: str
+) -> tuple[TensorSpec, ...]:
+    """``specs`` with ``model.yaml``'s corrections of datatype and shape applied."""
+    by_name = {override.name: override for override in overrides}
+    names = [spec.name for spec in specs]
+    unknown = [name for name in by_name if name not in names]
+    if unknown:
+        raise ModelConfigError(
+            f"{source}: {field}: {', '.join(unknown)} not in the model (it has: {', '.join(names)})"
+        )
+    result = []
+    for spec in specs:
+        override = by_name.get(spec.name)
+        if override is None:
+            result.append(spec)
+        else:
+            datatype = override.datatype or spec.datatype
+            result.append(TensorSpec(spec.name, datatype, override.shape or spec.shape))
+    return tuple(result)

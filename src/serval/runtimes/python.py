@@ -61,7 +61,7 @@ class PythonOptions(BaseModel):
 class PythonLoader:
     def __init__(self, request: LoadRequest) -> None:
         self._request = request
-        self._options = parse_runtime_options(PythonOptions, request.spec.runtime_options)
+        self._options = parse_runtime_options(PythonOptions, request)
         if request.spec.inputs or request.spec.outputs:
             raise ModelConfigError(
                 "model.yaml: inputs/outputs: a Python model declares its inputs and outputs in "

@@ -23,7 +23,7 @@ from serval.core.datatypes import DataType
 from serval.core.errors import ModelConfigError, ModelLoadError
 from serval.core.loader import LoadRequest
 from serval.core.types import TensorSpec
-from serval.runtimes.options import parse_runtime_options
+from serval.runtimes.options import parse_runtime_options, spec_file
 from serval.runtimes.tabular import (
     PREDICT,
     PREDICT_PROBA,
@@ -63,7 +63,7 @@ class SklearnOptions(BaseModel):
 class SklearnLoader:
     def __init__(self, request: LoadRequest) -> None:
         self._request = request
-        self._options = parse_runtime_options(SklearnOptions, request.spec.runtime_options)
+        self._options = parse_runtime_options(SklearnOptions, request)
 
     def load(self) -> TabularPredictor:
         folder = self._request.path
@@ -125,6 +125,7 @@ def sklearn_predictor(model: Any, platform: str, request: LoadRequest) -> Tabula
         [input_spec(n_features)],
         outputs,
         request.spec,
+        spec_file(request),
         feature_names_parameter(feature_names),
     )
     methods = {spec.name: getattr(model, spec.name) for spec in metadata.outputs}

@@ -9,14 +9,14 @@ correct a datatype or shape (e.g. declare the input FP32).
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
 from serval.core.datatypes import DataType
-from serval.core.errors import InvalidInputError, ModelConfigError, ModelLoadError
-from serval.core.model_spec import ModelSpec, TensorOverride
+from serval.core.errors import InvalidInputError, ModelLoadError
+from serval.core.model_spec import ModelSpec
 from serval.core.types import (
     InferenceRequest,
     InferenceResponse,
@@ -25,6 +25,7 @@ from serval.core.types import (
     TensorSpec,
 )
 from serval.runtimes.encoding import to_tensor
+from serval.runtimes.options import apply_overrides
 
 INPUT_NAME = "input"
 PREDICT = "predict"
@@ -43,37 +44,16 @@ def build_metadata(
     inputs: Sequence[TensorSpec],
     outputs: Sequence[TensorSpec],
     spec: ModelSpec,
+    source: str,
     parameters: Mapping[str, str] | None = None,
 ) -> ServableMetadata:
     """The metadata, with ``model.yaml``'s ``inputs``/``outputs`` corrections applied."""
     return ServableMetadata(
         platform=platform,
-        inputs=apply_overrides(inputs, spec.inputs, "inputs"),
-        outputs=apply_overrides(outputs, spec.outputs, "outputs"),
+        inputs=apply_overrides(inputs, spec.inputs, "inputs", source),
+        outputs=apply_overrides(outputs, spec.outputs, "outputs", source),
         parameters=dict(parameters or {}),
     )
-
-
-def apply_overrides(
-    specs: Sequence[TensorSpec], overrides: Iterable[TensorOverride], field: str
-) -> tuple[TensorSpec, ...]:
-    by_name = {override.name: override for override in overrides}
-    names = [spec.name for spec in specs]
-    unknown = [name for name in by_name if name not in names]
-    if unknown:
-        raise ModelConfigError(
-            f"model.yaml: {field}: {', '.join(unknown)} not in the model "
-            f"(it has: {', '.join(names)})"
-        )
-    result = []
-    for spec in specs:
-        override = by_name.get(spec.name)
-        if override is None:
-            result.append(spec)
-        else:
-            datatype = override.datatype or spec.datatype
-            result.append(TensorSpec(spec.name, datatype, override.shape or spec.shape))
-    return tuple(result)
 
 
 def label_datatype(classes: np.ndarray[Any, Any]) -> DataType:

@@ -20,7 +20,7 @@ from serval.core.datatypes import DataType
 from serval.core.errors import ModelLoadError
 from serval.core.loader import LoadRequest
 from serval.core.types import TensorSpec
-from serval.runtimes.options import parse_runtime_options
+from serval.runtimes.options import parse_runtime_options, spec_file
 from serval.runtimes.tabular import (
     PREDICT,
     PREDICT_PROBA,
@@ -46,7 +46,7 @@ class XGBoostOptions(BaseModel):
 class XGBoostLoader:
     def __init__(self, request: LoadRequest) -> None:
         self._request = request
-        self._options = parse_runtime_options(XGBoostOptions, request.spec.runtime_options)
+        self._options = parse_runtime_options(XGBoostOptions, request)
 
     def load(self) -> TabularPredictor:
         folder = self._request.path
@@ -86,6 +86,7 @@ def xgboost_predictor(
         [input_spec(booster.num_features())],
         outputs,
         request.spec,
+        spec_file(request),
         feature_names_parameter(booster.feature_names),
     )
 
