@@ -50,8 +50,8 @@ LATENCY_BUCKETS = (
 BATCH_SIZE_BUCKETS = (1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0)
 
 
-class CounterVec:
-    """A counter per label tuple."""
+class _LabelledValues:
+    """A value per label tuple; the subclasses say how it changes and how it is exposed."""
 
     __slots__ = ("documentation", "label_names", "name", "values")
 
@@ -68,27 +68,23 @@ class CounterVec:
     def get(self, labels: Labels) -> float:
         return self.values.get(labels, 0.0)
 
+
+class CounterVec(_LabelledValues):
+    """A counter per label tuple."""
+
+    __slots__ = ()
+
     def family(self) -> CounterMetricFamily:
         return counter_family(self.name, self.documentation, self.label_names, self.values.items())
 
 
-class GaugeVec:
+class GaugeVec(_LabelledValues):
     """A gauge per label tuple, set by its owner."""
 
-    __slots__ = ("documentation", "label_names", "name", "values")
-
-    def __init__(self, name: str, documentation: str, label_names: Sequence[str]) -> None:
-        self.name = name
-        self.documentation = documentation
-        self.label_names = tuple(label_names)
-        self.values: dict[Labels, float] = {}
+    __slots__ = ()
 
     def set(self, labels: Labels, value: float) -> None:
         self.values[labels] = value
-
-    def inc(self, labels: Labels, amount: float = 1.0) -> None:
-        values = self.values
-        values[labels] = values.get(labels, 0.0) + amount
 
     def family(self) -> GaugeMetricFamily:
         return gauge_family(self.name, self.documentation, self.label_names, self.values.items())
