@@ -130,12 +130,19 @@ class ServableMetadata:
     signatures: tuple[str, ...] = ()
     # Facts about the model for clients, e.g. ``feature_names`` (comma-separated).
     parameters: Parameters = field(default_factory=dict)
+    # Lookups by name, built once: every request is checked against them.
+    _inputs: dict[str, TensorSpec] = field(init=False, repr=False, compare=False)
+    _outputs: dict[str, TensorSpec] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_inputs", {spec.name: spec for spec in self.inputs})
+        object.__setattr__(self, "_outputs", {spec.name: spec for spec in self.outputs})
 
     def input(self, name: str) -> TensorSpec | None:
-        return next((spec for spec in self.inputs if spec.name == name), None)
+        return self._inputs.get(name)
 
     def output(self, name: str) -> TensorSpec | None:
-        return next((spec for spec in self.outputs if spec.name == name), None)
+        return self._outputs.get(name)
 
 
 @dataclass(frozen=True, slots=True)

@@ -30,7 +30,11 @@ def validate_request(request: InferenceRequest, metadata: ServableMetadata) -> N
                 f"input {tensor.name!r}: expected shape {list(spec.shape)} "
                 f"(-1 = any size), received {list(tensor.shape)}"
             )
-    missing = [spec.name for spec in metadata.inputs if spec.name not in seen]
+    missing = (
+        [spec.name for spec in metadata.inputs if spec.name not in seen]
+        if len(seen) != len(metadata.inputs)
+        else []
+    )
     if missing:
         raise InvalidInputError(
             f"missing input(s) {', '.join(repr(m) for m in missing)} for model "
