@@ -136,6 +136,9 @@ def test_model_config(client: triton.InferenceServerClient) -> None:
     assert config["name"] == "identity_bytes"
     assert config["platform"] == "onnxruntime_onnx"
     assert config["input"] == [{"name": "INPUT0", "data_type": "TYPE_STRING", "dims": ["-1", "-1"]}]
+    assert config["backend"] == "onnxruntime"
+    assert "dynamic_batching" not in config
+    assert "instance_group" not in config
 
 
 # -- inference -------------------------------------------------------------------------------

@@ -95,6 +95,12 @@ def test_datatype_enum_matches_triton() -> None:
     assert {v.name: v.number for v in ours.values} == {v.name: v.number for v in theirs.values}
 
 
+def test_instance_kind_enum_matches_triton() -> None:
+    ours = config_pb.ModelInstanceGroup.DESCRIPTOR.enum_types_by_name["Kind"]
+    theirs = triton_config_pb.ModelInstanceGroup.DESCRIPTOR.enum_types_by_name["Kind"]
+    assert {v.name: v.number for v in ours.values} == {v.name: v.number for v in theirs.values}
+
+
 def test_service_methods_match_triton() -> None:
     ours = pb.DESCRIPTOR.services_by_name["GRPCInferenceService"]
     theirs = triton_pb.DESCRIPTOR.services_by_name["GRPCInferenceService"]

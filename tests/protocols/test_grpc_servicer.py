@@ -181,10 +181,16 @@ def test_model_config(stub: pb_grpc.GRPCInferenceServiceStub) -> None:
     assert config.input[0].name == "x"
     assert config.input[0].data_type == config_pb.TYPE_FP32
     assert list(config.input[0].dims) == []  # the batch dimension is left out when batching
+    assert config.WhichOneof("scheduling_choice") == "dynamic_batching"
+    assert [(g.kind, g.count) for g in config.instance_group] == [
+        (config_pb.ModelInstanceGroup.KIND_CPU, 1)
+    ]
     words = stub.ModelConfig(pb.ModelConfigRequest(name="words")).config
     assert words.max_batch_size == 0
     assert words.version_policy.latest.num_versions == 1
     assert (words.output[0].data_type, list(words.output[0].dims)) == (config_pb.TYPE_STRING, [-1])
+    assert words.WhichOneof("scheduling_choice") is None
+    assert not words.instance_group
 
 
 # -- inference -------------------------------------------------------------------------------

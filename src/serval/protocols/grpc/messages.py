@@ -7,31 +7,16 @@ import json
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from google.protobuf import json_format
+
 from serval.core.dataplane import ModelConfigView, ServerMetadata
-from serval.core.datatypes import DataType
 from serval.core.errors import InvalidInputError, UnsupportedError
 from serval.core.manager import IndexEntry
+from serval.core.model_config import triton_model_config
 from serval.core.statistics import Duration, VersionStatistics
 from serval.core.types import ModelMetadata, TensorSpec
 from serval.protocols.grpc.generated import grpc_service_pb2 as pb
 from serval.protocols.grpc.generated import model_config_pb2 as config_pb
-
-# Triton's model configuration enum, by protocol datatype (BYTES is TYPE_STRING there).
-CONFIG_DATATYPE: dict[DataType, config_pb.DataType] = {
-    DataType.BOOL: config_pb.TYPE_BOOL,
-    DataType.UINT8: config_pb.TYPE_UINT8,
-    DataType.UINT16: config_pb.TYPE_UINT16,
-    DataType.UINT32: config_pb.TYPE_UINT32,
-    DataType.UINT64: config_pb.TYPE_UINT64,
-    DataType.INT8: config_pb.TYPE_INT8,
-    DataType.INT16: config_pb.TYPE_INT16,
-    DataType.INT32: config_pb.TYPE_INT32,
-    DataType.INT64: config_pb.TYPE_INT64,
-    DataType.FP16: config_pb.TYPE_FP16,
-    DataType.FP32: config_pb.TYPE_FP32,
-    DataType.FP64: config_pb.TYPE_FP64,
-    DataType.BYTES: config_pb.TYPE_STRING,
-}
 
 
 def server_metadata(metadata: ServerMetadata) -> pb.ServerMetadataResponse:
@@ -65,42 +50,9 @@ def _properties(metadata: ModelMetadata) -> dict[str, str]:
 
 
 def model_config(view: ModelConfigView) -> pb.ModelConfigResponse:
-    """Triton's ModelConfig: when the model batches (max_batch_size > 0), ``dims`` leave out
-    the leading batch dimension, as in Triton's config.pbtxt."""
-    spec, metadata = view.spec, view.metadata
-    batched = spec.max_batch_size > 0
-
-    def dims(shape: tuple[int, ...]) -> list[int]:
-        return list(shape[1:] if batched and shape else shape)
-
-    config = config_pb.ModelConfig(
-        name=metadata.name,
-        platform=metadata.platform,
-        backend=spec.runtime or "",
-        max_batch_size=spec.max_batch_size,
-        input=[
-            config_pb.ModelInput(
-                name=s.name, data_type=CONFIG_DATATYPE[s.datatype], dims=dims(s.shape)
-            )
-            for s in metadata.inputs
-        ],
-        output=[
-            config_pb.ModelOutput(
-                name=s.name, data_type=CONFIG_DATATYPE[s.datatype], dims=dims(s.shape)
-            )
-            for s in metadata.outputs
-        ],
-    )
-    policy = spec.version_policy
-    if policy.kind == "latest":
-        config.version_policy.latest.num_versions = policy.num_versions
-    elif policy.kind == "all":
-        config.version_policy.all.SetInParent()
-    else:
-        config.version_policy.specific.versions.extend(policy.versions)
-    for key, value in spec.parameters.items():
-        text = json.dumps(value) if isinstance(value, bool) else str(value)
-        config.parameters[key].string_value = text
+    """Triton's ModelConfig, read from the JSON form of ``serval.core.model_config`` (the one
+    translation REST answers with too)."""
+    config = json_format.ParseDict(triton_model_config(view), config_pb.ModelConfig())
     return pb.ModelConfigResponse(config=config)
 
 
