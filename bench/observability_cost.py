@@ -9,7 +9,7 @@ steadiest numbers on a shared machine (noise only ever adds time):
 
 - `defaults`: metrics on, access log off, tracing off (as `serval serve`);
 - `no-metrics`: `--no-metrics`;
-- `bare`: `--no-metrics` and without the request id middleware: no observability at all.
+- `bare`: `--no-metrics`, and request ids replaced by a constant: no observability at all.
 
 Usage: python bench/observability_cost.py [batches] [requests per batch]
 Complements bench/observability_overhead.sh (wrk against real servers), whose numbers carry
@@ -27,6 +27,8 @@ from typing import Any
 
 from serval.app import build
 from serval.config import Settings
+from serval.observability.logging import RequestLogContext, begin_request
+from serval.protocols.rest import v2_infer
 
 BODY = b'{"inputs":[{"name":"features","shape":[1,4],"datatype":"FP32","data":[5.1,3.5,1.4,0.2]}]}'
 SCOPE = {
@@ -47,6 +49,14 @@ SCOPE = {
     "client": ("127.0.0.1", 40000),
     "server": ("127.0.0.1", 8080),
 }
+
+
+def constant_request(given_id: str | None = None) -> RequestLogContext:
+    """No request id work: what ``bare`` puts in place of ``begin_request``."""
+    return _CONSTANT
+
+
+_CONSTANT = RequestLogContext("bench")
 
 
 async def batch(app: Any, requests: int) -> float:
@@ -75,7 +85,7 @@ async def main(batches: int, requests: int) -> None:
     for server in (*servers.values(), bare_server):
         await server._manager.start()
     apps = {name: server._rest_app for name, server in servers.items()}
-    apps["bare"] = bare_server._rest_app._app  # the Starlette app inside the middleware
+    apps["bare"] = bare_server._rest_app
     for app in apps.values():
         await batch(app, 500)  # warm up
     results: dict[str, list[float]] = {name: [] for name in apps}
@@ -83,7 +93,10 @@ async def main(batches: int, requests: int) -> None:
     for _ in range(batches):
         random.shuffle(names)
         for name in names:
+            # The inference endpoint binds each request's log context with begin_request.
+            v2_infer.begin_request = constant_request if name == "bare" else begin_request  # type: ignore[assignment]
             results[name].append(await batch(apps[name], requests))
+    v2_infer.begin_request = begin_request  # type: ignore[assignment]
     summary = {}
     for name, values in results.items():
         values.sort()

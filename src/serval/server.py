@@ -23,6 +23,7 @@ from starlette.types import ASGIApp
 
 from serval.config import Settings
 from serval.core.manager import LifecycleManager
+from serval.protocols.rest.coalescing import CoalescingHttpToolsProtocol
 
 logger = logging.getLogger("serval.server")
 
@@ -130,7 +131,7 @@ class Server:
     def _http_server(self) -> uvicorn.Server:
         config = uvicorn.Config(
             self._rest_app,
-            http="httptools",
+            http=CoalescingHttpToolsProtocol,  # httptools, one socket write per response
             lifespan="off",
             log_config=None,
             access_log=False,

@@ -14,6 +14,7 @@ import httpx
 import numpy as np
 import pytest
 import tritonclient.grpc as triton
+import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
 
 from serval.testing import RunningServer, run_server
@@ -170,6 +171,54 @@ def test_a_timeout_that_passes_in_the_queue_is_a_504_and_never_runs(
     )
 
 
+def test_a_timeout_header_that_passes_in_the_queue_is_a_504_and_never_runs(
+    server: RunningServer, slow_rounds: int, background: ThreadPoolExecutor
+) -> None:
+    before = statistics(server, "single")
+    slow, slow_x = start_slow(background, server, slow_rounds)
+    doc, _ = infer_body(1, 5.0)
+    with httpx.Client(base_url=server.http_url, timeout=60) as http:
+        reply = http.post("/v2/models/single/infer", json=doc, headers={"timeout": "200000"})
+    assert reply.status_code == 504, reply.text
+    assert not slow.done()
+    assert_rows(slow.result(), slow_x)
+    after = statistics(server, "single")
+    assert after["execution_count"] - before["execution_count"] == 1  # the slow one only
+
+
+def test_v1_takes_its_deadline_from_the_timeout_header(server: RunningServer) -> None:
+    before = statistics(server, "single")
+    body = {"instances": [{"x": [1.0, 2.0, 3.0, 4.0], "n": [0]}]}
+    with httpx.Client(base_url=server.http_url, timeout=60) as http:
+        reply = http.post("/v1/models/single:predict", json=body, headers={"timeout": "1"})
+        assert reply.status_code == 504, reply.text
+        assert "deadline" in reply.json()["error"]
+        assert statistics(server, "single")["execution_count"] == before["execution_count"]
+        reply = http.post("/v1/models/single:predict", json=body, headers={"timeout": "9000000"})
+        assert reply.status_code == 200, reply.text
+        assert reply.json()["predictions"] == [[1.0, 2.0, 3.0, 4.0]]
+
+
+@pytest.mark.parametrize(
+    ("header", "value"), [("timeout", "soon"), ("timeout", "-5"), ("priority", "high")]
+)
+def test_a_bad_schedule_header_is_a_400_naming_it(
+    server: RunningServer, header: str, value: str
+) -> None:
+    doc, _ = infer_body(1, 0.0)
+    with httpx.Client(base_url=server.http_url, timeout=60) as http:
+        for reply in (
+            http.post("/v2/models/single/infer", json=doc, headers={header: value}),
+            http.post(
+                "/v1/models/single:predict",
+                json={"instances": [{"x": [1.0, 2.0, 3.0, 4.0], "n": [0]}]},
+                headers={header: value},
+            ),
+        ):
+            assert reply.status_code == 400, reply.text
+            assert f"header {header!r}" in reply.json()["error"]
+
+
 def test_a_full_queue_is_a_429_with_retry_after_and_loses_nothing(
     server: RunningServer, slow_rounds: int, background: ThreadPoolExecutor
 ) -> None:
@@ -233,3 +282,36 @@ def test_model_config_reports_the_batch_size(server: RunningServer) -> None:
     config = reply.json()
     assert config["max_batch_size"] == 32
     assert [entry["dims"] for entry in config["input"]] == [[WIDTH], [1]]
+
+
+def test_model_config_reports_batching_and_instances_over_http(server: RunningServer) -> None:
+    with httpclient.InferenceServerClient(server.http_address) as client:
+        single = client.get_model_config("single")
+        adaptive = client.get_model_config("adaptive")
+    assert single["max_batch_size"] == 8
+    assert single["instance_group"] == [{"name": "single_0", "kind": "KIND_CPU", "count": 1}]
+    assert single["dynamic_batching"] == {
+        "preferred_batch_size": [],
+        "max_queue_delay_microseconds": 0,
+        "priority_levels": 0,
+        "default_priority_level": 0,
+        "default_queue_policy": {"max_queue_size": 2},
+    }
+    assert single["parameters"] == {"serval.dynamic_batching.mode": {"string_value": "fixed"}}
+    assert adaptive["parameters"] == {
+        "serval.dynamic_batching.mode": {"string_value": "adaptive"},
+        "serval.dynamic_batching.latency_slo_ms": {"string_value": "500.0"},
+    }
+
+
+def test_model_config_reports_batching_and_instances_over_grpc(server: RunningServer) -> None:
+    with triton.InferenceServerClient(server.grpc_address) as client:
+        config = client.get_model_config("single", as_json=True)["config"]
+        message = client.get_model_config("mixed").config
+    # tritonclient prints protobuf's JSON: 64-bit integers as strings, default values left out.
+    assert config["max_batch_size"] == 8
+    assert config["instance_group"] == [{"name": "single_0", "kind": "KIND_CPU", "count": 1}]
+    assert config["dynamic_batching"] == {"default_queue_policy": {"max_queue_size": 2}}
+    assert [entry["dims"] for entry in config["input"]] == [[str(WIDTH)], ["1"]]
+    assert message.WhichOneof("scheduling_choice") == "dynamic_batching"
+    assert [(g.name, g.count) for g in message.instance_group] == [("mixed_0", 1)]

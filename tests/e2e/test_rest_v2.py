@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Iterator
 
 import numpy as np
@@ -147,6 +148,11 @@ def test_model_config(client: httpclient.InferenceServerClient) -> None:
     assert config["name"] == "simple"
     assert config["max_batch_size"] == 0
     assert config["input"][0] == {"name": "INPUT0", "data_type": "TYPE_INT32", "dims": [-1, 16]}
+    assert config["backend"] == "onnxruntime"
+    assert config["version_policy"] == {"latest": {"num_versions": 1}}
+    # No queue of its own: the model shares the server's inference threads.
+    assert "dynamic_batching" not in config
+    assert "instance_group" not in config
 
 
 def test_statistics_count_requests(client: httpclient.InferenceServerClient) -> None:
@@ -183,3 +189,27 @@ def test_repository_index_unload_load(client: httpclient.InferenceServerClient) 
     assert client.is_model_ready("flags")
     with pytest.raises(InferenceServerException, match="not in the model repository"):
         client.load_model("no_such_model")
+
+
+def test_pipelined_requests_each_get_their_whole_response(server: RunningServer) -> None:
+    """Responses leave in one write each (protocols.rest.coalescing); two requests sent back
+    to back on one connection still get two complete responses, in order."""
+    body = (
+        b'{"inputs":[{"name":"x","datatype":"FP32","shape":[1,2],"data":[1,1]}],'
+        b'"outputs":[{"name":"y"}]}'
+    )
+    infer = (
+        b"POST /v2/models/linear/versions/%d/infer HTTP/1.1\r\nHost: x\r\n"
+        b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
+    )
+    head = b"HEAD /v2/health/ready HTTP/1.1\r\nHost: x\r\n\r\n"
+    close = b"GET /v2/health/live HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    with socket.create_connection(("127.0.0.1", server.http_port), timeout=10) as sock:
+        sock.sendall(infer % (1, len(body), body) + head + infer % (2, len(body), body) + close)
+        received = b""
+        while chunk := sock.recv(65536):
+            received += chunk
+    assert received.count(b"HTTP/1.1 ") == received.count(b"HTTP/1.1 200 OK") == 4
+    assert received.index(b'"model_version":"1"') < received.index(b'"model_version":"2"')
+    assert b'"data":[3.0]' in received and b'"data":[31.0]' in received
+    assert received.endswith(b'{"live":true}')

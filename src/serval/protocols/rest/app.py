@@ -19,6 +19,7 @@ from serval.protocols.rest.errors import error_response, json_error, unexpected_
 from serval.protocols.rest.middleware import RequestIdMiddleware
 from serval.protocols.rest.v1 import V1Routes
 from serval.protocols.rest.v2 import V2Routes
+from serval.protocols.rest.v2_infer import InferFastPath, V2InferEndpoint
 
 
 async def _serval_error(request: Request, exc: Exception) -> Response:
@@ -50,7 +51,8 @@ def build_rest_app(
 ) -> ASGIApp:
     """``metrics`` renders ``GET /metrics`` (body, content type); None leaves it out."""
     observer = observer if observer is not None else RequestObserver()
-    v2 = V2Routes(dataplane, control, max_request_bytes, observer=observer)
+    infer = V2InferEndpoint(dataplane, max_request_bytes, observer=observer, access_log=access_log)
+    v2 = V2Routes(dataplane, control, max_request_bytes, infer)
     v1 = V1Routes(dataplane, max_request_bytes, observer=observer)
     routes = [*v2.routes(), *v1.routes()]
     if metrics is not None:
@@ -63,7 +65,7 @@ def build_rest_app(
             Exception: _unexpected,
         },
     )
-    return RequestIdMiddleware(app, access_log=access_log)
+    return InferFastPath(infer, RequestIdMiddleware(app, access_log=access_log))
 
 
 def _metrics_endpoint(

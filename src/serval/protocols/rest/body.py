@@ -1,4 +1,8 @@
-"""Reading a request body within the configured size limit, decompressing if asked."""
+"""Reading a request body within the configured size limit, decompressing if asked.
+
+Two readers share the checks: ``read_body`` for Starlette routes, ``read_asgi_body`` for the
+inference endpoint, which reads ASGI messages itself (see ``v2_infer``).
+"""
 
 from __future__ import annotations
 
@@ -7,18 +11,20 @@ from typing import Any
 
 import orjson
 from starlette.requests import Request
+from starlette.types import Receive
 
 from serval.core.errors import InvalidInputError, PayloadTooLargeError
+
+
+class ClientDisconnected(Exception):  # noqa: N818 - a condition, not an error of ours
+    """The client went away before its request body arrived: there is no one to answer."""
 
 
 async def read_body(request: Request, limit: int) -> bytes:
     """The whole body; 413 past ``limit`` bytes (before or after decompression)."""
     declared = request.headers.get("content-length")
     if declared is not None:
-        if not declared.isdigit():
-            raise InvalidInputError(f"Content-Length {declared!r} is not a number")
-        if int(declared) > limit:
-            raise _too_large(int(declared), limit)
+        check_declared_length(declared, limit)
         body = await request.body()
     else:
         chunks = []
@@ -29,7 +35,49 @@ async def read_body(request: Request, limit: int) -> bytes:
                 raise _too_large(size, limit)
             chunks.append(chunk)
         body = b"".join(chunks)
-    encoding = request.headers.get("content-encoding", "identity").lower()
+    return decompress(body, request.headers.get("content-encoding"), limit)
+
+
+async def read_asgi_body(
+    receive: Receive, declared: str | None, encoding: str | None, limit: int
+) -> bytes:
+    """As ``read_body``, from ASGI ``http.request`` messages; ``ClientDisconnected`` if the
+    client leaves first."""
+    if declared is not None:
+        check_declared_length(declared, limit)
+    message = await receive()
+    if message["type"] == "http.disconnect":
+        raise ClientDisconnected
+    body: bytes = message.get("body", b"")
+    if message.get("more_body", False):  # a body in several messages: rarer, and slower
+        chunks = [body]
+        size = len(body)
+        while message.get("more_body", False):
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise ClientDisconnected
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                raise _too_large(size, limit)
+            chunks.append(chunk)
+        body = b"".join(chunks)
+    elif len(body) > limit:
+        raise _too_large(len(body), limit)
+    return decompress(body, encoding, limit) if encoding is not None else body
+
+
+def check_declared_length(declared: str, limit: int) -> None:
+    """400 for a Content-Length that is not a number, 413 for one past ``limit``."""
+    if not declared.isdigit():
+        raise InvalidInputError(f"Content-Length {declared!r} is not a number")
+    if int(declared) > limit:
+        raise _too_large(int(declared), limit)
+
+
+def decompress(body: bytes, encoding: str | None, limit: int) -> bytes:
+    """``body`` as sent with Content-Encoding ``encoding`` (None, identity, gzip or deflate)."""
+    encoding = (encoding or "identity").lower()
     if encoding in ("identity", ""):
         return body
     if encoding not in ("gzip", "deflate"):

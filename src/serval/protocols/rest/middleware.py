@@ -1,7 +1,8 @@
-"""The outermost ASGI layer: a request id for every HTTP request, echoed in ``x-request-id``,
-and the access log.
+"""The ASGI layer around the Starlette application: a request id for every HTTP request,
+echoed in ``x-request-id``, and the access log.
 
 It wraps the whole Starlette application, so error responses, 500s included, carry the id.
+The inference route does the same itself (``v2_infer``), without this layer's cost.
 """
 
 from __future__ import annotations
@@ -57,10 +58,11 @@ class RequestIdMiddleware:
         try:
             await self._app(scope, receive, send_logged)
         finally:
-            _log(scope, status, time.perf_counter_ns() - started)
+            log_request(scope, status, time.perf_counter_ns() - started)
 
 
-def _log(scope: Scope, status: int, duration_ns: int) -> None:
+def log_request(scope: Scope, status: int, duration_ns: int) -> None:
+    """One access log line for the HTTP request of ``scope``."""
     client = scope.get("client")
     raw_path = scope.get("raw_path")  # as sent: a %0A stays three characters in the log
     path = raw_path.decode("latin-1") if raw_path is not None else scope.get("path", "")

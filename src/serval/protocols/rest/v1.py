@@ -23,6 +23,11 @@ from serval.core.types import InferenceRequest, InferenceResponse, ModelMetadata
 from serval.observability.requests import RequestObserver
 from serval.protocols.rest.body import parse_json_object, read_body
 from serval.protocols.rest.json_tensors import array_to_json, json_to_array
+from serval.protocols.rest.schedule_headers import (
+    PRIORITY_HEADER,
+    TIMEOUT_HEADER,
+    apply_schedule_headers,
+)
 
 # TF Serving's own patterns (http_rest_api_util.cc), case-insensitive.
 _PREDICT = re.compile(
@@ -137,6 +142,10 @@ class V1Routes:
                 inputs = _decode_columns(doc["inputs"], metadata)
             infer_request = InferenceRequest(
                 model_name=name, model_version=version, inputs=inputs, context=PROTOCOL
+            )
+            headers = request.headers
+            apply_schedule_headers(
+                infer_request, headers.get(TIMEOUT_HEADER), headers.get(PRIORITY_HEADER)
             )
             decoded = time.perf_counter_ns()
             response = await self._dataplane.infer(infer_request, label=label)

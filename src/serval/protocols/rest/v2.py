@@ -3,7 +3,6 @@ model configuration extensions."""
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import orjson
@@ -12,25 +11,16 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from serval.core.control import ControlPlane
-from serval.core.dataplane import DataPlane, ModelConfigView
+from serval.core.dataplane import DataPlane
 from serval.core.errors import InvalidInputError
 from serval.core.manager import IndexEntry
+from serval.core.model_config import triton_model_config
 from serval.core.statistics import Duration, VersionStatistics
-from serval.core.types import InferenceResponse, ModelMetadata, TensorSpec
-from serval.observability.logging import adopt_request_id
-from serval.observability.requests import RequestObserver
+from serval.core.types import ModelMetadata, TensorSpec
 from serval.protocols.rest.body import parse_json_object, read_body
-from serval.protocols.rest.v2_codec import (
-    HEADER_LENGTH,
-    decode_infer_request,
-    encode_infer_response,
-)
+from serval.protocols.rest.v2_infer import V2InferEndpoint
 
 EXTENSIONS = ("binary_tensor_data", "model_repository", "statistics", "model_configuration")
-PROTOCOL = "rest_v2"
-# Span names: the route, without the client's values.
-_INFER = "POST /v2/models/{model}/infer"
-_VERSION_INFER = "POST /v2/models/{model}/versions/{version}/infer"
 
 
 def json_response(content: Any, status: int = 200) -> Response:
@@ -43,13 +33,12 @@ class V2Routes:
         dataplane: DataPlane,
         control: ControlPlane,
         max_request_bytes: int,
-        *,
-        observer: RequestObserver | None = None,
+        infer: V2InferEndpoint,
     ) -> None:
         self._dataplane = dataplane
         self._control = control
         self._limit = max_request_bytes
-        self._observer = observer if observer is not None else RequestObserver()
+        self._infer = infer
 
     def routes(self) -> list[Route]:
         model = "/v2/models/{model}"
@@ -70,7 +59,7 @@ class V2Routes:
                     Route(f"{prefix}/ready", self.model_ready, methods=["GET"]),
                     Route(f"{prefix}/config", self.model_config, methods=["GET"]),
                     Route(f"{prefix}/stats", self.statistics, methods=["GET"]),
-                    Route(f"{prefix}/infer", self.infer, methods=["POST"]),
+                    Route(f"{prefix}/infer", self._infer, methods=["POST"]),
                 )
             ],
         ]
@@ -116,62 +105,12 @@ class V2Routes:
     async def model_config(self, request: Request) -> Response:
         params = request.path_params
         view = self._dataplane.model_config(params["model"], params.get("version"))
-        return json_response(_config_json(view))
+        return json_response(triton_model_config(view))
 
     async def statistics(self, request: Request) -> Response:
         params = request.path_params
         stats = self._dataplane.statistics(params.get("model"), params.get("version"))
         return json_response({"model_stats": [_statistics_json(s) for s in stats]})
-
-    async def infer(self, request: Request) -> Response:
-        params = request.path_params
-        # Timed with locals and reported once, at the end (see observability.requests).
-        started, decoded, inferred = time.perf_counter_ns(), 0, 0
-        response: InferenceResponse | None = None
-        try:
-            # An unknown model is a 404 whatever the body holds.
-            self._dataplane.model_ready(params["model"], params.get("version"))
-            body = await read_body(request, self._limit)
-            infer_request = decode_infer_request(
-                body, request.headers.get(HEADER_LENGTH), params["model"], params.get("version")
-            )
-            infer_request.context = PROTOCOL  # this adapter reports the request
-            adopt_request_id(infer_request.id)
-            decoded = time.perf_counter_ns()
-            response = await self._dataplane.infer(infer_request)
-            inferred = time.perf_counter_ns()
-            encoded = encode_infer_response(response, infer_request)
-            headers = None
-            if encoded.json_length is not None:
-                headers = {"Inference-Header-Content-Length": str(encoded.json_length)}
-            reply = Response(encoded.body, media_type=encoded.media_type, headers=headers)
-        except BaseException as exc:
-            self._report(request, started, decoded, inferred, response, exc)
-            raise
-        self._report(request, started, decoded, inferred, response, None)
-        return reply
-
-    def _report(
-        self,
-        request: Request,
-        started: int,
-        decoded: int,
-        inferred: int,
-        response: InferenceResponse | None,
-        error: BaseException | None,
-    ) -> None:
-        observer = self._observer
-        observer.finished(
-            PROTOCOL,
-            _VERSION_INFER if "version" in request.path_params else _INFER,
-            request.path_params["model"],
-            started,
-            decoded,
-            inferred,
-            response,
-            error,
-            request.headers if observer.wants_trace_context else None,
-        )
 
     async def repository_index(self, request: Request) -> Response:
         doc = await self._optional_json(request)
@@ -232,45 +171,6 @@ def _metadata_json(metadata: ModelMetadata) -> dict[str, Any]:
     if metadata.parameters:
         doc["parameters"] = dict(metadata.parameters)
     return doc
-
-
-def _config_json(view: ModelConfigView) -> dict[str, Any]:
-    """Triton's ModelConfig in JSON: with max_batch_size > 0, dims leave out the batch
-    dimension."""
-    spec = view.spec
-    batched = spec.max_batch_size > 0
-
-    def dims(shape: tuple[int, ...]) -> list[int]:
-        return list(shape[1:] if batched and shape else shape)
-
-    def tensors(specs: tuple[TensorSpec, ...]) -> list[dict[str, Any]]:
-        return [
-            {"name": s.name, "data_type": f"TYPE_{_triton_type(s)}", "dims": dims(s.shape)}
-            for s in specs
-        ]
-
-    return {
-        "name": view.metadata.name,
-        "platform": view.metadata.platform,
-        "backend": view.metadata.platform.split("_")[0],
-        "max_batch_size": spec.max_batch_size,
-        "input": tensors(view.metadata.inputs),
-        "output": tensors(view.metadata.outputs),
-        "version_policy": _policy_json(spec.version_policy.kind, spec.version_policy),
-        "parameters": {k: {"string_value": str(v)} for k, v in spec.parameters.items()},
-    }
-
-
-def _triton_type(spec: TensorSpec) -> str:
-    return "STRING" if spec.datatype.value == "BYTES" else spec.datatype.value
-
-
-def _policy_json(kind: str, policy: Any) -> dict[str, Any]:
-    if kind == "latest":
-        return {"latest": {"num_versions": policy.num_versions}}
-    if kind == "specific":
-        return {"specific": {"versions": list(policy.versions)}}
-    return {"all": {}}
 
 
 def _duration(duration: Duration) -> dict[str, int]:
