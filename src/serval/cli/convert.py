@@ -31,10 +31,10 @@ from serval.runtimes.tabular import TabularPredictor
 CONVERTIBLE = ("sklearn", "xgboost", "lightgbm")
 
 
-def register(commands: Any) -> None:
+def register(commands: Any, summary: str) -> None:
     parser = commands.add_parser(
         "convert",
-        help="convert a scikit-learn, XGBoost or LightGBM model version to ONNX",
+        help=summary,
         description="Convert a model version to ONNX and write it as the next version, after "
         "checking that both give the same outputs on sample rows.",
     )

@@ -9,8 +9,8 @@ from typing import Any
 import httpx
 
 
-def register(commands: Any) -> None:
-    parser = commands.add_parser("models", help="list, load or unload models of a running server")
+def register(commands: Any, summary: str) -> None:
+    parser = commands.add_parser("models", help=summary)
     parser.add_argument(
         "--url",
         default="http://127.0.0.1:8080",

@@ -36,10 +36,10 @@ _NUMPY_TYPES = {
 }
 
 
-def register(commands: Any) -> None:
+def register(commands: Any, summary: str) -> None:
     parser = commands.add_parser(
         "optimize",
-        help="optimize and quantize an ONNX model version",
+        help=summary,
         description="Apply ONNX Runtime graph optimizations and dynamic INT8 quantization to an "
         "ONNX model version and write the result as the next version, reporting size, "
         "latency and the output difference against the original.",

@@ -65,10 +65,10 @@ _FLAGS: dict[str, dict[str, Any]] = {
 }
 
 
-def register(commands: Any) -> None:
+def register(commands: Any, summary: str) -> None:
     parser = commands.add_parser(
         "serve",
-        help="serve a model repository",
+        help=summary,
         description="Serve a model repository over REST (Open Inference Protocol V2, TF "
         "Serving V1) and gRPC. Every flag is also SERVAL_<FLAG> in the environment.",
     )
