@@ -11,9 +11,10 @@ import pytest
 from serval.core.datatypes import DataType
 from serval.core.errors import InvalidInputError
 from serval.core.types import InferenceRequest, Tensor
+from serval.observability.requests import RequestObserver, outcome_of
 from serval.protocols.rest.coalescing import _CoalescingTransport
 from serval.protocols.rest.schedule_headers import apply_schedule_headers
-from serval.protocols.rest.v2_infer import infer_target
+from serval.protocols.rest.v2_infer import V2InferEndpoint, infer_target
 
 
 @pytest.mark.parametrize(
@@ -125,3 +126,39 @@ async def close_sends_what_is_held_first() -> None:
     assert inner.writes == [[b"last words"]] and inner.closed
     await asyncio.sleep(0)
     assert inner.writes == [[b"last words"]]  # flushed once, not again
+
+
+class ReadyDataPlane:
+    def model_ready(self, name: str, version: str | None) -> bool:
+        return True
+
+
+class Recorder:
+    wants_trace_context = False
+
+    def __init__(self) -> None:
+        self.outcomes: list[str] = []
+
+    def request_finished(self, *facts: Any) -> None:
+        self.outcomes.append(outcome_of(facts[8]))
+
+
+def test_a_client_that_leaves_before_its_body_is_counted_as_cancelled() -> None:
+    recorder = Recorder()
+    endpoint = V2InferEndpoint(
+        ReadyDataPlane(),  # type: ignore[arg-type]
+        1 << 20,
+        observer=RequestObserver([recorder]),
+    )
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "method": "POST", "path": "/v2/models/m/infer", "headers": []}
+    asyncio.run(endpoint(scope, receive, send))
+    assert sent == []  # no one to answer
+    assert recorder.outcomes == ["cancelled"]

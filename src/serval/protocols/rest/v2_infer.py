@@ -40,6 +40,7 @@ _JSON_LENGTH = b"inference-header-content-length"
 _REQUEST_ID = b"x-request-id"
 _TIMEOUT = b"timeout"
 _PRIORITY = b"priority"
+_CLIENT_CLOSED = 499
 
 
 def infer_target(path: str) -> tuple[str, str | None] | None:
@@ -93,7 +94,8 @@ class V2InferEndpoint:
     async def _serve(
         self, scope: Scope, receive: Receive, send: Send, model: str, version: str | None
     ) -> int:
-        """Answers the request; returns the status sent (0: the client left first)."""
+        """Answers the request; returns the status sent, or 499 (nginx's "client closed
+        request", for the access log) when the client left before its body arrived."""
         # Timed with locals and reported once, at the end (see observability.requests).
         started, decoded, inferred = time.perf_counter_ns(), 0, 0
         headers = dict(scope["headers"])  # one pass in C; a repeated header: the last wins
@@ -121,7 +123,7 @@ class V2InferEndpoint:
             encoded = encode_infer_response(response, request)
         except ClientDisconnected:
             self._report(scope, version, model, started, 0, 0, None, asyncio.CancelledError())
-            return 0
+            return _CLIENT_CLOSED
         except ServalError as exc:
             self._report(scope, version, model, started, decoded, inferred, response, exc)
             return await _send_error(error_response(exc), log_context.header_value(), send)
