@@ -124,7 +124,7 @@ def build_telemetry(
             pool_queue_depth=inference_pool._work_queue.qsize,  # jobs no thread has taken
         )
         events.on_state_changed(metrics.on_state_changed)
-        events.on_prediction(metrics.on_prediction)
+        events.on_prediction(metrics.on_prediction, metrics.wants_prediction)
         recorders.append(metrics)
         telemetry.metrics_endpoint = partial(exposition, registry)
     if settings.tracing:

@@ -165,7 +165,7 @@ class DataPlane:
             duration = time.perf_counter_ns() - started
             if error is not None:
                 managed.stats.record_failure(duration)
-            if self._events.wants_predictions:
+            if self._events.wants_prediction(request):
                 self._events.emit(PredictionEvent(managed.id, request, response, error, duration))
         response.model_name = managed.id.name
         response.model_version = str(managed.id.version)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from serval.core.model_spec import ModelSpec
 from serval.core.states import ServableId, ServableState
@@ -47,25 +48,45 @@ class EventBus:
         # Tuples, replaced on subscribe: emit (once per request) iterates without copying.
         self._state_subscribers: tuple[Callable[[StateChanged], None], ...] = ()
         self._prediction_subscribers: tuple[Callable[[PredictionEvent], None], ...] = ()
+        # Asked before a PredictionEvent is built; None in the tuple: every prediction.
+        self._prediction_filters: tuple[Callable[[InferenceRequest], bool] | None, ...] = ()
 
     def on_state_changed(self, callback: Callable[[StateChanged], None]) -> None:
         self._state_subscribers = (*self._state_subscribers, callback)
 
-    def on_prediction(self, callback: Callable[[PredictionEvent], None]) -> None:
+    def on_prediction(
+        self,
+        callback: Callable[[PredictionEvent], None],
+        wants: Callable[[InferenceRequest], bool] | None = None,
+    ) -> None:
+        """Call ``callback`` with each prediction, or only those whose request ``wants``
+        accepts: the event is built (once per request) only when a subscriber wants it."""
         self._prediction_subscribers = (*self._prediction_subscribers, callback)
+        self._prediction_filters = (*self._prediction_filters, wants)
 
-    @property
-    def wants_predictions(self) -> bool:
-        return bool(self._prediction_subscribers)
+    def wants_prediction(self, request: InferenceRequest) -> bool:
+        """Whether any subscriber wants the prediction of ``request`` (the data plane asks
+        before building the event)."""
+        # A plain loop, not any(<generator>): once per request, and a generator costs more.
+        for wants in self._prediction_filters:  # noqa: SIM110
+            if wants is None or wants(request):
+                return True
+        return False
 
     def emit(self, event: Event) -> None:
-        subscribers: tuple[Callable[..., None], ...] = (
-            self._state_subscribers
-            if isinstance(event, StateChanged)
-            else self._prediction_subscribers
-        )
-        for callback in subscribers:
-            try:
-                callback(event)
-            except Exception:
-                logger.exception("event subscriber %r failed", callback)
+        if isinstance(event, StateChanged):
+            for on_state in self._state_subscribers:
+                self._deliver(on_state, event)
+            return
+        for on_prediction, wants in zip(
+            self._prediction_subscribers, self._prediction_filters, strict=True
+        ):
+            if wants is None or wants(event.request):
+                self._deliver(on_prediction, event)
+
+    @staticmethod
+    def _deliver(callback: Callable[[Any], None], event: Event) -> None:
+        try:
+            callback(event)
+        except Exception:
+            logger.exception("event subscriber %r failed", callback)

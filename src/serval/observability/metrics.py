@@ -33,7 +33,7 @@ from prometheus_client.metrics_core import Metric
 from serval.core.events import PredictionEvent, StateChanged
 from serval.core.managed import Workload
 from serval.core.states import ServableId
-from serval.core.types import InferenceResponse, InferenceTimings
+from serval.core.types import InferenceRequest, InferenceResponse, InferenceTimings
 from serval.observability.instruments import (
     BATCH_SIZE_BUCKETS,
     LATENCY_BUCKETS,
@@ -66,7 +66,8 @@ def _group(
 ) -> dict[tuple[tuple[str, str], str], np.ndarray[Any, Any]]:
     """The journal's rows by version and protocol; usually one group, found without hashing."""
     version, protocol = versions[0], protocols[0]
-    if all(v == version for v in versions) and all(p == protocol for p in protocols):
+    # list.count compares in C: a tenth of the time of all() over a generator.
+    if versions.count(version) == len(versions) and protocols.count(protocol) == len(protocols):
         return {(version, protocol): numbers}
     rows: dict[tuple[tuple[str, str], str], list[int]] = {}
     for row, key in enumerate(zip(versions, protocols, strict=True)):
@@ -133,6 +134,11 @@ class ServalMetrics:
 
     def on_state_changed(self, event: StateChanged) -> None:
         self.models.on_state_changed(event)
+
+    def wants_prediction(self, request: InferenceRequest) -> bool:
+        """The events ``on_prediction`` needs: every prediction while a model monitors its
+        tensors, else only those no adapter reports (the rest come to ``request_finished``)."""
+        return self.models.monitoring or request.context is None
 
     def on_prediction(self, event: PredictionEvent) -> None:
         if self.models.monitoring:
