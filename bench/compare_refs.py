@@ -64,7 +64,8 @@ def start(src: Path, repository: Path, log: Path) -> tuple[subprocess.Popen[byte
 
 def run_wrk(port: int, model: str, body: Path, connections: int, seconds: float) -> dict[str, int]:
     env = dict(os.environ, BENCH_PATH=f"/v2/models/{model}/infer", BENCH_BODY=str(body))
-    command = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "-s", str(BENCH / "v2_infer.lua")]
+    script = str(BENCH / "v2_infer.lua")
+    command = ["wrk", "-t1", f"-c{connections}", f"-d{seconds:g}s", "-s", script]
     out = subprocess.run(
         [*command, f"http://127.0.0.1:{port}"], env=env, capture_output=True, text=True, check=True
     ).stdout
