@@ -133,6 +133,16 @@ def test_datatypes_binary(
     np.testing.assert_array_equal(result.as_numpy("OUTPUT0"), array)
 
 
+def test_a_large_binary_tensor_round_trips(client: httpclient.InferenceServerClient) -> None:
+    """8 MiB each way: the request in many reads, the response past the write-coalescing
+    threshold (protocols.rest.coalescing)."""
+    array = np.arange(1 << 22, dtype=np.float16).reshape(1, -1)
+    tensor = httpclient.InferInput("INPUT0", list(array.shape), "FP16")
+    tensor.set_data_from_numpy(array, binary_data=True)
+    result = client.infer("halves", [tensor])
+    np.testing.assert_array_equal(result.as_numpy("OUTPUT0"), array)
+
+
 def test_bytes_json(client: httpclient.InferenceServerClient) -> None:
     array = np.array([[b"a", b"bc"]], dtype=np.object_)
     tensor = httpclient.InferInput("INPUT0", [1, 2], "BYTES")

@@ -114,6 +114,21 @@ async def writes_of_one_loop_turn_leave_in_one_call() -> None:
     assert transport.get_extra_info("peername") == "info:peername"  # the rest is delegated
 
 
+def test_large_writes_leave_at_once() -> None:
+    asyncio.run(large_writes_leave_at_once())
+
+
+async def large_writes_leave_at_once() -> None:
+    inner = FakeTransport()
+    transport = _CoalescingTransport(inner, asyncio.get_running_loop())  # type: ignore[arg-type]
+    transport.write(b"HTTP/1.1 200 OK\r\n\r\n")
+    body = b"x" * (1 << 20)
+    transport.write(body)
+    assert inner.writes == [[b"HTTP/1.1 200 OK\r\n\r\n", body]]  # no wait for the turn's end
+    await asyncio.sleep(0)
+    assert len(inner.writes) == 1  # and nothing left to flush
+
+
 def test_close_sends_what_is_held_first() -> None:
     asyncio.run(close_sends_what_is_held_first())
 
