@@ -8,7 +8,7 @@
 - ``xgboost``: XGBClassifier, 3 classes; model.ubj.
 - ``lightgbm``: LGBMRegressor of petal width on the three other measurements; model.txt.
 - ``python``: a keyword sentiment model (model.py) with two signatures, BYTES input, pre- and
-  post-processing, run in a worker process.
+  post-processing, run in a worker process; its source is examples/runtimes/python/1, copied.
 
 The tabular models take ``input``, FP64 ``[-1, n_features]``. The models are trained on generated
 data with fixed seeds, so the files are small and reproducible.
@@ -16,6 +16,7 @@ data with fixed seeds, so the files are small and reproducible.
 
 from __future__ import annotations
 
+import shutil
 import sys
 from pathlib import Path
 
@@ -29,47 +30,9 @@ from sklearn.linear_model import LogisticRegression
 FEATURES = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
 SPECIES = np.array(["setosa", "versicolor", "virginica"])
 
-PYTHON_MODEL = '''"""A keyword sentiment model: a stand-in for anything written in Python."""
-
-import asyncio
-
-from serval import InvalidInputError, ServingModel, TensorInfo, signature
-
-
-class Sentiment(ServingModel):
-    inputs = [TensorInfo("text", "BYTES")]
-    outputs = [TensorInfo("label", "BYTES"), TensorInfo("score", "FP64")]
-    input_format = "strings"  # BYTES inputs arrive as lists of str
-
-    def load(self):
-        lines = (self.path / "words.txt").read_text(encoding="utf-8").splitlines()
-        self.weights = {w: float(weight) for w, weight in (line.split() for line in lines)}
-
-    def preprocess(self, data):
-        if any(not text.strip() for text in data["text"]):
-            raise InvalidInputError("every text must hold at least one word")
-        return [text.lower().split() for text in data["text"]]
-
-    def predict(self, documents):
-        """Cheap: one score per text."""
-        scores = [sum(self.weights.get(w, 0.0) for w in words) for words in documents]
-        return {"score": scores}
-
-    @signature(outputs=[TensorInfo("contributions", "BYTES")])
-    async def explain(self, documents):
-        """Expensive (pretend): which words moved the score."""
-        await asyncio.sleep(0)
-        return [
-            " ".join(f"{w}:{self.weights[w]:+g}" for w in words if w in self.weights)
-            for words in documents
-        ]
-
-    def postprocess(self, outputs):
-        if "score" in outputs:
-            outputs["label"] = ["positive" if s > 0 else "negative" for s in outputs["score"]]
-        return outputs
-'''
-WORDS = "good 1\ngreat 2\nfine 0.5\nbad -1\nawful -2\nslow -0.5\n"
+# The Python model is source, not a trained artifact: it lives once, in examples/runtimes, and
+# is copied from there when the examples are built elsewhere.
+PYTHON_EXAMPLE = Path(__file__).resolve().parent / "runtimes" / "python" / "1"
 
 
 def flowers(seed: int = 0) -> tuple[pd.DataFrame, np.ndarray]:
@@ -101,8 +64,9 @@ def main(root: Path) -> None:
     lgb_model.booster_.save_model(folder(root, "lightgbm") / "model.txt")
 
     python = folder(root, "python")
-    (python / "model.py").write_text(PYTHON_MODEL, encoding="utf-8")
-    (python / "words.txt").write_text(WORDS, encoding="utf-8")
+    if python.resolve() != PYTHON_EXAMPLE:
+        for name in ("model.py", "words.txt"):
+            shutil.copyfile(PYTHON_EXAMPLE / name, python / name)
     (root / "python" / "model.yaml").write_text(
         "runtime_options:\n  isolation: process  # a slow or crashing model cannot stall the "
         "server\n  workers: 2\n"
