@@ -16,7 +16,7 @@ import math
 from bisect import bisect_left
 from collections.abc import Iterable, Sequence
 from functools import cache
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 from prometheus_client.metrics_core import (
@@ -27,6 +27,7 @@ from prometheus_client.metrics_core import (
 from prometheus_client.utils import floatToGoString
 
 Labels = tuple[str, ...]
+_Family = TypeVar("_Family", GaugeMetricFamily, CounterMetricFamily)
 
 # Seconds: 100 µs to 10 s, for request, queue and compute times.
 LATENCY_BUCKETS = (
@@ -96,7 +97,10 @@ def gauge_family(
     label_names: Sequence[str],
     samples: Iterable[tuple[Labels, float]],
 ) -> GaugeMetricFamily:
-    family = GaugeMetricFamily(name, documentation, labels=label_names)
+    return _filled(GaugeMetricFamily(name, documentation, labels=label_names), samples)
+
+
+def _filled(family: _Family, samples: Iterable[tuple[Labels, float]]) -> _Family:
     for labels, value in samples:
         family.add_metric(labels, value)
     return family
@@ -160,7 +164,4 @@ def counter_family(
     label_names: Sequence[str],
     samples: Iterable[tuple[Labels, float]],
 ) -> CounterMetricFamily:
-    family = CounterMetricFamily(name, documentation, labels=label_names)
-    for labels, value in samples:
-        family.add_metric(labels, value)
-    return family
+    return _filled(CounterMetricFamily(name, documentation, labels=label_names), samples)
