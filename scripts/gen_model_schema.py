@@ -37,7 +37,7 @@ RUNTIME_OPTIONS = {
     "sklearn": "serval.runtimes.sklearn:SklearnOptions",
     "xgboost": "serval.runtimes.xgboost:XGBoostOptions",
     "lightgbm": "serval.runtimes.lightgbm:LightGBMOptions",
-    "python": "serval.runtimes.python:PythonOptions",
+    "python": "serval.runtimes.python.loader:PythonOptions",
 }
 
 _POSITIVE_VERSIONS: dict[str, Any] = {

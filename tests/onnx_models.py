@@ -10,7 +10,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from serval.core.datatypes import DataType
+from serval.core.tensors.datatypes import DataType
 
 OPSET = [helper.make_opsetid("", 17)]
 

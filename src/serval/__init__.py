@@ -9,16 +9,16 @@ __version__ = "0.1.0"
 # The API of custom Python models (docs/runtimes/python.md), imported on first use so that
 # `import serval` stays light.
 _PUBLIC = {
-    "ServingModel": "serval.runtimes.python_model",
-    "TensorInfo": "serval.runtimes.python_model",
-    "signature": "serval.runtimes.python_model",
+    "ServingModel": "serval.runtimes.python.model",
+    "TensorInfo": "serval.runtimes.python.model",
+    "signature": "serval.runtimes.python.model",
     "InvalidInputError": "serval.core.errors",
 }
 __all__ = ["InvalidInputError", "ServingModel", "TensorInfo", "__version__", "signature"]
 
 if TYPE_CHECKING:
     from serval.core.errors import InvalidInputError
-    from serval.runtimes.python_model import ServingModel, TensorInfo, signature
+    from serval.runtimes.python.model import ServingModel, TensorInfo, signature
 
 
 def __getattr__(name: str) -> Any:

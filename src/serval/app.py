@@ -14,15 +14,15 @@ from prometheus_client import CollectorRegistry
 
 from serval import __version__
 from serval.config import Settings
-from serval.core.batching import BatchingOptions, BatchingServable
+from serval.core.batching.servable import BatchingOptions, BatchingServable
 from serval.core.control import ControlPlane
 from serval.core.dataplane import DataPlane, ServerMetadata
 from serval.core.events import EventBus, StateChanged
-from serval.core.manager import LifecycleManager, ManagerOptions
+from serval.core.lifecycle.manager import LifecycleManager, ManagerOptions
+from serval.core.lifecycle.source import FileSystemSource
+from serval.core.lifecycle.states import ServableState
 from serval.core.model_spec import ModelSpec
-from serval.core.repository import FileSystemSource
 from serval.core.servable import Predictor, Servable, ThreadPoolServable
-from serval.core.states import ServableState
 from serval.observability.metrics import ServalMetrics, exposition
 from serval.observability.requests import RequestObserver, RequestRecorder
 from serval.protocols.rest.app import build_rest_app

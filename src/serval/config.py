@@ -20,7 +20,7 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
-from serval.core.manager import ControlMode
+from serval.core.lifecycle.manager import ControlMode
 
 MiB = 2**20
 

@@ -22,7 +22,7 @@ import uvicorn
 from starlette.types import ASGIApp
 
 from serval.config import Settings
-from serval.core.manager import LifecycleManager
+from serval.core.lifecycle.manager import LifecycleManager
 from serval.protocols.rest.coalescing import CoalescingHttpToolsProtocol
 
 logger = logging.getLogger("serval.server")

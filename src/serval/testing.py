@@ -16,8 +16,8 @@ from pathlib import Path
 
 import httpx
 
-from serval.core.datatypes import DataType
-from serval.core.loader import LoadRequest
+from serval.core.lifecycle.loader import LoadRequest
+from serval.core.tensors.datatypes import DataType
 from serval.core.types import (
     InferenceRequest,
     InferenceResponse,

@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 
 from serval.core.dataplane import DataPlane, ServerMetadata
-from serval.core.datatypes import DataType
 from serval.core.errors import InvalidInputError, ModelExecutionError
 from serval.core.events import EventBus, PredictionEvent
+from serval.core.tensors.datatypes import DataType
 from serval.core.types import InferenceRequest, Tensor
 from serval.testing import write_version
-from tests.core.test_manager import Harness
+from tests.core.lifecycle.test_manager import Harness
 
 
 def request(datatype: DataType = DataType.FP32, name: str = "x") -> InferenceRequest:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from serval.core.events import EventBus, PredictionEvent
-from serval.core.states import ServableId
+from serval.core.lifecycle.states import ServableId
 from serval.core.types import InferenceRequest
 
 

@@ -3,8 +3,8 @@ from __future__ import annotations
 import pytest
 
 from serval.core.errors import ModelConfigError
+from serval.core.lifecycle.version_policy import VersionPolicy
 from serval.core.model_spec import ModelSpec
-from serval.core.version_policy import VersionPolicy
 
 
 def test_empty_file_gives_defaults() -> None:

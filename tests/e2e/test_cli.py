@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from serval.core.datatypes import DataType
+from serval.core.tensors.datatypes import DataType
 from serval.testing import run_server
 from tests.onnx_models import identity, linear, write_model
 

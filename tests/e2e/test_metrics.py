@@ -14,7 +14,7 @@ import tritonclient.grpc as triton_grpc
 import tritonclient.http as triton_http
 from prometheus_client.parser import text_string_to_metric_families
 
-from serval.core.datatypes import DataType
+from serval.core.tensors.datatypes import DataType
 from serval.testing import RunningServer, run_server
 from tests.onnx_models import identity, linear, write_model
 

@@ -11,7 +11,7 @@ import httpx
 import orjson
 import pytest
 
-from serval.core.datatypes import DataType
+from serval.core.tensors.datatypes import DataType
 from serval.testing import RunningServer, run_server
 from tests.onnx_models import identity, linear, write_model
 

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from serval.core.datatypes import DataType
+from serval.core.tensors.datatypes import DataType
 from serval.testing import run_server
 from tests.onnx_models import add_sub, identity, linear, write_model
 

@@ -10,7 +10,7 @@ import pytest
 import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
 
-from serval.core.datatypes import DataType
+from serval.core.tensors.datatypes import DataType
 from serval.testing import RunningServer, run_server
 from tests.onnx_models import add_sub, identity, linear, write_model
 

@@ -10,8 +10,8 @@ from pathlib import Path
 from prometheus_client import CollectorRegistry
 
 from serval.core.events import StateChanged
+from serval.core.lifecycle.states import ServableId, ServableState
 from serval.core.model_spec import ModelSpec
-from serval.core.states import ServableId, ServableState
 from serval.observability.metrics import ServalMetrics
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -12,9 +12,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from serval.core.errors import InvalidInputError, ModelExecutionError, ModelNotFoundError
 from serval.core.events import EventBus, PredictionEvent, StateChanged
-from serval.core.managed import Workload
+from serval.core.lifecycle.handles import Workload
+from serval.core.lifecycle.states import ServableId, ServableState
 from serval.core.model_spec import ModelSpec
-from serval.core.states import ServableId, ServableState
 from serval.core.types import InferenceRequest, InferenceResponse, InferenceTimings, Tensor
 from serval.observability.metrics import ServalMetrics, exposition
 from serval.observability.requests import RequestObserver

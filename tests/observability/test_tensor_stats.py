@@ -11,8 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from serval.core.datatypes import DataType
 from serval.core.model_spec import ModelSpec
+from serval.core.tensors.datatypes import DataType
 from serval.core.types import Tensor
 from serval.observability.tensor_stats import OTHER_CLASS, ServableMonitor, TensorStats
 

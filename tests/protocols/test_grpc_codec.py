@@ -15,9 +15,9 @@ from tritonclient.grpc import InferResult
 from tritonclient.grpc import service_pb2 as triton_pb
 from tritonclient.utils import deserialize_bytes_tensor, serialize_byte_tensor
 
-from serval.core.datatypes import DataType
 from serval.core.errors import InvalidInputError
-from serval.core.raw_tensors import decode_raw, encode_raw
+from serval.core.tensors.datatypes import DataType
+from serval.core.tensors.raw import decode_raw, encode_raw
 from serval.core.types import InferenceResponse, Tensor
 from serval.protocols.grpc import codec
 from serval.protocols.grpc.generated import grpc_service_pb2 as pb

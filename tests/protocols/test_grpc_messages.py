@@ -4,12 +4,12 @@ import tritonclient.grpc.model_config_pb2 as triton_config_pb
 from google.protobuf import json_format
 
 from serval.core.dataplane import ModelConfigView
-from serval.core.datatypes import DataType
-from serval.core.model_config import triton_model_config
 from serval.core.model_spec import ModelSpec
+from serval.core.tensors.datatypes import DataType
 from serval.core.types import ModelMetadata, TensorSpec
 from serval.protocols.grpc.generated import model_config_pb2 as config_pb
 from serval.protocols.grpc.messages import model_config, model_metadata
+from serval.protocols.oip.triton_config import triton_model_config
 
 
 def test_metadata_properties_carry_parameters_and_signatures() -> None:

@@ -27,12 +27,12 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
 from serval.core import errors
 from serval.core.control import ControlPlane
 from serval.core.dataplane import DataPlane, ServerMetadata
-from serval.core.datatypes import DataType
 from serval.core.events import EventBus
-from serval.core.manager import ControlMode, LifecycleManager, ManagerOptions
+from serval.core.lifecycle.manager import ControlMode, LifecycleManager, ManagerOptions
+from serval.core.lifecycle.source import FileSystemSource
 from serval.core.model_spec import ModelSpec
-from serval.core.repository import FileSystemSource
 from serval.core.servable import Predictor, Servable, ThreadPoolServable
+from serval.core.tensors.datatypes import DataType
 from serval.protocols.grpc import GrpcServer
 from serval.protocols.grpc.errors import STATUS_FOR_CODE, translate_errors
 from serval.protocols.grpc.generated import grpc_service_pb2 as pb

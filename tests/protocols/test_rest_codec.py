@@ -11,9 +11,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from serval.core.datatypes import DataType
 from serval.core.errors import InvalidInputError
-from serval.core.raw_tensors import encode_raw
+from serval.core.tensors.datatypes import DataType
+from serval.core.tensors.raw import encode_raw
 from serval.core.types import InferenceRequest, InferenceResponse, RequestedOutput, Tensor
 from serval.protocols.rest.json_tensors import json_to_array
 from serval.protocols.rest.v2_codec import decode_infer_request, encode_infer_response

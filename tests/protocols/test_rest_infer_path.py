@@ -8,8 +8,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from serval.core.datatypes import DataType
 from serval.core.errors import InvalidInputError
+from serval.core.tensors.datatypes import DataType
 from serval.core.types import InferenceRequest, Tensor
 from serval.observability.requests import RequestObserver, outcome_of
 from serval.protocols.rest.coalescing import _CoalescingTransport

@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from serval.core.datatypes import DataType
-from serval.core.loader import LoadRequest
-from serval.core.repository import FileSystemSource
+from serval.core.lifecycle.loader import LoadRequest
+from serval.core.lifecycle.source import FileSystemSource
+from serval.core.tensors.datatypes import DataType
 from serval.core.types import InferenceRequest, Tensor
 from serval.runtimes.registry import RuntimeRegistry
 

@@ -9,18 +9,18 @@ from typing import Any
 import numpy as np
 import pytest
 
-from serval.core.datatypes import DataType
 from serval.core.errors import (
     InvalidInputError,
     ModelConfigError,
     ModelExecutionError,
     ModelLoadError,
 )
-from serval.core.loader import LoadRequest
+from serval.core.lifecycle.loader import LoadRequest
 from serval.core.model_spec import ModelSpec
 from serval.core.servable import Predictor
+from serval.core.tensors.datatypes import DataType
 from serval.core.types import InferenceRequest, Tensor
-from serval.runtimes.python import PythonLoader
+from serval.runtimes.python.loader import PythonLoader
 from tests.runtimes.builders import write_python_model
 
 

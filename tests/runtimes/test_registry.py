@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from serval.core.errors import ModelConfigError
-from serval.core.loader import LoadRequest
+from serval.core.lifecycle.loader import LoadRequest
 from serval.core.model_spec import ModelSpec
 from serval.runtimes.registry import DeferredLoader, RuntimeEntry, RuntimeRegistry
 from serval.testing import EchoPredictor, write_version

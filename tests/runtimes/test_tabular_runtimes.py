@@ -12,11 +12,11 @@ from typing import Any
 import numpy as np
 import pytest
 
-from serval.core.datatypes import DataType
 from serval.core.errors import InvalidInputError, ModelConfigError
-from serval.core.loader import LoadRequest
+from serval.core.lifecycle.loader import LoadRequest
 from serval.core.model_spec import ModelSpec
 from serval.core.servable import Predictor
+from serval.core.tensors.datatypes import DataType
 from serval.core.types import InferenceRequest, RequestedOutput, Tensor
 from serval.runtimes.registry import RuntimeRegistry
 from tests.runtimes.builders import training_data, version_folder

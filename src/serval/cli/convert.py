@@ -23,7 +23,7 @@ from serval.cli.model_versions import (
     write_version,
 )
 from serval.core.errors import ServalError
-from serval.core.loader import LoadRequest
+from serval.core.lifecycle.loader import LoadRequest
 from serval.core.types import InferenceRequest, Tensor
 from serval.runtimes.registry import RuntimeRegistry, import_loader_class
 from serval.runtimes.tabular import TabularPredictor

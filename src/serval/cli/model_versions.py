@@ -12,8 +12,8 @@ from typing import Any
 
 import numpy as np
 
+from serval.core.lifecycle.source import FileSystemSource
 from serval.core.model_spec import ModelSpec
-from serval.core.repository import FileSystemSource
 
 
 class CommandError(Exception):

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from types import FrameType
 
 from serval.config import Settings
-from serval.core.manager import ControlMode
+from serval.core.lifecycle.manager import ControlMode
 
 logger = logging.getLogger("serval.supervisor")
 

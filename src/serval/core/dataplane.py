@@ -6,6 +6,7 @@ import asyncio
 import time
 from dataclasses import dataclass
 
+from serval.core.deadlines import predict_by_deadline
 from serval.core.errors import (
     DeadlineExceededError,
     InvalidInputError,
@@ -14,14 +15,13 @@ from serval.core.errors import (
     ServalError,
 )
 from serval.core.events import EventBus, PredictionEvent
-from serval.core.managed import Workload
-from serval.core.manager import LifecycleManager
+from serval.core.lifecycle.handles import Workload
+from serval.core.lifecycle.manager import LifecycleManager
+from serval.core.lifecycle.states import ServableId, ServableStatus
 from serval.core.model_spec import ModelSpec
-from serval.core.schedule_policy import predict_by_deadline
-from serval.core.states import ServableId, ServableStatus
 from serval.core.statistics import VersionStatistics
+from serval.core.tensors.validation import validate_request
 from serval.core.types import InferenceRequest, InferenceResponse, ModelMetadata
-from serval.core.validation import validate_request
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,7 +6,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from serval.core.states import ServableId
+    from serval.core.lifecycle.states import ServableId
 
 
 class ErrorCode(StrEnum):

@@ -10,8 +10,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from serval.core.lifecycle.states import ServableId, ServableState
 from serval.core.model_spec import ModelSpec
-from serval.core.states import ServableId, ServableState
 from serval.core.types import InferenceRequest, InferenceResponse
 
 logger = logging.getLogger(__name__)

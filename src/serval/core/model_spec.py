@@ -11,9 +11,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from serval.core.datatypes import DataType
 from serval.core.errors import ModelConfigError
-from serval.core.version_policy import VersionPolicy
+from serval.core.lifecycle.version_policy import VersionPolicy
+from serval.core.tensors.datatypes import DataType
 
 _LABEL = re.compile(r"^[A-Za-z0-9_]+$")
 

@@ -12,7 +12,7 @@ import time
 from concurrent.futures import Executor
 from typing import Protocol, runtime_checkable
 
-from serval.core.schedule_policy import raise_if_expired
+from serval.core.deadlines import raise_if_expired
 from serval.core.types import InferenceRequest, InferenceResponse, ServableMetadata
 
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from serval.core.datatypes import DataType
+from serval.core.tensors.datatypes import DataType
 
 # Parameter values are scalars, as in the Open Inference Protocol.
 ParameterValue = str | int | float | bool

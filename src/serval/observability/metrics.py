@@ -31,8 +31,8 @@ from prometheus_client import (
 from prometheus_client.metrics_core import Metric
 
 from serval.core.events import PredictionEvent, StateChanged
-from serval.core.managed import Workload
-from serval.core.states import ServableId
+from serval.core.lifecycle.handles import Workload
+from serval.core.lifecycle.states import ServableId
 from serval.core.types import InferenceRequest, InferenceResponse, InferenceTimings
 from serval.observability.instruments import (
     BATCH_SIZE_BUCKETS,

@@ -14,8 +14,8 @@ from prometheus_client.metrics_core import Metric
 
 from serval.core.errors import InvalidInputError
 from serval.core.events import PredictionEvent, StateChanged
+from serval.core.lifecycle.states import ServableId, ServableState
 from serval.core.model_spec import ModelSpec
-from serval.core.states import ServableId, ServableState
 from serval.observability.instruments import CounterVec, GaugeVec, Labels, gauge_family
 from serval.observability.tensor_stats import ServableMonitor, TensorStats
 

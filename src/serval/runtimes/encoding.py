@@ -6,8 +6,8 @@ from typing import Any
 
 import numpy as np
 
-from serval.core.datatypes import DataType
 from serval.core.errors import InvalidInputError
+from serval.core.tensors.datatypes import DataType
 from serval.core.types import Tensor, TensorSpec
 
 

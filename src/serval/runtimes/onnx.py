@@ -11,10 +11,10 @@ import onnxruntime as ort
 from onnxruntime.capi import onnxruntime_pybind11_state as ort_errors
 from pydantic import BaseModel, ConfigDict, Field
 
-from serval.core.datatypes import DataType
 from serval.core.errors import InvalidInputError, ModelConfigError, ModelLoadError
-from serval.core.loader import LoadRequest
+from serval.core.lifecycle.loader import LoadRequest
 from serval.core.model_spec import TensorOverride
+from serval.core.tensors.datatypes import DataType
 from serval.core.types import (
     InferenceRequest,
     InferenceResponse,

@@ -10,9 +10,9 @@ from typing import TypeVar
 from pydantic import BaseModel, ValidationError
 
 from serval.core.errors import ModelConfigError
-from serval.core.loader import LoadRequest
+from serval.core.lifecycle.loader import LoadRequest
+from serval.core.lifecycle.source import SPEC_FILE
 from serval.core.model_spec import TensorOverride, describe_validation_error
-from serval.core.repository import SPEC_FILE
 from serval.core.types import TensorSpec
 
 OptionsT = TypeVar("OptionsT", bound=BaseModel)

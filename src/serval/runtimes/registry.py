@@ -18,7 +18,7 @@ from importlib.metadata import entry_points
 from typing import Protocol
 
 from serval.core.errors import ModelConfigError
-from serval.core.loader import Loader, LoadRequest
+from serval.core.lifecycle.loader import Loader, LoadRequest
 from serval.core.servable import Predictor
 
 ENTRY_POINT_GROUP = "serval.runtimes"
@@ -37,7 +37,9 @@ class RuntimeEntry:
 
 
 BUILTIN_RUNTIMES: tuple[RuntimeEntry, ...] = (
-    RuntimeEntry("python", "serval.runtimes.python:PythonLoader", ("model.py",), "serval[python]"),
+    RuntimeEntry(
+        "python", "serval.runtimes.python.loader:PythonLoader", ("model.py",), "serval[python]"
+    ),
     RuntimeEntry("onnx", "serval.runtimes.onnx:OnnxLoader", ("model.onnx",), "serval[onnx]"),
     RuntimeEntry(
         "sklearn",

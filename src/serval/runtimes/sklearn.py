@@ -19,9 +19,9 @@ import skops.io as sio
 from pydantic import BaseModel, ConfigDict, Field
 from sklearn.base import is_classifier
 
-from serval.core.datatypes import DataType
 from serval.core.errors import ModelConfigError, ModelLoadError
-from serval.core.loader import LoadRequest
+from serval.core.lifecycle.loader import LoadRequest
+from serval.core.tensors.datatypes import DataType
 from serval.core.types import TensorSpec
 from serval.runtimes.options import parse_runtime_options, spec_file
 from serval.runtimes.tabular import (

@@ -14,9 +14,9 @@ from typing import Any
 
 import numpy as np
 
-from serval.core.datatypes import DataType
 from serval.core.errors import InvalidInputError, ModelLoadError
 from serval.core.model_spec import ModelSpec
+from serval.core.tensors.datatypes import DataType
 from serval.core.types import (
     InferenceRequest,
     InferenceResponse,

@@ -16,9 +16,9 @@ import numpy as np
 import xgboost as xgb
 from pydantic import BaseModel, ConfigDict, Field
 
-from serval.core.datatypes import DataType
 from serval.core.errors import ModelLoadError
-from serval.core.loader import LoadRequest
+from serval.core.lifecycle.loader import LoadRequest
+from serval.core.tensors.datatypes import DataType
 from serval.core.types import TensorSpec
 from serval.runtimes.options import parse_runtime_options, spec_file
 from serval.runtimes.tabular import (

@@ -15,10 +15,10 @@ from typing import Any
 
 import numpy as np
 
-from serval.core.datatypes import DataType
+from serval.core.deadlines import apply_schedule_parameters
 from serval.core.errors import InvalidInputError
-from serval.core.raw_tensors import decode_raw, encode_raw
-from serval.core.schedule_policy import apply_schedule_parameters
+from serval.core.tensors.datatypes import DataType
+from serval.core.tensors.raw import decode_raw, encode_raw
 from serval.core.types import (
     InferenceRequest,
     InferenceResponse,

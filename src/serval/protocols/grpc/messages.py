@@ -11,12 +11,12 @@ from google.protobuf import json_format
 
 from serval.core.dataplane import ModelConfigView, ServerMetadata
 from serval.core.errors import InvalidInputError, UnsupportedError
-from serval.core.manager import IndexEntry
-from serval.core.model_config import triton_model_config
+from serval.core.lifecycle.manager import IndexEntry
 from serval.core.statistics import Duration, VersionStatistics
 from serval.core.types import ModelMetadata, TensorSpec
 from serval.protocols.grpc.generated import grpc_service_pb2 as pb
 from serval.protocols.grpc.generated import model_config_pb2 as config_pb
+from serval.protocols.oip.triton_config import triton_model_config
 
 
 def server_metadata(metadata: ServerMetadata) -> pb.ServerMetadataResponse:
@@ -50,8 +50,8 @@ def _properties(metadata: ModelMetadata) -> dict[str, str]:
 
 
 def model_config(view: ModelConfigView) -> pb.ModelConfigResponse:
-    """Triton's ModelConfig, read from the JSON form of ``serval.core.model_config`` (the one
-    translation REST answers with too)."""
+    """Triton's ModelConfig, read from the JSON form of
+    ``serval.protocols.oip.triton_config`` (the one translation REST answers with too)."""
     config = json_format.ParseDict(triton_model_config(view), config_pb.ModelConfig())
     return pb.ModelConfigResponse(config=config)
 

@@ -9,8 +9,8 @@ import grpc.aio
 
 from serval.core.control import ControlPlane
 from serval.core.dataplane import DataPlane
+from serval.core.deadlines import tighten_deadline
 from serval.core.errors import DeadlineExceededError, InvalidInputError
-from serval.core.schedule_policy import tighten_deadline
 from serval.core.types import InferenceResponse
 from serval.observability.logging import (
     REQUEST_ID_HEADER,

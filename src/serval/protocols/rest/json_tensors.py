@@ -12,8 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from serval.core.datatypes import DataType
 from serval.core.errors import InvalidInputError
+from serval.core.tensors.datatypes import DataType
 
 _INTEGER_KINDS = frozenset("biu")
 _NUMBER_KINDS = frozenset("iuf")

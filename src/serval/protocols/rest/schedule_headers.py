@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import time
 
+from serval.core.deadlines import PRIORITY_PARAMETER, tighten_deadline
 from serval.core.errors import InvalidInputError
-from serval.core.schedule_policy import PRIORITY_PARAMETER, tighten_deadline
 from serval.core.types import InferenceRequest
 
 TIMEOUT_HEADER = "timeout"

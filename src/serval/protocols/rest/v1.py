@@ -16,9 +16,9 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from serval.core.dataplane import DataPlane
-from serval.core.datatypes import DataType
 from serval.core.errors import InvalidInputError, ModelNotFoundError, UnsupportedError
-from serval.core.states import ServableState
+from serval.core.lifecycle.states import ServableState
+from serval.core.tensors.datatypes import DataType
 from serval.core.types import InferenceRequest, InferenceResponse, ModelMetadata, Tensor, TensorSpec
 from serval.observability.requests import RequestObserver
 from serval.protocols.rest.body import parse_json_object, read_body

@@ -13,10 +13,10 @@ from starlette.routing import Route
 from serval.core.control import ControlPlane
 from serval.core.dataplane import DataPlane
 from serval.core.errors import InvalidInputError
-from serval.core.manager import IndexEntry
-from serval.core.model_config import triton_model_config
+from serval.core.lifecycle.manager import IndexEntry
 from serval.core.statistics import Duration, VersionStatistics
 from serval.core.types import ModelMetadata, TensorSpec
+from serval.protocols.oip.triton_config import triton_model_config
 from serval.protocols.rest.body import parse_json_object, read_body
 from serval.protocols.rest.v2_infer import V2InferEndpoint
 

@@ -14,10 +14,10 @@ from typing import Any
 import numpy as np
 import orjson
 
-from serval.core.datatypes import DataType
+from serval.core.deadlines import apply_schedule_parameters
 from serval.core.errors import InvalidInputError
-from serval.core.raw_tensors import decode_raw, element_count, encode_raw
-from serval.core.schedule_policy import apply_schedule_parameters
+from serval.core.tensors.datatypes import DataType
+from serval.core.tensors.raw import decode_raw, element_count, encode_raw
 from serval.core.types import (
     InferenceRequest,
     InferenceResponse,

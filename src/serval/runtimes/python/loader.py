@@ -12,7 +12,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from serval.core.errors import ModelConfigError
-from serval.core.loader import LoadRequest
+from serval.core.lifecycle.loader import LoadRequest
 from serval.core.types import (
     InferenceRequest,
     InferenceResponse,
@@ -21,8 +21,8 @@ from serval.core.types import (
     Tensor,
 )
 from serval.runtimes.options import parse_runtime_options
-from serval.runtimes.python_runner import ModelDescription, ModelRunner
-from serval.runtimes.python_workers import WorkerConfig, WorkerPool
+from serval.runtimes.python.runner import ModelDescription, ModelRunner
+from serval.runtimes.python.workers import WorkerConfig, WorkerPool
 
 
 class PythonOptions(BaseModel):

@@ -25,12 +25,12 @@ from serval.core.errors import (
     OperationNotAllowedError,
 )
 from serval.core.events import EventBus, StateChanged
-from serval.core.loader import LoaderFactory, LoadRequest
-from serval.core.managed import FailedLoad, ManagedServable, Workload
+from serval.core.lifecycle.handles import FailedLoad, ManagedServable, Workload
+from serval.core.lifecycle.loader import LoaderFactory, LoadRequest
+from serval.core.lifecycle.source import ModelSource, Source, VersionSource
+from serval.core.lifecycle.states import ServableId, ServableState, ServableStatus
 from serval.core.model_spec import ModelSpec
-from serval.core.repository import ModelSource, Source, VersionSource
 from serval.core.servable import Predictor, Servable
-from serval.core.states import ServableId, ServableState, ServableStatus
 from serval.core.statistics import VersionStatistics
 
 logger = logging.getLogger(__name__)

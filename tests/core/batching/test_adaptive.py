@@ -13,11 +13,11 @@ from dataclasses import dataclass, field
 import numpy as np
 import pytest
 
-from serval.core.adaptive import AdaptivePolicy, LinearCostModel, start_after
-from serval.core.batching import BatchingOptions, BatchingServable
-from serval.core.datatypes import DataType
+from serval.core.batching.adaptive import AdaptivePolicy, LinearCostModel, start_after
+from serval.core.batching.servable import BatchingOptions, BatchingServable
 from serval.core.errors import ModelConfigError, OverloadedError
 from serval.core.model_spec import ModelSpec
+from serval.core.tensors.datatypes import DataType
 from serval.core.types import (
     InferenceRequest,
     InferenceResponse,

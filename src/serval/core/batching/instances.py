@@ -15,8 +15,8 @@ from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
 
-from serval.core.batch_assembly import merge, split
-from serval.core.request_queue import Waiting
+from serval.core.batching.assembly import merge, split
+from serval.core.batching.request_queue import Waiting
 from serval.core.servable import Predictor
 from serval.core.types import InferenceRequest, InferenceResponse, InferenceTimings, Tensor
 

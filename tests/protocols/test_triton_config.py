@@ -5,10 +5,10 @@ from typing import Any
 import pytest
 
 from serval.core.dataplane import ModelConfigView
-from serval.core.datatypes import DataType
-from serval.core.model_config import config_datatype, triton_model_config
 from serval.core.model_spec import ModelSpec
+from serval.core.tensors.datatypes import DataType
 from serval.core.types import ModelMetadata, TensorSpec
+from serval.protocols.oip.triton_config import config_datatype, triton_model_config
 
 
 def view(name: str, spec: dict[str, Any], platform: str = "onnxruntime_onnx") -> ModelConfigView:

@@ -14,8 +14,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from serval.core.batching import BatchingOptions, BatchingServable
-from serval.core.datatypes import DataType
+from serval.core.batching.servable import BatchingOptions, BatchingServable
 from serval.core.errors import (
     DeadlineExceededError,
     InvalidInputError,
@@ -26,6 +25,7 @@ from serval.core.errors import (
 )
 from serval.core.model_spec import ModelSpec
 from serval.core.statistics import VersionStatistics
+from serval.core.tensors.datatypes import DataType
 from serval.core.types import (
     InferenceRequest,
     InferenceResponse,

@@ -12,18 +12,18 @@ from typing import Any
 import numpy as np
 import pytest
 
-from serval.core.batching import BatchingOptions, BatchingServable
-from serval.core.datatypes import DataType
-from serval.core.errors import DeadlineExceededError, InvalidInputError
-from serval.core.schedule_policy import (
+from serval.core.batching.servable import BatchingOptions, BatchingServable
+from serval.core.deadlines import (
     apply_schedule_parameters,
     predict_by_deadline,
     tighten_deadline,
 )
+from serval.core.errors import DeadlineExceededError, InvalidInputError
 from serval.core.servable import ThreadPoolServable
+from serval.core.tensors.datatypes import DataType
 from serval.core.types import InferenceRequest, Tensor
 from serval.testing import EchoPredictor
-from tests.core.test_batching import RecordingPredictor, req, until
+from tests.core.batching.test_batching import RecordingPredictor, req, until
 
 
 def request(**parameters: Any) -> InferenceRequest:

@@ -13,21 +13,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from serval.core.datatypes import DataType
 from serval.core.errors import (
     InvalidInputError,
     ModelExecutionError,
     ModelLoadError,
 )
+from serval.core.tensors.datatypes import DataType
 from serval.core.types import Parameters, ServableMetadata, Tensor
 from serval.runtimes.encoding import decode_strings, to_tensor
-from serval.runtimes.python_declaration import (
+from serval.runtimes.python.declaration import (
     DEFAULT_SIGNATURE,
     Signature,
     describe_user_error,
     read_declaration,
 )
-from serval.runtimes.python_model import ServingModel
+from serval.runtimes.python.model import ServingModel
 
 PLATFORM = "python"
 

@@ -8,9 +8,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from serval.core.datatypes import DataType
 from serval.core.errors import InvalidInputError
-from serval.core.raw_tensors import decode_raw, encode_raw
+from serval.core.tensors.datatypes import DataType
+from serval.core.tensors.raw import decode_raw, encode_raw
 
 FIXED = [d for d in DataType if d is not DataType.BYTES]
 shapes = hnp.array_shapes(min_dims=0, max_dims=3, min_side=0, max_side=5)

@@ -11,10 +11,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 
-from serval.core.datatypes import DataType
 from serval.core.errors import ModelLoadError, ServalError
+from serval.core.tensors.datatypes import DataType
 from serval.core.types import TensorSpec
-from serval.runtimes.python_model import (
+from serval.runtimes.python.model import (
     SIGNATURE_ATTRIBUTE,
     ServingModel,
     SignatureInfo,

@@ -31,8 +31,8 @@ from __future__ import annotations
 from typing import Any
 
 from serval.core.dataplane import ModelConfigView
-from serval.core.datatypes import DataType
 from serval.core.model_spec import DynamicBatchingSpec, ModelSpec, VersionPolicySpec
+from serval.core.tensors.datatypes import DataType
 from serval.core.types import TensorSpec
 
 # parameters keys for serval's own settings (see the module docstring and docs/rest.md).

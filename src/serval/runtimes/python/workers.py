@@ -29,7 +29,7 @@ from serval.core.errors import (
     ServalError,
 )
 from serval.core.types import Tensor
-from serval.runtimes.python_runner import ModelDescription, ModelRunner
+from serval.runtimes.python.runner import ModelDescription, ModelRunner
 
 logger = logging.getLogger(__name__)
 

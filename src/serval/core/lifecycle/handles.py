@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 
+from serval.core.lifecycle.states import ServableId, ServableState, ServableStatus, StateMachine
 from serval.core.servable import Servable
-from serval.core.states import ServableId, ServableState, ServableStatus, StateMachine
 from serval.core.statistics import VersionStatistics
 
 

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from serval.core.repository import FileSystemSource
+from serval.core.lifecycle.source import FileSystemSource
 from serval.testing import write_version
 
 

@@ -19,9 +19,9 @@ import time
 from collections.abc import Iterator
 from contextlib import closing
 
-from serval.core.adaptive import AdaptivePolicy
-from serval.core.batching_options import BatchingOptions
-from serval.core.request_queue import RequestQueue, Waiting
+from serval.core.batching.adaptive import AdaptivePolicy
+from serval.core.batching.options import BatchingOptions
+from serval.core.batching.request_queue import RequestQueue, Waiting
 
 # How many waiting requests one batch looks through for partners of its first request.
 _MIN_SCAN = 64

@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from serval.core.datatypes import DataType
 from serval.core.errors import InvalidInputError
+from serval.core.tensors.datatypes import DataType
 
 _LENGTH = struct.Struct("<I")
 

@@ -18,11 +18,11 @@ from serval.core.errors import (
     OperationNotAllowedError,
 )
 from serval.core.events import EventBus, StateChanged
-from serval.core.manager import ControlMode, LifecycleManager, ManagerOptions
+from serval.core.lifecycle.manager import ControlMode, LifecycleManager, ManagerOptions
+from serval.core.lifecycle.source import FileSystemSource
+from serval.core.lifecycle.states import ServableState
 from serval.core.model_spec import ModelSpec
-from serval.core.repository import FileSystemSource
 from serval.core.servable import Predictor, Servable, ThreadPoolServable
-from serval.core.states import ServableState
 from serval.core.types import InferenceRequest, Tensor
 from serval.testing import FakeLoaderFactory, write_version
 

@@ -12,8 +12,8 @@ import asyncio
 from collections import deque
 from collections.abc import Generator, Hashable
 
+from serval.core.deadlines import expired_error
 from serval.core.errors import InvalidInputError, ServalError
-from serval.core.schedule_policy import expired_error
 from serval.core.types import InferenceRequest, InferenceResponse
 
 # Entries of requests that left, tolerated beyond twice the waiting ones before compacting.

@@ -22,14 +22,14 @@ import time
 from concurrent.futures import Executor
 from functools import partial
 
-from serval.core.adaptive import AdaptivePolicy, RunningBatch
-from serval.core.batch_assembly import batch_key, batch_rows
-from serval.core.batching_options import BatchingOptions
+from serval.core.batching.adaptive import AdaptivePolicy, RunningBatch
+from serval.core.batching.assembly import batch_key, batch_rows
+from serval.core.batching.instances import InstancePool, Outcome, answer
+from serval.core.batching.options import BatchingOptions
+from serval.core.batching.request_queue import RequestQueue, Waiting
+from serval.core.batching.scheduling_rule import SchedulingRule
+from serval.core.deadlines import raise_if_expired
 from serval.core.errors import ModelNotReadyError, OverloadedError
-from serval.core.instances import InstancePool, Outcome, answer
-from serval.core.request_queue import RequestQueue, Waiting
-from serval.core.schedule_policy import raise_if_expired
-from serval.core.scheduling_rule import SchedulingRule
 from serval.core.servable import Predictor
 from serval.core.types import InferenceRequest, InferenceResponse, ServableMetadata
 

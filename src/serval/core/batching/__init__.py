@@ -1,0 +1,1 @@
+"""Batching: the queue, the scheduling rule, instances, batch assembly and the adaptive policy."""

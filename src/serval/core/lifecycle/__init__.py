@@ -1,0 +1,1 @@
+"""Model lifecycle: the source, version policy, loaders, the manager, handles and states."""

@@ -1,0 +1,1 @@
+"""Tensors: datatypes, the raw tensor codec and request validation."""

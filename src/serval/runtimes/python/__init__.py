@@ -1,0 +1,1 @@
+"""Custom Python models: ``model.py`` defines a subclass of ``serval.ServingModel``."""
