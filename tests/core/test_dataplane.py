@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,8 +12,7 @@ from serval.core.errors import InvalidInputError, ModelExecutionError
 from serval.core.events import EventBus, PredictionEvent
 from serval.core.tensors.datatypes import DataType
 from serval.core.types import InferenceRequest, Tensor
-from serval.testing import write_version
-from tests.core.lifecycle.test_manager import Harness
+from tests.core.fakes import Harness
 
 
 def request(datatype: DataType = DataType.FP32, name: str = "x") -> InferenceRequest:
@@ -22,9 +20,9 @@ def request(datatype: DataType = DataType.FP32, name: str = "x") -> InferenceReq
     return InferenceRequest("m", [Tensor(name, datatype, data)], id="r1")
 
 
-def test_infer_validates_records_and_emits(tmp_path: Path) -> None:
-    write_version(tmp_path, "m", 1)
-    harness = Harness(tmp_path)
+def test_infer_validates_records_and_emits() -> None:
+    harness = Harness()
+    harness.source.add_version("m", 1)
     bus = EventBus()
     events: list[PredictionEvent] = []
     bus.on_prediction(events.append)

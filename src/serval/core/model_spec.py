@@ -248,6 +248,10 @@ class ModelSpec(_Strict):
     def policy(self) -> VersionPolicy:
         return self.version_policy.to_policy()
 
+    def dependencies(self) -> tuple[str, ...]:
+        """Models this one needs loaded first (a pipeline's steps; none for a plain model)."""
+        return ()
+
     @model_validator(mode="after")
     def _batching_fits(self) -> ModelSpec:
         batching = self.dynamic_batching
