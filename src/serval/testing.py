@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -143,6 +144,7 @@ class EchoPredictor:
     calls: int = 0
     closed: bool = False
     delay_s: float = 0.0
+    gate: threading.Event | None = None  # when set, each prediction waits for it (10 s at most)
 
     @property
     def metadata(self) -> ServableMetadata:
@@ -156,6 +158,8 @@ class EchoPredictor:
         self.calls += 1
         if self.delay_s:
             time.sleep(self.delay_s)
+        if self.gate is not None:
+            self.gate.wait(10.0)
         if self.fail_with is not None:
             raise self.fail_with
         data = request.inputs[0].data

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from serval.core.composition.layers import Composition, LayerPlan, no_layers
+from serval.core.composition.layers import BaseServable, Composition, LayerPlan, no_layers
 from serval.core.events import EventBus, StateChanged
 from serval.core.lifecycle.manager import LifecycleManager, ManagerOptions
 from serval.core.model_spec import ModelSpec
@@ -23,7 +23,9 @@ class Harness:
     """``source`` is the repository, ``loaders`` the fake runtime, ``events`` every state
     change; the retry backoff is 0 unless ``retry_initial_s`` says otherwise."""
 
-    def __init__(self, plan: LayerPlan = no_layers, **options: Any) -> None:
+    def __init__(
+        self, plan: LayerPlan = no_layers, base: BaseServable | None = None, **options: Any
+    ) -> None:
         self.source = MemorySource()
         self.pool = ThreadPoolExecutor(4)
         self.loaders = FakeLoaderFactory()
@@ -34,7 +36,7 @@ class Harness:
         self.manager = LifecycleManager(
             self.source,
             self.loaders,
-            Composition(self._base, plan),
+            Composition(base or self._base, plan),
             self.pool,
             self.bus,
             ManagerOptions(**options),
