@@ -149,7 +149,12 @@ class DataPlane:
     ) -> InferenceResponse:
         """Answer ``request``: on ``handle`` when the caller leased it (and releases it), else
         on a version chosen and leased here and released before this returns."""
-        managed = self.lease(request, label) if handle is None else handle
+        if handle is None:  # self.lease(request, label), inlined: this is the hot path
+            snapshot = self._manager.snapshot(request.model_name)
+            version = self._router.choose(request, snapshot, label).primary
+            managed = self._manager.lease(snapshot.name, version)
+        else:
+            managed = handle
         started = time.perf_counter_ns()
         response: InferenceResponse | None = None
         error: Exception | None = None

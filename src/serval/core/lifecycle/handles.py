@@ -26,6 +26,7 @@ class ManagedServable:
         "inflight",
         "servable",
         "stats",
+        "unloading",
     )
 
     def __init__(self, id: ServableId, fingerprint: str, stats: VersionStatistics) -> None:
@@ -35,6 +36,7 @@ class ManagedServable:
         self.servable: Servable | None = None
         self.error: str | None = None
         self.inflight = 0
+        self.unloading = False  # the state is UNLOADING: a plain flag, read at each release
         self._machine = StateMachine()
         self._drained = asyncio.Event()
 
@@ -46,7 +48,8 @@ class ManagedServable:
         self._machine.advance(state)
         if error is not None:
             self.error = error
-        if state is ServableState.UNLOADING and self.inflight == 0:
+        self.unloading = state is ServableState.UNLOADING
+        if self.unloading and self.inflight == 0:
             self._drained.set()
 
     def status(self) -> ServableStatus:
@@ -59,15 +62,7 @@ class ManagedServable:
     def lease(self) -> ServableHandle:
         """A lease for one request; only an AVAILABLE servable hands them out (the manager
         checks)."""
-        servable = self.servable
-        assert servable is not None
-        self.inflight += 1
-        return ServableHandle(self, servable)
-
-    def _release(self) -> None:
-        self.inflight -= 1
-        if self.inflight == 0 and self._machine.state is ServableState.UNLOADING:
-            self._drained.set()
+        return ServableHandle(self)
 
     async def drained(self, timeout_s: float) -> bool:
         """Wait until no request holds a lease; False if ``timeout_s`` passed first."""
@@ -86,7 +81,10 @@ class ServableHandle:
 
     __slots__ = ("_managed", "id", "servable", "stats")
 
-    def __init__(self, managed: ManagedServable, servable: Servable) -> None:
+    def __init__(self, managed: ManagedServable) -> None:
+        servable = managed.servable
+        assert servable is not None  # only AVAILABLE versions are leased (the manager checks)
+        managed.inflight += 1
         self._managed: ManagedServable | None = managed
         self.id = managed.id
         self.servable = servable
@@ -100,7 +98,9 @@ class ServableHandle:
         managed = self._managed
         if managed is not None:
             self._managed = None
-            managed._release()
+            managed.inflight -= 1
+            if not managed.inflight and managed.unloading:
+                managed._drained.set()
 
     async def __aenter__(self) -> ServableHandle:
         return self

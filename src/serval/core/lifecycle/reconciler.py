@@ -68,7 +68,8 @@ class Reconciler:
         else:
             record.last_good_spec = spec
             aspired = spec.policy.select(record.source.versions)
-            record.missing = tuple(d for d in spec.dependencies() if not self._is_available(d))
+            record.needs = spec.dependencies()
+            record.missing = tuple(d for d in record.needs if not self._is_available(d))
         for version in list(record.failures):
             if version not in aspired:
                 del record.failures[version]

@@ -31,12 +31,14 @@ class ModelRecord:
     failures: dict[int, FailedLoad] = field(default_factory=dict)
     unloaded: set[int] = field(default_factory=set)  # unloaded through the API
     stats: dict[int, VersionStatistics] = field(default_factory=dict)
-    # Models this one needs that were not available at its last reconcile.
+    # Models this one needs (its spec's dependencies, read at each reconcile), and those of
+    # them that were not available at its last reconcile.
+    needs: tuple[str, ...] = ()
     missing: tuple[str, ...] = ()
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)  # state changes, never a drain
     stale: bool = False  # the source changed while a reconcile was running
     task: asyncio.Task[None] | None = None
-    _snapshot: VersionSnapshot | None = None
+    cached_snapshot: VersionSnapshot | None = None
 
     @property
     def spec(self) -> ModelSpec | None:
@@ -52,23 +54,18 @@ class ModelRecord:
             return None
         return self.source.config_error
 
-    @property
-    def dependencies(self) -> tuple[str, ...]:
-        spec = self.spec
-        return spec.dependencies() if spec is not None else ()
-
     def changed(self) -> None:
         """Something a snapshot shows changed: the next request builds a new one."""
-        self._snapshot = None
+        self.cached_snapshot = None
 
     def snapshot(self) -> VersionSnapshot:
-        snapshot = self._snapshot
+        snapshot = self.cached_snapshot
         if snapshot is None:
             spec = self.spec
             labels = MappingProxyType(dict(spec.labels)) if spec is not None else {}
             versions = tuple(sorted(self.serving))
             reason = "" if versions else self.why_unavailable()
-            snapshot = self._snapshot = VersionSnapshot(self.name, versions, labels, reason)
+            snapshot = self.cached_snapshot = VersionSnapshot(self.name, versions, labels, reason)
         return snapshot
 
     def all_managed(self) -> list[ManagedServable]:

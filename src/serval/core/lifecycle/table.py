@@ -27,6 +27,10 @@ class ModelTable:
     def snapshot(self, name: str) -> VersionSnapshot:
         """The versions of ``name`` a traffic policy may choose from now."""
         record = self._models.get(name)
+        if record is not None:
+            snapshot = record.cached_snapshot  # the hot path: built at the last change
+            if snapshot is not None and (record.wanted or record.serving):
+                return snapshot
         if record is None or (not record.wanted and not record.serving):
             raise ModelNotFoundError(
                 f"unknown model {name!r}" if record is None else f"model {name!r} is not loaded"
@@ -40,7 +44,7 @@ class ModelTable:
         if record is not None and version is not None:
             managed = record.serving.get(version)
             if managed is not None:
-                return managed.lease()
+                return ServableHandle(managed)  # managed.lease(), inlined: the hot path
         snapshot = self.snapshot(name)  # an unknown or unloaded model
         record = self._models[name]
         if version is not None:
@@ -58,7 +62,7 @@ class ModelTable:
 
     def _missing(self, record: ModelRecord) -> tuple[str, ...]:
         """The models ``record`` needs that are not available now."""
-        return tuple(d for d in record.dependencies if not self._available(d))
+        return tuple(d for d in record.needs if not self._available(d))
 
     def readiness(self) -> tuple[bool, str]:
         """(ready, reason). Strict: ready when every model the repository asks for serves."""
@@ -81,7 +85,7 @@ class ModelTable:
         record = self._models.get(name)
         if record is None:
             raise ModelNotFoundError(f"unknown model {name!r}")
-        if record.dependencies and self._missing(record):
+        if record.needs and self._missing(record):
             return False
         if version is None:
             return bool(record.serving)

@@ -57,7 +57,8 @@ class LatestAvailable:
                 f"model {snapshot.name!r} has no available version: {snapshot.unavailable}",
                 retry_after_s=1.0,
             )
-        return Choice.of(versions[-1])
+        choice = Choice._single.get(versions[-1])  # Choice.of, inlined: once per request
+        return choice if choice is not None else Choice.of(versions[-1])
 
 
 class ExplicitVersion:
