@@ -133,6 +133,7 @@ class Reconciler:
         record.failures.pop(found.version, None)
         previous = record.serving.get(found.version)
         record.serving[found.version] = managed
+        record.changed()
         self._events.emit(
             StateChanged(
                 servable_id,
