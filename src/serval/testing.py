@@ -1,4 +1,5 @@
-"""Public test kit: run the real server as a subprocess, and fake loaders for unit tests."""
+"""Public test kit: run the real server as a subprocess; fake loaders and an in-memory model
+repository (``MemorySource``) for unit tests of the core."""
 
 from __future__ import annotations
 
