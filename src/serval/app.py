@@ -15,6 +15,7 @@ from prometheus_client import CollectorRegistry
 from serval import __version__
 from serval.config import Settings
 from serval.core.batching.servable import BatchingOptions, BatchingServable
+from serval.core.composition.layers import Composition, no_layers
 from serval.core.control import ControlPlane
 from serval.core.dataplane import DataPlane, ServerMetadata
 from serval.core.events import EventBus, StateChanged
@@ -45,7 +46,7 @@ def build(settings: Settings, *, span_exporter: SpanExporter | None = None) -> S
     inference_pool = ThreadPoolExecutor(threads, thread_name_prefix="serval-infer")
     load_pool = ThreadPoolExecutor(4, thread_name_prefix="serval-load")
 
-    def wrap(predictor: Predictor, spec: ModelSpec) -> Servable:
+    def base(predictor: Predictor, spec: ModelSpec) -> Servable:
         # A model with a queue (it batches, or sets instances or dynamic_batching) runs on
         # threads of its own, one per instance, so a batch never waits behind other models'
         # work; the others share the inference pool (docs/batching.md#threads).
@@ -56,7 +57,7 @@ def build(settings: Settings, *, span_exporter: SpanExporter | None = None) -> S
     manager = LifecycleManager(
         FileSystemSource(settings.model_repository),
         RuntimeRegistry.default(),
-        wrap,
+        Composition(base, no_layers),  # cache, features and keys layers join the plan
         load_pool,
         events,
         ManagerOptions(

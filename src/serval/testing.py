@@ -1,4 +1,5 @@
-"""Public test kit: run the real server as a subprocess, and fake loaders for unit tests."""
+"""Public test kit: run the real server as a subprocess; fake loaders and an in-memory model
+repository (``MemorySource``) for unit tests of the core."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -16,7 +18,10 @@ from pathlib import Path
 
 import httpx
 
+from serval.core.errors import ModelConfigError
 from serval.core.lifecycle.loader import LoadRequest
+from serval.core.lifecycle.source import ModelSource, VersionSource
+from serval.core.model_spec import ModelSpec
 from serval.core.tensors.datatypes import DataType
 from serval.core.types import (
     InferenceRequest,
@@ -140,6 +145,7 @@ class EchoPredictor:
     calls: int = 0
     closed: bool = False
     delay_s: float = 0.0
+    gate: threading.Event | None = None  # when set, each prediction waits for it (10 s at most)
 
     @property
     def metadata(self) -> ServableMetadata:
@@ -153,6 +159,8 @@ class EchoPredictor:
         self.calls += 1
         if self.delay_s:
             time.sleep(self.delay_s)
+        if self.gate is not None:
+            self.gate.wait(10.0)
         if self.fail_with is not None:
             raise self.fail_with
         data = request.inputs[0].data
@@ -187,6 +195,61 @@ class FakeLoaderFactory:
         self.loaded.append(key)
         predictor = self.predictors.setdefault(key, EchoPredictor())
         return FakeLoader(request, predictor, self.failing.get(key))
+
+
+class MemorySource:
+    """A model repository in memory (the ``Source`` protocol) for unit tests of the core: no
+    folders are written. Each change makes new fingerprints, as a change on disk would."""
+
+    def __init__(self) -> None:
+        self._specs: dict[str, ModelSpec | None] = {}
+        self._errors: dict[str, str] = {}
+        self._versions: dict[str, dict[int, str]] = {}
+        self._edits = 0
+
+    def add_version(self, name: str, version: int) -> None:
+        """Add (or, when it exists, change the files of) ``version`` of ``name``."""
+        self._specs.setdefault(name, ModelSpec())
+        self._edits += 1
+        self._versions.setdefault(name, {})[version] = f"edit-{self._edits}"
+
+    def remove_version(self, name: str, version: int) -> None:
+        del self._versions[name][version]
+
+    def remove_model(self, name: str) -> None:
+        for table in (self._specs, self._errors, self._versions):
+            table.pop(name, None)
+
+    def set_spec(self, name: str, spec: ModelSpec | dict[str, object]) -> None:
+        """Give ``name`` this model.yaml (a spec, or its fields, validated as a file's are);
+        an invalid one is the model's config error. Every version's fingerprint changes."""
+        self._versions.setdefault(name, {})
+        self._errors.pop(name, None)
+        try:
+            where = f"{name}/model.yaml"
+            parsed = spec if isinstance(spec, ModelSpec) else ModelSpec.parse(spec, source=where)
+        except ModelConfigError as exc:
+            self._errors[name] = exc.message
+            self._specs[name] = None
+        else:
+            self._specs[name] = parsed
+        self._edits += 1
+        for version in self._versions[name]:
+            self._versions[name][version] = f"edit-{self._edits}"
+
+    def scan(self) -> dict[str, ModelSource]:
+        return {name: model for name in self._versions if (model := self.scan_model(name))}
+
+    def scan_model(self, name: str) -> ModelSource | None:
+        if name not in self._versions:
+            return None
+        path = Path("/memory") / name
+        versions = {
+            version: VersionSource(version, path / str(version), fingerprint)
+            for version, fingerprint in self._versions[name].items()
+        }
+        error = self._errors.get(name)
+        return ModelSource(name, path, self._specs.get(name), error, versions)
 
 
 def write_version(

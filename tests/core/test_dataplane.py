@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
+import threading
 
 import numpy as np
 import pytest
 
 from serval.core.dataplane import DataPlane, ServerMetadata
-from serval.core.errors import InvalidInputError, ModelExecutionError
+from serval.core.errors import InvalidInputError, ModelExecutionError, ModelNotFoundError
 from serval.core.events import EventBus, PredictionEvent
 from serval.core.tensors.datatypes import DataType
 from serval.core.types import InferenceRequest, Tensor
-from serval.testing import write_version
-from tests.core.lifecycle.test_manager import Harness
+from serval.testing import EchoPredictor
+from tests.core.fakes import Harness
 
 
 def request(datatype: DataType = DataType.FP32, name: str = "x") -> InferenceRequest:
@@ -22,9 +22,9 @@ def request(datatype: DataType = DataType.FP32, name: str = "x") -> InferenceReq
     return InferenceRequest("m", [Tensor(name, datatype, data)], id="r1")
 
 
-def test_infer_validates_records_and_emits(tmp_path: Path) -> None:
-    write_version(tmp_path, "m", 1)
-    harness = Harness(tmp_path)
+def test_infer_validates_records_and_emits() -> None:
+    harness = Harness()
+    harness.source.add_version("m", 1)
     bus = EventBus()
     events: list[PredictionEvent] = []
     bus.on_prediction(events.append)
@@ -56,3 +56,66 @@ def test_infer_validates_records_and_emits(tmp_path: Path) -> None:
     assert stats.inference_count == 3
     assert [e.error is None for e in events] == [True, False, False, False]
     assert events[0].response is not None and events[0].id.version == 1
+
+
+def test_one_handle_decodes_and_runs_across_a_reload() -> None:
+    # TF Serving V1 decodes by the version's metadata, then runs: both under one handle, so a
+    # new version that appears in between answers only the next request.
+    harness = Harness()
+    harness.source.add_version("m", 1)
+    plane = DataPlane(harness.manager, EventBus(), ServerMetadata("serval", "0", ()))
+
+    async def test(h: Harness) -> None:
+        await h.manager.start()
+        async with plane.lease(InferenceRequest("m", [])) as handle:
+            assert handle.metadata.inputs[0].name == "x"
+            h.source.add_version("m", 2)
+            await h.sync()
+            response = await plane.infer(request(), handle=handle)
+            assert response.model_version == "1"
+            assert h.manager.workload()[handle.id].inflight == 1  # still held by the caller
+        assert (await plane.infer(request())).model_version == "2"
+
+    harness.run(test)
+
+
+def test_labels_and_versions_route_with_todays_errors() -> None:
+    harness = Harness()
+    harness.source.add_version("m", 1)
+    harness.source.add_version("m", 2)
+    harness.source.set_spec("m", {"version_policy": "all", "labels": {"stable": 1, "old": 9}})
+    plane = DataPlane(harness.manager, EventBus(), ServerMetadata("serval", "0", ()))
+
+    async def test(h: Harness) -> None:
+        await h.manager.start()
+        assert (await plane.infer(request(), label="stable")).model_version == "1"
+        assert plane.model_metadata("m", label="stable").versions == ("1", "2")
+        with pytest.raises(ModelNotFoundError, match="model 'm' has no version label 'x'"):
+            await plane.infer(request(), label="x")
+        with pytest.raises(ModelNotFoundError, match="model 'm' has no version 9"):
+            await plane.infer(request(), label="old")
+        with pytest.raises(ModelNotFoundError, match="unknown model 'q'"):
+            await plane.infer(InferenceRequest("q", []))
+
+    harness.run(test)
+
+
+def test_a_cancelled_inference_releases_its_lease() -> None:
+    harness = Harness()
+    harness.source.add_version("m", 1)
+    gate = threading.Event()
+    harness.loaders.predictors[("m", 1)] = EchoPredictor(gate=gate)
+    plane = DataPlane(harness.manager, EventBus(), ServerMetadata("serval", "0", ()))
+
+    async def test(h: Harness) -> None:
+        await h.manager.start()
+        task = asyncio.create_task(plane.infer(request()))
+        while not any(w.inflight for w in h.manager.workload().values()):
+            await asyncio.sleep(0.01)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        gate.set()
+        assert [w.inflight for w in h.manager.workload().values()] == [0]
+
+    harness.run(test)

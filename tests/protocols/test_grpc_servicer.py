@@ -25,6 +25,7 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
 )
 
 from serval.core import errors
+from serval.core.composition.layers import Composition
 from serval.core.control import ControlPlane
 from serval.core.dataplane import DataPlane, ServerMetadata
 from serval.core.events import EventBus
@@ -64,14 +65,19 @@ class InProcess:
 def _build(
     repository: Path, loaders: FakeLoaderFactory, pool: ThreadPoolExecutor, **options: Any
 ) -> tuple[LifecycleManager, DataPlane, ControlPlane]:
-    def wrap(predictor: Predictor, spec: ModelSpec) -> Servable:
+    def base(predictor: Predictor, spec: ModelSpec) -> Servable:
         return ThreadPoolServable(predictor, pool)
 
     options.setdefault("poll_interval_s", 3600.0)
     options.setdefault("retry_initial_s", 3600.0)
     events = EventBus()
     manager = LifecycleManager(
-        FileSystemSource(repository), loaders, wrap, pool, events, ManagerOptions(**options)
+        FileSystemSource(repository),
+        loaders,
+        Composition(base),
+        pool,
+        events,
+        ManagerOptions(**options),
     )
     dataplane = DataPlane(manager, events, ServerMetadata("serval", "0.0-test", EXTENSIONS))
     return manager, dataplane, ControlPlane(manager)

@@ -6,7 +6,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from serval.core.errors import InvalidInputError
-from serval.core.lifecycle.manager import IndexEntry, LifecycleManager
+from serval.core.lifecycle.index_entry import IndexEntry
+from serval.core.lifecycle.manager import LifecycleManager
 from serval.core.model_spec import ModelSpec
 
 

@@ -1,4 +1,9 @@
-"""The data plane: liveness, readiness, metadata and inference, whatever the protocol."""
+"""The data plane: liveness, readiness, metadata and inference, whatever the protocol.
+
+A request's version is chosen by routing (``core.routing``: the version or label it names,
+else its model's traffic policy) from the manager's snapshot of the model, then leased from
+the manager as a handle that the request holds until it is answered, on every path.
+"""
 
 from __future__ import annotations
 
@@ -9,16 +14,17 @@ from dataclasses import dataclass
 from serval.core.deadlines import predict_by_deadline
 from serval.core.errors import (
     DeadlineExceededError,
-    InvalidInputError,
     ModelExecutionError,
     ModelNotFoundError,
     ServalError,
 )
 from serval.core.events import EventBus, PredictionEvent
-from serval.core.lifecycle.handles import Workload
+from serval.core.lifecycle.handles import ServableHandle, Workload
 from serval.core.lifecycle.manager import LifecycleManager
 from serval.core.lifecycle.states import ServableId, ServableStatus
 from serval.core.model_spec import ModelSpec
+from serval.core.routing.policy import parse_version
+from serval.core.routing.router import Router
 from serval.core.statistics import VersionStatistics
 from serval.core.tensors.validation import validate_request
 from serval.core.types import InferenceRequest, InferenceResponse, ModelMetadata
@@ -45,24 +51,19 @@ class ModelConfigView:
     spec: ModelSpec
 
 
-def parse_version(version: str | int | None) -> int | None:
-    """A client-supplied version: empty means "let the server choose"."""
-    if version is None or version == "":
-        return None
-    if isinstance(version, int) and not isinstance(version, bool):
-        number = version
-    elif isinstance(version, str) and version.isdigit():
-        number = int(version)
-    else:
-        raise InvalidInputError(f"model version must be a positive integer, received {version!r}")
-    if number < 1:
-        raise InvalidInputError(f"model version must be a positive integer, received {version!r}")
-    return number
+__all__ = ["DataPlane", "ModelConfigView", "Readiness", "ServerMetadata", "parse_version"]
 
 
 class DataPlane:
-    def __init__(self, manager: LifecycleManager, events: EventBus, server: ServerMetadata) -> None:
+    def __init__(
+        self,
+        manager: LifecycleManager,
+        events: EventBus,
+        server: ServerMetadata,
+        router: Router | None = None,
+    ) -> None:
         self._manager = manager
+        self._router = router if router is not None else Router()
         self._events = events
         self._server = server
         self._live = True
@@ -83,12 +84,12 @@ class DataPlane:
     def model_metadata(
         self, name: str, version: str | int | None = None, label: str | None = None
     ) -> ModelMetadata:
-        managed = self._manager.acquire(name, parse_version(version), label)
+        asked = None if version is None else str(version)
+        handle = self.lease(InferenceRequest(name, [], model_version=asked), label)
         try:
-            assert managed.servable is not None
-            metadata = managed.servable.metadata
+            metadata = handle.metadata
         finally:
-            managed.release()
+            handle.release()
         return ModelMetadata(
             name=name,
             versions=tuple(str(v) for v in self._manager.serving_versions(name)),
@@ -130,16 +131,35 @@ class DataPlane:
     ) -> list[VersionStatistics]:
         return self._manager.statistics(name, parse_version(version))
 
-    async def infer(self, request: InferenceRequest, label: str | None = None) -> InferenceResponse:
-        managed = self._manager.acquire(
-            request.model_name, parse_version(request.model_version), label
-        )
+    def lease(self, request: InferenceRequest, label: str | None = None) -> ServableHandle:
+        """Choose the version for ``request`` (the version or ``label`` it names, else its
+        model's traffic policy) and lease it. For an adapter that needs the version before it
+        can decode the request (TF Serving V1 decodes by the version's metadata): decode under
+        the handle, then ``infer(request, handle=handle)``; release it (``async with``)."""
+        snapshot = self._manager.snapshot(request.model_name)
+        choice = self._router.choose(request, snapshot, label)
+        return self._manager.lease(snapshot.name, choice.primary)
+
+    async def infer(
+        self,
+        request: InferenceRequest,
+        label: str | None = None,
+        *,
+        handle: ServableHandle | None = None,
+    ) -> InferenceResponse:
+        """Answer ``request``: on ``handle`` when the caller leased it (and releases it), else
+        on a version chosen and leased here and released before this returns."""
+        if handle is None:  # self.lease(request, label), inlined: this is the hot path
+            snapshot = self._manager.snapshot(request.model_name)
+            version = self._router.choose(request, snapshot, label).primary
+            managed = self._manager.lease(snapshot.name, version)
+        else:
+            managed = handle
         started = time.perf_counter_ns()
         response: InferenceResponse | None = None
         error: Exception | None = None
         try:
             servable = managed.servable
-            assert servable is not None
             validate_request(request, servable.metadata)
             response = await predict_by_deadline(servable, request)
         except ServalError as exc:
@@ -161,7 +181,8 @@ class DataPlane:
             )
             raise
         finally:
-            managed.release()
+            if handle is None:
+                managed.release()
             duration = time.perf_counter_ns() - started
             if error is not None:
                 managed.stats.record_failure(duration)

@@ -1,6 +1,9 @@
 """The schema of ``model.yaml``: parsed once into a frozen ``ModelSpec``.
 
 Every field has a default, so a bare ``<name>/1/model.onnx`` needs no file at all.
+
+Over 300 lines because the schema reads best whole (one class per section); the wave-2
+sections (traffic, pipeline, monitoring, ...) are to live in modules of their own.
 """
 
 from __future__ import annotations
@@ -247,6 +250,10 @@ class ModelSpec(_Strict):
     @property
     def policy(self) -> VersionPolicy:
         return self.version_policy.to_policy()
+
+    def dependencies(self) -> tuple[str, ...]:
+        """Models this one needs loaded first (a pipeline's steps; none for a plain model)."""
+        return ()
 
     @model_validator(mode="after")
     def _batching_fits(self) -> ModelSpec:

@@ -2,7 +2,8 @@
 
 A runtime provides a ``Predictor`` (blocking, thread-safe). The core turns it into an async
 ``Servable`` that runs it in a bounded thread pool, so inference never runs on the event loop.
-Batching, caching and pipelines are further servables that wrap a servable.
+Batching, caching and pipelines are further servables that wrap a servable
+(``core.composition``): a wrapper delegates what it does not change, ``workload()`` included.
 """
 
 from __future__ import annotations
@@ -36,6 +37,11 @@ class Servable(Protocol):
 
     async def predict(self, request: InferenceRequest) -> InferenceResponse: ...
 
+    def workload(self) -> int:
+        """Requests waiting in this servable's own queue now (0 without a queue); a wrapper
+        reports the servable it wraps."""
+        ...
+
     async def close(self) -> None: ...
 
 
@@ -59,6 +65,9 @@ class ThreadPoolServable:
         response.timings.queue_ns = started - submitted
         response.timings.queued_at_ns = submitted
         return response
+
+    def workload(self) -> int:
+        return 0  # its requests wait in the shared pool's queue, reported on its own
 
     def _timed(self, request: InferenceRequest) -> tuple[int, InferenceResponse]:
         started = time.perf_counter_ns()

@@ -1,14 +1,10 @@
-"""The lifecycle manager with fake loaders: loading, availability, draining, failures, modes."""
+"""The lifecycle manager on an in-memory repository with fake loaders: loading, availability,
+draining, failures, modes."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Coroutine
-from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
-from typing import Any
 
-import numpy as np
 import pytest
 
 from serval.core.errors import (
@@ -17,82 +13,15 @@ from serval.core.errors import (
     ModelNotReadyError,
     OperationNotAllowedError,
 )
-from serval.core.events import EventBus, StateChanged
-from serval.core.lifecycle.manager import ControlMode, LifecycleManager, ManagerOptions
-from serval.core.lifecycle.source import FileSystemSource
+from serval.core.lifecycle.manager import ControlMode
 from serval.core.lifecycle.states import ServableState
-from serval.core.model_spec import ModelSpec
-from serval.core.servable import Predictor, Servable, ThreadPoolServable
-from serval.core.types import InferenceRequest, Tensor
-from serval.testing import FakeLoaderFactory, write_version
+from tests.core.fakes import Harness, predict
 
 
-def run(coro: Coroutine[Any, Any, Any]) -> Any:
-    return asyncio.run(coro)
-
-
-class Harness:
-    def __init__(self, repository: Path, **options: Any) -> None:
-        self.pool = ThreadPoolExecutor(4)
-        self.loaders = FakeLoaderFactory()
-        self.events: list[StateChanged] = []
-        bus = EventBus()
-        bus.on_state_changed(self.events.append)
-
-        def wrap(predictor: Predictor, spec: ModelSpec) -> Servable:
-            return ThreadPoolServable(predictor, self.pool)
-
-        options.setdefault("retry_initial_s", 0.0)
-        self.manager = LifecycleManager(
-            FileSystemSource(repository),
-            self.loaders,
-            wrap,
-            self.pool,
-            bus,
-            ManagerOptions(**options),
-        )
-
-    async def sync(self) -> None:
-        """One poll, waited for."""
-        await self.manager._sync(await self.manager._scan(), wanted_default=True)
-        await self.manager._wait_for_tasks()
-
-    def serving(self, name: str) -> list[int]:
-        return self.manager.serving_versions(name)
-
-
-async def predict(manager: LifecycleManager, name: str, version: int | None = None) -> int:
-    managed = manager.acquire(name, version)
-    try:
-        assert managed.servable is not None
-        request = InferenceRequest(
-            name,
-            [Tensor("x", managed.servable.metadata.inputs[0].datatype, np.zeros(1, np.float32))],
-        )
-        await managed.servable.predict(request)
-    finally:
-        managed.release()
-    return managed.id.version
-
-
-def with_manager(
-    tmp_path: Path, test: Callable[[Harness], Coroutine[Any, Any, None]], **options: Any
-) -> Harness:
-    harness = Harness(tmp_path, **options)
-
-    async def body() -> None:
-        try:
-            await test(harness)
-        finally:
-            await harness.manager.stop()
-
-    run(body())
-    return harness
-
-
-def test_loads_latest_version_and_serves_it(tmp_path: Path) -> None:
-    write_version(tmp_path, "m", 1)
-    write_version(tmp_path, "m", 3)
+def test_loads_latest_version_and_serves_it() -> None:
+    h = Harness()
+    h.source.add_version("m", 1)
+    h.source.add_version("m", 3)
 
     async def test(h: Harness) -> None:
         await h.manager.start()
@@ -100,86 +29,92 @@ def test_loads_latest_version_and_serves_it(tmp_path: Path) -> None:
         assert await predict(h.manager, "m") == 3
         assert h.manager.readiness() == (True, "")
         with pytest.raises(ModelNotFoundError, match="not served"):
-            h.manager.acquire("m", 1)
+            h.manager.lease("m", 1)
         with pytest.raises(ModelNotFoundError, match="has no version 2"):
-            h.manager.acquire("m", 2)
+            h.manager.lease("m", 2)
         with pytest.raises(ModelNotFoundError, match="unknown model"):
-            h.manager.acquire("other")
+            h.manager.lease("other")
 
-    with_manager(tmp_path, test)
+    h.run(test)
 
 
-def test_policy_all_and_labels(tmp_path: Path) -> None:
-    write_version(tmp_path, "m", 1)
-    write_version(tmp_path, "m", 2)
-    (tmp_path / "m" / "model.yaml").write_text("version_policy: all\nlabels: {stable: 1}\n")
+def test_policy_all_and_labels_in_the_snapshot() -> None:
+    h = Harness()
+    h.source.add_version("m", 1)
+    h.source.add_version("m", 2)
+    h.source.set_spec("m", {"version_policy": "all", "labels": {"stable": 1}})
 
     async def test(h: Harness) -> None:
         await h.manager.start()
         assert h.serving("m") == [1, 2]
         assert await predict(h.manager, "m") == 2
-        lease = h.manager.acquire("m", label="stable")
-        lease.release()
-        assert lease.id.version == 1
-        with pytest.raises(ModelNotFoundError, match="label 'nope'"):
-            h.manager.acquire("m", label="nope")
+        assert await predict(h.manager, "m", 1) == 1
+        snapshot = h.manager.snapshot("m")
+        assert (snapshot.versions, dict(snapshot.labels)) == ((1, 2), {"stable": 1})
 
-    with_manager(tmp_path, test)
+    h.run(test)
 
 
-def test_new_version_loads_before_old_unloads(tmp_path: Path) -> None:
-    write_version(tmp_path, "m", 1)
+def test_new_version_loads_before_old_unloads() -> None:
+    h = Harness()
+    h.source.add_version("m", 1)
 
     async def test(h: Harness) -> None:
         await h.manager.start()
-        write_version(tmp_path, "m", 2)
+        h.source.add_version("m", 2)
         await h.sync()
         assert h.serving("m") == [2]
+        await h.manager.stop()  # waits for the retired version to close
         order = [(e.id.version, e.state) for e in h.events if e.id.name == "m"]
         assert order.index((2, ServableState.AVAILABLE)) < order.index((1, ServableState.UNLOADING))
         assert h.loaders.predictors[("m", 1)].closed
 
-    with_manager(tmp_path, test)
+    h.run(test)
 
 
-def test_removed_version_falls_back_to_previous(tmp_path: Path) -> None:
-    write_version(tmp_path, "m", 1)
-    v2 = write_version(tmp_path, "m", 2)
+def test_removed_version_falls_back_to_previous() -> None:
+    h = Harness()
+    h.source.add_version("m", 1)
+    h.source.add_version("m", 2)
 
     async def test(h: Harness) -> None:
         await h.manager.start()
         assert h.serving("m") == [2]
-        for file in v2.iterdir():
-            file.unlink()
-        v2.rmdir()
+        h.source.remove_version("m", 2)
         await h.sync()
         assert h.serving("m") == [1]
 
-    with_manager(tmp_path, test)
+    h.run(test)
 
 
-def test_unload_waits_for_requests_in_flight(tmp_path: Path) -> None:
-    write_version(tmp_path, "m", 1)
+def test_unload_waits_for_its_requests_in_flight() -> None:
+    h = Harness()
+    h.source.add_version("m", 1)
 
     async def test(h: Harness) -> None:
         await h.manager.start()
-        lease = h.manager.acquire("m")
+        lease = h.manager.lease("m")
         unloading = asyncio.create_task(h.manager.unload("m"))
         await asyncio.sleep(0.05)
         assert not unloading.done()
-        assert lease.state is ServableState.UNLOADING
+        (status,) = h.manager.statuses("m")
+        assert status.state is ServableState.UNLOADING
         assert not h.loaders.predictors[("m", 1)].closed
+        with pytest.raises(ModelNotFoundError, match="not loaded"):
+            h.manager.lease("m")
         lease.release()
+        lease.release()  # idempotent: the count stays right
         await asyncio.wait_for(unloading, 5)
-        assert lease.state is ServableState.END
+        assert h.manager.statuses("m")[0].state is ServableState.END
         assert h.loaders.predictors[("m", 1)].closed
 
-    with_manager(tmp_path, test)
+    h.run(test)
 
 
-def test_failed_load_is_reported_retried_and_isolated(tmp_path: Path) -> None:
-    write_version(tmp_path, "good", 1)
-    write_version(tmp_path, "bad", 1)
+def test_failed_load_is_reported_retried_and_isolated() -> None:
+    h = Harness()
+    h.source.add_version("good", 1)
+    h.source.add_version("bad", 1)
 
     async def test(h: Harness) -> None:
         h.loaders.failing[("bad", 1)] = RuntimeError("corrupt file")
@@ -189,7 +124,8 @@ def test_failed_load_is_reported_retried_and_isolated(tmp_path: Path) -> None:
         ready, reason = h.manager.readiness()
         assert not ready and "corrupt file" in reason
         with pytest.raises(ModelNotReadyError, match="corrupt file"):
-            h.manager.acquire("bad")
+            h.manager.lease("bad")
+        assert "corrupt file" in h.manager.snapshot("bad").unavailable
         index = {(e.name, e.version): e for e in await h.manager.index()}
         assert index[("bad", 1)].state == "UNAVAILABLE"
         assert "corrupt file" in index[("bad", 1)].reason
@@ -198,13 +134,15 @@ def test_failed_load_is_reported_retried_and_isolated(tmp_path: Path) -> None:
         del h.loaders.failing[("bad", 1)]
         await h.sync()
         assert h.serving("bad") == [1]
+        assert h.manager.snapshot("bad").versions == (1,)
         assert h.manager.readiness() == (True, "")
 
-    with_manager(tmp_path, test)
+    h.run(test)
 
 
-def test_retry_waits_for_backoff(tmp_path: Path) -> None:
-    write_version(tmp_path, "bad", 1)
+def test_retry_waits_for_backoff() -> None:
+    h = Harness(retry_initial_s=60.0)
+    h.source.add_version("bad", 1)
 
     async def test(h: Harness) -> None:
         h.loaders.failing[("bad", 1)] = RuntimeError("nope")
@@ -212,31 +150,34 @@ def test_retry_waits_for_backoff(tmp_path: Path) -> None:
         attempts = h.loaders.loaded.count(("bad", 1))
         await h.sync()
         assert h.loaders.loaded.count(("bad", 1)) == attempts  # still backing off
-        # Changing the files retries at once.
-        (tmp_path / "bad" / "1" / "model.onnx").write_bytes(b"new")
+        h.source.add_version("bad", 1)  # changing the files retries at once
         await h.sync()
         assert h.loaders.loaded.count(("bad", 1)) == attempts + 1
 
-    with_manager(tmp_path, test, retry_initial_s=60.0)
+    h.run(test)
 
 
-def test_failed_new_version_keeps_old_one_serving(tmp_path: Path) -> None:
-    write_version(tmp_path, "m", 1)
+def test_failed_new_version_keeps_old_one_serving() -> None:
+    h = Harness()
+    h.source.add_version("m", 1)
 
     async def test(h: Harness) -> None:
         await h.manager.start()
         h.loaders.failing[("m", 2)] = RuntimeError("broken v2")
-        write_version(tmp_path, "m", 2)
+        h.source.add_version("m", 2)
         await h.sync()
         assert h.serving("m") == [1]
         assert await predict(h.manager, "m") == 1
         assert not h.manager.readiness()[0]
+        with pytest.raises(ModelNotReadyError, match="version 2 of model 'm' failed to load"):
+            h.manager.lease("m", 2)
 
-    with_manager(tmp_path, test)
+    h.run(test)
 
 
-def test_api_unload_sticks_while_polling(tmp_path: Path) -> None:
-    write_version(tmp_path, "m", 1)
+def test_api_unload_sticks_while_polling() -> None:
+    h = Harness()
+    h.source.add_version("m", 1)
 
     async def test(h: Harness) -> None:
         await h.manager.start()
@@ -245,18 +186,21 @@ def test_api_unload_sticks_while_polling(tmp_path: Path) -> None:
         assert h.serving("m") == []
         assert h.manager.readiness() == (True, "")  # an unloaded model is not asked for
         with pytest.raises(ModelNotFoundError, match="not loaded"):
-            h.manager.acquire("m")
+            h.manager.lease("m")
+        with pytest.raises(ModelNotFoundError, match="not loaded"):
+            h.manager.snapshot("m")
         index = await h.manager.index()
         assert [(e.version, e.state, e.reason) for e in index] == [(1, "UNAVAILABLE", "unloaded")]
         await h.manager.load("m")
         assert h.serving("m") == [1]
 
-    with_manager(tmp_path, test)
+    h.run(test)
 
 
-def test_explicit_mode_loads_only_what_is_asked(tmp_path: Path) -> None:
-    write_version(tmp_path, "a", 1)
-    write_version(tmp_path, "b", 1)
+def test_explicit_mode_loads_only_what_is_asked() -> None:
+    h = Harness(control_mode=ControlMode.EXPLICIT, startup_models=("a",))
+    h.source.add_version("a", 1)
+    h.source.add_version("b", 1)
 
     async def test(h: Harness) -> None:
         await h.manager.start()
@@ -267,11 +211,12 @@ def test_explicit_mode_loads_only_what_is_asked(tmp_path: Path) -> None:
         with pytest.raises(ModelNotFoundError):
             await h.manager.load("missing")
 
-    with_manager(tmp_path, test, control_mode=ControlMode.EXPLICIT, startup_models=("a",))
+    h.run(test)
 
 
-def test_mode_none_refuses_load_and_unload(tmp_path: Path) -> None:
-    write_version(tmp_path, "a", 1)
+def test_mode_none_refuses_load_and_unload() -> None:
+    h = Harness(control_mode=ControlMode.NONE)
+    h.source.add_version("a", 1)
 
     async def test(h: Harness) -> None:
         await h.manager.start()
@@ -280,11 +225,12 @@ def test_mode_none_refuses_load_and_unload(tmp_path: Path) -> None:
         with pytest.raises(OperationNotAllowedError):
             await h.manager.load("a")
 
-    with_manager(tmp_path, test, control_mode=ControlMode.NONE)
+    h.run(test)
 
 
-def test_load_reports_failure_reason(tmp_path: Path) -> None:
-    write_version(tmp_path, "m", 1)
+def test_load_reports_failure_reason() -> None:
+    h = Harness()
+    h.source.add_version("m", 1)
 
     async def test(h: Harness) -> None:
         await h.manager.start()
@@ -293,13 +239,14 @@ def test_load_reports_failure_reason(tmp_path: Path) -> None:
         with pytest.raises(ModelLoadError, match="bad weights"):
             await h.manager.load("m")
 
-    with_manager(tmp_path, test)
+    h.run(test)
 
 
-def test_bad_model_yaml_marks_model_failed(tmp_path: Path) -> None:
-    write_version(tmp_path, "m", 1)
-    write_version(tmp_path, "ok", 1)
-    (tmp_path / "m" / "model.yaml").write_text("max_batch_size: -3\nbogus: 1\n")
+def test_bad_model_yaml_marks_model_failed() -> None:
+    h = Harness()
+    h.source.add_version("m", 1)
+    h.source.add_version("ok", 1)
+    h.source.set_spec("m", {"max_batch_size": -3, "bogus": 1})
 
     async def test(h: Harness) -> None:
         await h.manager.start()
@@ -311,11 +258,12 @@ def test_bad_model_yaml_marks_model_failed(tmp_path: Path) -> None:
         (entry,) = [e for e in await h.manager.index() if e.name == "m"]
         assert entry.state == "UNAVAILABLE" and "bogus" in entry.reason
 
-    with_manager(tmp_path, test)
+    h.run(test)
 
 
-def test_non_strict_readiness(tmp_path: Path) -> None:
-    write_version(tmp_path, "bad", 1)
+def test_non_strict_readiness() -> None:
+    h = Harness(strict_readiness=False)
+    h.source.add_version("bad", 1)
 
     async def test(h: Harness) -> None:
         h.loaders.failing[("bad", 1)] = RuntimeError("x")
@@ -323,67 +271,63 @@ def test_non_strict_readiness(tmp_path: Path) -> None:
         await h.manager.start()
         assert h.manager.readiness() == (True, "")
 
-    with_manager(tmp_path, test, strict_readiness=False)
+    h.run(test)
 
 
-def test_removed_model_is_unloaded_and_forgotten(tmp_path: Path) -> None:
-    folder = write_version(tmp_path, "m", 1)
+def test_removed_model_is_unloaded_and_forgotten() -> None:
+    h = Harness()
+    h.source.add_version("m", 1)
 
     async def test(h: Harness) -> None:
         await h.manager.start()
-        for file in folder.iterdir():
-            file.unlink()
-        folder.rmdir()
-        (tmp_path / "m").rmdir()
+        h.source.remove_model("m")
         await h.sync()
+        await asyncio.gather(*h.manager._reconciler.retirements)
         assert h.manager.model_names() == []
         assert h.manager.readiness() == (True, "")
 
-    with_manager(tmp_path, test)
+    h.run(test)
 
 
-def test_changed_files_reload_the_same_version(tmp_path: Path) -> None:
-    folder = write_version(tmp_path, "m", 1)
+def test_changed_files_reload_the_same_version() -> None:
+    h = Harness()
+    h.source.add_version("m", 1)
 
     async def test(h: Harness) -> None:
         await h.manager.start()
-        (folder / "model.onnx").write_bytes(b"changed")
+        h.source.add_version("m", 1)
         await h.sync()
         assert h.loaders.loaded.count(("m", 1)) == 2
         assert h.serving("m") == [1]
 
-    with_manager(tmp_path, test)
+    h.run(test)
 
 
-def test_explicit_mode_retries_failed_loads(tmp_path: Path) -> None:
-    write_version(tmp_path, "m", 1)
+def test_explicit_mode_retries_failed_loads() -> None:
+    h = Harness(control_mode=ControlMode.EXPLICIT, startup_models=("m",), poll_interval_s=0.02)
+    h.source.add_version("m", 1)
 
     async def test(h: Harness) -> None:
         h.loaders.failing[("m", 1)] = RuntimeError("flaky storage")
         await h.manager.start()
         assert h.serving("m") == []
         del h.loaders.failing[("m", 1)]
-        for _ in range(100):  # the retry loop runs every poll interval
+        for _ in range(250):  # the retry loop runs every poll interval
             await asyncio.sleep(0.02)
             if h.serving("m"):
                 break
         assert h.serving("m") == [1]
 
-    with_manager(
-        tmp_path,
-        test,
-        control_mode=ControlMode.EXPLICIT,
-        startup_models=("m",),
-        poll_interval_s=0.02,
-    )
+    h.run(test)
 
 
-def test_failed_reload_is_reported_while_old_load_serves(tmp_path: Path) -> None:
-    folder = write_version(tmp_path, "m", 1)
+def test_failed_reload_is_reported_while_old_load_serves() -> None:
+    h = Harness()
+    h.source.add_version("m", 1)
 
     async def test(h: Harness) -> None:
         await h.manager.start()
-        (folder / "model.onnx").write_bytes(b"changed")
+        h.source.add_version("m", 1)
         h.loaders.failing[("m", 1)] = RuntimeError("bad new weights")
         with pytest.raises(ModelLoadError, match="bad new weights"):
             await h.manager.load("m")
@@ -392,32 +336,32 @@ def test_failed_reload_is_reported_while_old_load_serves(tmp_path: Path) -> None
         assert entry.state == "READY"
         assert "reloading failed: RuntimeError: bad new weights" in entry.reason
 
-    with_manager(tmp_path, test)
+    h.run(test)
 
 
-def test_labels_survive_a_broken_model_yaml(tmp_path: Path) -> None:
-    write_version(tmp_path, "m", 1)
-    (tmp_path / "m" / "model.yaml").write_text("labels: {stable: 1}\n")
+def test_labels_survive_a_broken_model_yaml() -> None:
+    h = Harness()
+    h.source.add_version("m", 1)
+    h.source.set_spec("m", {"labels": {"stable": 1}})
 
     async def test(h: Harness) -> None:
         await h.manager.start()
-        (tmp_path / "m" / "model.yaml").write_text("labels: {stable: 1}\nbogus: true\n")
+        h.source.set_spec("m", {"labels": {"stable": 1}, "bogus": True})
         await h.sync()
-        lease = h.manager.acquire("m", label="stable")
-        lease.release()
-        assert lease.id.version == 1
+        assert dict(h.manager.snapshot("m").labels) == {"stable": 1}
         assert "bogus" in h.manager.readiness()[1]
 
-    with_manager(tmp_path, test)
+    h.run(test)
 
 
-def test_policy_matching_nothing_says_so(tmp_path: Path) -> None:
-    write_version(tmp_path, "m", 1)
-    (tmp_path / "m" / "model.yaml").write_text("version_policy: {specific: [4]}\n")
+def test_policy_matching_nothing_says_so() -> None:
+    h = Harness()
+    h.source.add_version("m", 1)
+    h.source.set_spec("m", {"version_policy": {"specific": [4]}})
 
     async def test(h: Harness) -> None:
         await h.manager.start()
         reason = h.manager.readiness()[1]
         assert "no version folder matches the version policy (specific [4]; found [1])" in reason
 
-    with_manager(tmp_path, test)
+    h.run(test)

@@ -74,6 +74,9 @@ class BatchingServable:
         """Requests in the queue, not yet in a batch."""
         return len(self._queue)
 
+    def workload(self) -> int:
+        return len(self._queue)
+
     @property
     def busy(self) -> int:
         """Instances running a batch now."""

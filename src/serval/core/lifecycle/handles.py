@@ -1,17 +1,20 @@
-"""A servable under the lifecycle manager's care: its state, health and leases."""
+"""A servable under the lifecycle manager's care (its state, health and leases), and the
+handle a request holds on it."""
 
 from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
+from types import TracebackType
 
 from serval.core.lifecycle.states import ServableId, ServableState, ServableStatus, StateMachine
 from serval.core.servable import Servable
 from serval.core.statistics import VersionStatistics
+from serval.core.types import ServableMetadata
 
 
 class ManagedServable:
-    """One load of one version. Requests hold a lease on it (``acquire``/``release``) so that
+    """One load of one version. Requests hold leases on it (``ServableHandle``) so that
     unloading waits for the requests in flight."""
 
     __slots__ = (
@@ -23,6 +26,7 @@ class ManagedServable:
         "inflight",
         "servable",
         "stats",
+        "unloading",
     )
 
     def __init__(self, id: ServableId, fingerprint: str, stats: VersionStatistics) -> None:
@@ -32,6 +36,7 @@ class ManagedServable:
         self.servable: Servable | None = None
         self.error: str | None = None
         self.inflight = 0
+        self.unloading = False  # the state is UNLOADING: a plain flag, read at each release
         self._machine = StateMachine()
         self._drained = asyncio.Event()
 
@@ -43,25 +48,21 @@ class ManagedServable:
         self._machine.advance(state)
         if error is not None:
             self.error = error
-        if state is ServableState.UNLOADING and self.inflight == 0:
+        self.unloading = state is ServableState.UNLOADING
+        if self.unloading and self.inflight == 0:
             self._drained.set()
 
     def status(self) -> ServableStatus:
         return ServableStatus(self.id, self.state, self.error)
 
     def workload(self) -> Workload:
-        return Workload(self.inflight, int(getattr(self.servable, "waiting", 0)))
+        servable = self.servable
+        return Workload(self.inflight, servable.workload() if servable is not None else 0)
 
-    def acquire(self) -> Servable:
-        """Take a lease; only an AVAILABLE servable hands out leases (checked by the caller)."""
-        self.inflight += 1
-        assert self.servable is not None
-        return self.servable
-
-    def release(self) -> None:
-        self.inflight -= 1
-        if self.inflight == 0 and self._machine.state is ServableState.UNLOADING:
-            self._drained.set()
+    def lease(self) -> ServableHandle:
+        """A lease for one request; only an AVAILABLE servable hands them out (the manager
+        checks)."""
+        return ServableHandle(self)
 
     async def drained(self, timeout_s: float) -> bool:
         """Wait until no request holds a lease; False if ``timeout_s`` passed first."""
@@ -70,6 +71,47 @@ class ManagedServable:
         except TimeoutError:
             return False
         return True
+
+
+class ServableHandle:
+    """A lease on one loaded version, held by one request (or by a composite servable for one
+    call). Release it exactly once: ``async with`` does, or call ``release()`` on every path
+    (it is idempotent, so a ``finally`` that releases again is harmless). Slotted and free of
+    asyncio objects: one is made per request."""
+
+    __slots__ = ("_managed", "id", "servable", "stats")
+
+    def __init__(self, managed: ManagedServable) -> None:
+        servable = managed.servable
+        assert servable is not None  # only AVAILABLE versions are leased (the manager checks)
+        managed.inflight += 1
+        self._managed: ManagedServable | None = managed
+        self.id = managed.id
+        self.servable = servable
+        self.stats = managed.stats
+
+    @property
+    def metadata(self) -> ServableMetadata:
+        return self.servable.metadata
+
+    def release(self) -> None:
+        managed = self._managed
+        if managed is not None:
+            self._managed = None
+            managed.inflight -= 1
+            if not managed.inflight and managed.unloading:
+                managed._drained.set()
+
+    async def __aenter__(self) -> ServableHandle:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.release()
 
 
 @dataclass(frozen=True, slots=True)

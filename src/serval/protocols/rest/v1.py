@@ -19,7 +19,14 @@ from serval.core.dataplane import DataPlane
 from serval.core.errors import InvalidInputError, ModelNotFoundError, UnsupportedError
 from serval.core.lifecycle.states import ServableState
 from serval.core.tensors.datatypes import DataType
-from serval.core.types import InferenceRequest, InferenceResponse, ModelMetadata, Tensor, TensorSpec
+from serval.core.types import (
+    InferenceRequest,
+    InferenceResponse,
+    ModelMetadata,
+    ServableMetadata,
+    Tensor,
+    TensorSpec,
+)
 from serval.observability.requests import RequestObserver
 from serval.protocols.rest.body import parse_json_object, read_body
 from serval.protocols.rest.json_tensors import array_to_json, json_to_array
@@ -134,22 +141,25 @@ class V1Routes:
             doc = parse_json_object(await read_body(request, self._limit))
             if ("instances" in doc) == ("inputs" in doc):
                 raise InvalidInputError("request must have exactly one of 'instances' or 'inputs'")
-            metadata = self._dataplane.model_metadata(name, version, label)
-            row_format = "instances" in doc
-            if row_format:
-                inputs = _decode_instances(doc["instances"], metadata)
-            else:
-                inputs = _decode_columns(doc["inputs"], metadata)
             infer_request = InferenceRequest(
-                model_name=name, model_version=version, inputs=inputs, context=PROTOCOL
+                model_name=name, model_version=version, inputs=[], context=PROTOCOL
             )
-            headers = request.headers
-            apply_schedule_headers(
-                infer_request, headers.get(TIMEOUT_HEADER), headers.get(PRIORITY_HEADER)
-            )
-            decoded = time.perf_counter_ns()
-            response = await self._dataplane.infer(infer_request, label=label)
-            inferred = time.perf_counter_ns()
+            # One handle decodes and runs the request, so a reload between the two can never
+            # decode by one version's metadata and run on the next.
+            async with self._dataplane.lease(infer_request, label) as handle:
+                metadata = handle.metadata
+                row_format = "instances" in doc
+                if row_format:
+                    infer_request.inputs = _decode_instances(doc["instances"], metadata)
+                else:
+                    infer_request.inputs = _decode_columns(doc["inputs"], metadata)
+                headers = request.headers
+                apply_schedule_headers(
+                    infer_request, headers.get(TIMEOUT_HEADER), headers.get(PRIORITY_HEADER)
+                )
+                decoded = time.perf_counter_ns()
+                response = await self._dataplane.infer(infer_request, handle=handle)
+                inferred = time.perf_counter_ns()
             if row_format:
                 reply = _json({"predictions": _rows(response)})
             else:
@@ -184,7 +194,7 @@ class V1Routes:
         )
 
 
-def _decode_instances(instances: Any, metadata: ModelMetadata) -> list[Tensor]:
+def _decode_instances(instances: Any, metadata: ServableMetadata) -> list[Tensor]:
     if not isinstance(instances, list) or not instances:
         raise InvalidInputError("'instances' must be a non-empty list")
     named = all(isinstance(row, dict) and "b64" not in row for row in instances)
@@ -208,7 +218,7 @@ def _decode_instances(instances: Any, metadata: ModelMetadata) -> list[Tensor]:
     return tensors
 
 
-def _decode_columns(inputs: Any, metadata: ModelMetadata) -> list[Tensor]:
+def _decode_columns(inputs: Any, metadata: ServableMetadata) -> list[Tensor]:
     if isinstance(inputs, dict) and "b64" not in inputs:
         _check_unknown(set(inputs), metadata, "inputs")
         missing = [s.name for s in metadata.inputs if s.name not in inputs]
@@ -223,7 +233,7 @@ def _decode_columns(inputs: Any, metadata: ModelMetadata) -> list[Tensor]:
     return [_tensor(spec, inputs, "inputs")]
 
 
-def _check_unknown(keys: set[str], metadata: ModelMetadata, where: str) -> None:
+def _check_unknown(keys: set[str], metadata: ServableMetadata, where: str) -> None:
     unknown = keys - {s.name for s in metadata.inputs}
     if unknown:
         raise InvalidInputError(

@@ -1,0 +1,120 @@
+"""What the lifecycle manager knows of one model name, and what it says about it."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+from serval.core.errors import ModelNotFoundError, ModelNotReadyError
+from serval.core.lifecycle.handles import FailedLoad, ManagedServable
+from serval.core.lifecycle.snapshot import VersionSnapshot
+from serval.core.lifecycle.source import ModelSource
+from serval.core.model_spec import ModelSpec
+from serval.core.statistics import VersionStatistics
+
+
+@dataclass(slots=True, eq=False)
+class ModelRecord:
+    """One model's versions in each state. Changed only by the manager, on the event loop;
+    whoever changes what a snapshot shows calls ``changed()``."""
+
+    name: str
+    wanted: bool
+    source: ModelSource | None = None
+    spec_override: ModelSpec | None = None
+    last_good_spec: ModelSpec | None = None  # what serving versions were loaded with
+    serving: dict[int, ManagedServable] = field(default_factory=dict)
+    loading: dict[int, ManagedServable] = field(default_factory=dict)
+    # Draining or closing, each in a task the manager owns (never under the lock).
+    retiring: dict[ManagedServable, asyncio.Task[None]] = field(default_factory=dict)
+    failures: dict[int, FailedLoad] = field(default_factory=dict)
+    unloaded: set[int] = field(default_factory=set)  # unloaded through the API
+    stats: dict[int, VersionStatistics] = field(default_factory=dict)
+    # Models this one needs (its spec's dependencies, read at each reconcile), and those of
+    # them that were not available at its last reconcile.
+    needs: tuple[str, ...] = ()
+    missing: tuple[str, ...] = ()
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)  # state changes, never a drain
+    stale: bool = False  # the source changed while a reconcile was running
+    task: asyncio.Task[None] | None = None
+    cached_snapshot: VersionSnapshot | None = None
+
+    @property
+    def spec(self) -> ModelSpec | None:
+        if self.spec_override is not None:
+            return self.spec_override
+        if self.source is not None and self.source.spec is not None:
+            return self.source.spec
+        return self.last_good_spec
+
+    @property
+    def config_error(self) -> str | None:
+        if self.spec_override is not None or self.source is None:
+            return None
+        return self.source.config_error
+
+    def changed(self) -> None:
+        """Something a snapshot shows changed: the next request builds a new one."""
+        self.cached_snapshot = None
+
+    def snapshot(self) -> VersionSnapshot:
+        snapshot = self.cached_snapshot
+        if snapshot is None:
+            spec = self.spec
+            labels = MappingProxyType(dict(spec.labels)) if spec is not None else {}
+            versions = tuple(sorted(self.serving))
+            reason = "" if versions else self.why_unavailable()
+            snapshot = self.cached_snapshot = VersionSnapshot(self.name, versions, labels, reason)
+        return snapshot
+
+    def all_managed(self) -> list[ManagedServable]:
+        return [*self.serving.values(), *self.loading.values(), *self.retiring]
+
+    # -- what it says ---------------------------------------------------------------------
+
+    def why_unavailable(self) -> str:
+        if self.config_error:
+            return self.config_error
+        if self.missing:
+            return waiting_reason(self.missing)
+        if self.failures:
+            return "; ".join(f"version {f.version}: {f.error}" for f in self.failures.values())
+        if self.loading:
+            return "loading"
+        return self.no_version_reason()
+
+    def no_version_reason(self) -> str:
+        if self.source is not None and self.source.versions and self.spec is not None:
+            return (
+                f"no version folder matches the version policy "
+                f"({self.spec.policy.describe()}; found {sorted(self.source.versions)})"
+            )
+        return "no version folder found"
+
+    def version_error(self, version: int) -> Exception:
+        """Why ``version`` cannot be leased."""
+        name = self.name
+        if version in self.loading:
+            return ModelNotReadyError(
+                f"version {version} of model {name!r} is loading", retry_after_s=1.0
+            )
+        if version in self.failures:
+            return ModelNotReadyError(
+                f"version {version} of model {name!r} failed to load: "
+                f"{self.failures[version].error}",
+                retry_after_s=1.0,
+            )
+        on_disk = self.source is not None and version in self.source.versions
+        if on_disk:
+            policy = self.spec.policy.describe() if self.spec else "unknown"
+            return ModelNotFoundError(
+                f"version {version} of model {name!r} is not served (version policy: {policy})"
+            )
+        return ModelNotFoundError(f"model {name!r} has no version {version}")
+
+
+def waiting_reason(missing: tuple[str, ...]) -> str:
+    """Why a model that needs others does not load yet."""
+    names = ", ".join(repr(name) for name in missing)
+    return f"waiting for model {names} to be available (a dependency)"
