@@ -38,13 +38,13 @@ def test_models_list_load_unload(tmp_path: Path) -> None:
         tmp_path, "--model-control-mode", "explicit", "--load-model", "a", grpc=False
     ) as server:
         url = ["--url", server.http_url]
-        listed = serval("models", *url, "list")
+        listed = serval("models", "list", *url)  # --url before or after the action
         assert listed.returncode == 0, listed.stderr
         lines = listed.stdout.splitlines()
         assert lines[0].split() == ["MODEL", "VERSION", "STATE", "REASON"]
         assert lines[1].split() == ["a", "1", "READY"]
         assert lines[2].split()[:3] == ["b", "-", "UNAVAILABLE"]
-        assert serval("models", *url, "load", "b").returncode == 0
+        assert serval("models", "load", "b", *url).returncode == 0
         rows = [line.split() for line in serval("models", *url, "list").stdout.splitlines()]
         assert ["b", "1", "READY"] in rows
         assert serval("models", *url, "unload", "a").returncode == 0

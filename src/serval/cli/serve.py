@@ -42,7 +42,10 @@ _FLAGS: dict[str, dict[str, Any]] = {
         "type": int,
         "help": "server processes sharing the ports, each loading every model (default 1)",
     },
-    "--log-level": {"choices": ["debug", "info", "warning", "error"]},
+    "--log-level": {
+        "choices": ["debug", "info", "warning", "error"],
+        "help": "the least severe log lines written (default info)",
+    },
     "--log-format": {
         "choices": ["auto", "json", "text"],
         "help": "auto (default): JSON lines unless stderr is a terminal",
