@@ -8,14 +8,13 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import httpx
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
-from serval.testing import RunningServer, run_server
+from serval.testing import run_server
+from tests.e2e.workload import wait_for_workload
 from tests.onnx_models import busy, linear, write_model
 
 pytestmark = pytest.mark.e2e
@@ -79,16 +78,6 @@ def test_bad_settings_are_reported(tmp_path: Path) -> None:
     assert result.returncode == 2 and "--strict-readiness" in result.stderr
 
 
-def inflight(server: RunningServer, model: str) -> float:
-    """The server's ``serval_inflight_requests`` for ``model`` (0 when it has no sample)."""
-    text = httpx.get(f"{server.http_url}/metrics", timeout=10).text
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if sample.name == "serval_inflight_requests" and sample.labels["model"] == model:
-                return float(sample.value)
-    return 0.0
-
-
 def test_sigterm_finishes_requests_in_flight(tmp_path: Path) -> None:
     # `busy` runs n rounds of a matrix product: thousands keep the model busy for a while.
     write_model(tmp_path, "slow", 1, busy())
@@ -113,10 +102,8 @@ def test_sigterm_finishes_requests_in_flight(tmp_path: Path) -> None:
 
         sender = threading.Thread(target=send)
         sender.start()
-        deadline = time.monotonic() + 30
-        while inflight(server, "slow") < 1:  # the request runs in the model now
-            assert sender.is_alive() and time.monotonic() < deadline, (results, errors)
-            time.sleep(0.01)
+        wait_for_workload(server, "slow", lambda now: now.running >= 1 or not sender.is_alive())
+        assert sender.is_alive(), (results, errors)  # the request runs in the model now
         server.process.send_signal(signal.SIGTERM)
         sender.join(60)
         assert server.process.wait(30) == 0
