@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from serval.testing import run_server
+from serval.testing import free_port, run_server
 from tests.onnx_models import linear, remove_version, write_model
 
 pytestmark = pytest.mark.e2e
@@ -116,7 +116,7 @@ def test_add_then_remove_a_version_under_load(tmp_path: Path) -> None:
 
 
 def test_a_client_thread_failure_fails_the_test() -> None:
-    load = Load("http://127.0.0.1:9", clients=1)  # nothing listens on the discard port
+    load = Load(f"http://127.0.0.1:{free_port()}", clients=1)  # nothing listens there
     with pytest.raises(httpx.ConnectError), load:
         load.wait_until(lambda: False, "never", 10)
     assert load.errors
