@@ -90,7 +90,7 @@ class FileSystemSource:
                     model = replace(model, problems=())  # the repository's warning says it
                 models[model.name] = model
                 self._report(model.name, _loggable(model))
-        self._forget(set(self._reported) - set(models) - {_REPOSITORY})
+        self._forget_all_but({*models, _REPOSITORY})
         return models
 
     def scan_model(self, name: str) -> ModelSource | None:
@@ -112,9 +112,10 @@ class FileSystemSource:
         for problem in sorted(new):
             logger.warning("%s", problem)
 
-    def _forget(self, keys: set[str]) -> None:
+    def _forget_all_but(self, keys: set[str]) -> None:
+        """Forget models that are gone: a mistake in one that comes back is logged again."""
         with self._reported_lock:
-            for key in keys:
+            for key in set(self._reported) - keys:
                 del self._reported[key]
 
     def _read_model(self, path: Path) -> ModelSource:
