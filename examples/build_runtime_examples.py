@@ -11,7 +11,8 @@
   post-processing, run in a worker process; its source is examples/runtimes/python/1, copied.
 
 The tabular models take ``input``, FP64 ``[-1, n_features]``. The models are trained on generated
-data with fixed seeds, so the files are small and reproducible.
+data with fixed seeds, so the files are small and reproducible. The trained files are not in git
+(.gitignore): a skops file differs at every build, so building would dirty the tree.
 """
 
 from __future__ import annotations

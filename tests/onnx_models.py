@@ -90,6 +90,27 @@ def add_sub() -> onnx.ModelProto:
     )
 
 
+def classifier(features: int = 2) -> onnx.ModelProto:
+    """FP32 x [-1, features] -> probabilities [-1, features] (softmax) and INT64 label [-1]
+    (argmax): the shape of an sklearn classifier converted to ONNX."""
+    return _model(
+        helper.make_graph(
+            [
+                helper.make_node("Softmax", ["x"], ["probabilities"], axis=1),
+                helper.make_node("ArgMax", ["x"], ["label"], axis=1, keepdims=0),
+            ],
+            "classifier",
+            [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", features])],
+            [
+                helper.make_tensor_value_info(
+                    "probabilities", TensorProto.FLOAT, ["batch", features]
+                ),
+                helper.make_tensor_value_info("label", TensorProto.INT64, ["batch"]),
+            ],
+        )
+    )
+
+
 def busy(width: int = 4, size: int = 128) -> onnx.ModelProto:
     """FP32 x [-1, width] and INT64 n [-1, 1] -> y = x, after max(n) rounds of a size x size
     MatMul: a model whose run time the request chooses (n = 0 is quick)."""

@@ -18,13 +18,13 @@ from serval.core.batching.servable import BatchingOptions, BatchingServable
 from serval.core.composition.layers import Composition, no_layers
 from serval.core.control import ControlPlane
 from serval.core.dataplane import DataPlane, ServerMetadata
-from serval.core.events import EventBus, StateChanged
+from serval.core.events import EventBus
 from serval.core.lifecycle.manager import LifecycleManager, ManagerOptions
 from serval.core.lifecycle.source import FileSystemSource
-from serval.core.lifecycle.states import ServableState
 from serval.core.model_spec import ModelSpec
 from serval.core.servable import Predictor, Servable, ThreadPoolServable
 from serval.observability.metrics import ServalMetrics, exposition
+from serval.observability.model_log import ModelStateLog
 from serval.observability.requests import RequestObserver, RequestRecorder
 from serval.protocols.rest.app import build_rest_app
 from serval.protocols.rest.v2 import EXTENSIONS
@@ -41,7 +41,7 @@ logger = logging.getLogger("serval.models")
 def build(settings: Settings, *, span_exporter: SpanExporter | None = None) -> Server:
     """``span_exporter`` replaces the OTLP exporter when tracing is on (tests)."""
     events = EventBus()
-    events.on_state_changed(log_state_change)
+    events.on_state_changed(ModelStateLog())
     threads = settings.inference_threads or os.cpu_count() or 1
     inference_pool = ThreadPoolExecutor(threads, thread_name_prefix="serval-infer")
     load_pool = ThreadPoolExecutor(4, thread_name_prefix="serval-load")
@@ -170,16 +170,3 @@ def _grpc_service(
         observer=observer,
         access_log=settings.access_log,
     )
-
-
-def log_state_change(event: StateChanged) -> None:
-    name, version = event.id.name, event.id.version
-    if event.state is ServableState.AVAILABLE:
-        took = f" in {event.duration_s:.2f} s" if event.duration_s is not None else ""
-        logger.info("model %s version %d loaded%s", name, version, took)
-    elif event.state is ServableState.END and event.error:
-        logger.error("model %s version %d failed to load: %s", name, version, event.error)
-    elif event.state is ServableState.END:
-        logger.info("model %s version %d unloaded", name, version)
-    elif event.state is ServableState.LOADING:
-        logger.info("model %s version %d loading", name, version)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import gc
 import logging
 import signal
@@ -22,6 +23,7 @@ import uvicorn
 from starlette.types import ASGIApp
 
 from serval.config import Settings
+from serval.core.errors import PortInUseError
 from serval.core.lifecycle.manager import LifecycleManager
 from serval.protocols.rest.coalescing import CoalescingHttpToolsProtocol
 
@@ -72,7 +74,7 @@ class Server:
                 return_when=asyncio.FIRST_COMPLETED,
             )
         http = self._http_server()
-        listener = _listen(self._settings.host, self._settings.http_port, reuse_port=shared)
+        listener = _listen_http(self._settings.host, self._settings.http_port, reuse_port=shared)
         await http.startup(sockets=[listener])
         http_loop = asyncio.create_task(http.main_loop(), name="serval-http")
         if self._grpc is not None:
@@ -143,6 +145,17 @@ class Server:
         server = uvicorn.Server(config)
         server.lifespan = config.lifespan_class(config)
         return server
+
+
+def _listen_http(host: str, port: int, *, reuse_port: bool) -> socket.socket:
+    try:
+        return _listen(host, port, reuse_port=reuse_port)
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            raise PortInUseError(
+                f"REST cannot listen on {host}:{port}: the port is in use", setting="http_port"
+            ) from exc
+        raise
 
 
 def _listen(host: str, port: int, *, reuse_port: bool = False) -> socket.socket:

@@ -95,7 +95,10 @@ def test_thread_pool_servable_drops_a_request_that_waited_past_its_deadline() ->
 
     async def body() -> None:
         waiting = asyncio.ensure_future(servable.predict(req(1, 0.0, deadline=time.monotonic())))
-        await asyncio.sleep(0.01)
+        give_up = time.monotonic() + 5
+        while pool._work_queue.qsize() == 0:  # until the request waits behind the blocker
+            assert time.monotonic() < give_up, "the request never reached the pool"
+            await asyncio.sleep(0.001)
         blocker.set()
         with pytest.raises(DeadlineExceededError):
             await waiting

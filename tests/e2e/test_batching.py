@@ -18,6 +18,7 @@ import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
 
 from serval.testing import RunningServer, run_server
+from tests.e2e.workload import wait_for_workload
 from tests.onnx_models import busy, write_model
 
 pytestmark = pytest.mark.e2e
@@ -39,7 +40,6 @@ CLIENTS = 64
 ROUNDS = 3
 WIDTH = 4
 BUSY_S = 2.0  # how long a slow request keeps `single` busy
-SETTLE_S = 0.3  # time for a request sent in the background to reach the model
 
 
 @pytest.fixture(scope="module")
@@ -108,7 +108,7 @@ def start_slow(
 ) -> tuple[Future[httpx.Response], np.ndarray]:
     doc, x = infer_body(1, -100.0, rounds)
     slow = pool.submit(post, server, "single", doc)
-    time.sleep(SETTLE_S)  # it now runs on the only instance
+    wait_for_workload(server, "single", lambda now: now.running >= 1)  # on the only instance
     return slow, x
 
 
@@ -227,7 +227,7 @@ def test_a_full_queue_is_a_429_with_retry_after_and_loses_nothing(
     for index in range(2):  # max_queue_size: 2
         doc, x = infer_body(1, 10.0 * (index + 1))
         queued.append((background.submit(post, server, "single", doc), x))
-    time.sleep(SETTLE_S)
+    wait_for_workload(server, "single", lambda now: now.waiting >= 2)
     doc, _ = infer_body(1, 99.0)
     reply = post(server, "single", doc)
     assert reply.status_code == 429, reply.text
@@ -245,7 +245,7 @@ def test_adaptive_mode_refuses_what_would_miss_its_target_with_a_429(
     # times the 500 ms target.
     doc, slow_x = infer_body(1, -100.0, slow_rounds)
     slow = background.submit(post, server, "adaptive", doc)
-    time.sleep(SETTLE_S)
+    wait_for_workload(server, "adaptive", lambda now: now.running >= 1)
     doc, x = infer_body(1, 7.0)
     reply = post(server, "adaptive", doc)
     assert reply.status_code == 429, reply.text

@@ -10,7 +10,7 @@ import pytest
 
 from serval.core.tensors.datatypes import DataType
 from serval.testing import run_server
-from tests.onnx_models import add_sub, identity, linear, write_model
+from tests.onnx_models import add_sub, classifier, identity, linear, write_model
 
 pytestmark = pytest.mark.e2e
 
@@ -25,6 +25,7 @@ def http(tmp_path_factory: pytest.TempPathFactory) -> Iterator[httpx.Client]:
     )
     write_model(repo, "simple", 1, add_sub())
     write_model(repo, "text", 1, identity(DataType.BYTES))
+    write_model(repo, "classifier", 1, classifier())
     with (
         run_server(repo, grpc=False) as server,
         httpx.Client(base_url=server.http_url, timeout=10) as client,
@@ -77,6 +78,23 @@ def test_multiple_inputs_and_outputs(http: httpx.Client) -> None:
     }
 
 
+def test_int64_output_of_a_classifier_in_both_formats(http: httpx.Client) -> None:
+    # onnxruntime returns the INT64 label as numpy.longlong, which once made rows a 500.
+    rows = http.post("/v1/models/classifier:predict", json={"instances": [[0, 9], [9, 0]]})
+    assert rows.status_code == 200, rows.text
+    predictions = rows.json()["predictions"]
+    assert [p["label"] for p in predictions] == [1, 0]
+    assert predictions[0]["probabilities"] == pytest.approx([0.0001234, 0.9998766], abs=1e-6)
+    named = http.post("/v1/models/classifier:predict", json={"instances": [{"x": [2, 1]}]})
+    assert named.status_code == 200, named.text
+    assert named.json()["predictions"][0]["label"] == 0
+    columns = http.post("/v1/models/classifier:predict", json={"inputs": [[0, 9], [9, 0]]})
+    assert columns.status_code == 200, columns.text
+    assert columns.json()["outputs"]["label"] == [1, 0]
+    columns = http.post("/v1/models/classifier:predict", json={"inputs": {"x": [[3, 4]]}})
+    assert columns.json()["outputs"]["label"] == [1]
+
+
 def test_b64_strings(http: httpx.Client) -> None:
     encoded = base64.b64encode(b"caf\xc3\xa9").decode()
     response = http.post(
@@ -102,4 +120,4 @@ def test_status_and_metadata(http: httpx.Client) -> None:
         {"size": "-1", "name": ""},
         {"size": "2", "name": ""},
     ]
-    assert http.get("/v1/models").json() == {"models": ["linear", "simple", "text"]}
+    assert http.get("/v1/models").json() == {"models": ["classifier", "linear", "simple", "text"]}

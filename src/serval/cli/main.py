@@ -11,7 +11,7 @@ import argparse
 import gc
 import importlib
 import sys
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from types import ModuleType
 
 from serval import __version__
@@ -27,19 +27,26 @@ COMMANDS = {
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = argparse.ArgumentParser(prog="serval", description="A model server.")
-    parser.add_argument("--version", action="version", version=f"serval {__version__}")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     # serval's own options take no value, so the first word that is not one is the command.
     chosen = next((arg for arg in argv if not arg.startswith("-")), None)
-    for name, summary in COMMANDS.items():
-        if name == chosen:
-            _import_command(name).register(commands, summary)
-        else:
-            commands.add_parser(name, help=summary)  # listed, never parsed
+    parser = build_parser({chosen} if chosen else set())
     args = parser.parse_args(argv)
     result: int = args.run(args)
     return result
+
+
+def build_parser(registered: Collection[str]) -> argparse.ArgumentParser:
+    """serval's parser, with the arguments of the commands in ``registered``; the others are
+    listed in ``serval --help`` only."""
+    parser = argparse.ArgumentParser(prog="serval", description="A model server.")
+    parser.add_argument("--version", action="version", version=f"serval {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, summary in COMMANDS.items():
+        if name in registered:
+            _import_command(name).register(commands, summary)
+        else:
+            commands.add_parser(name, help=summary)  # listed, never parsed
+    return parser
 
 
 def _import_command(name: str) -> ModuleType:

@@ -8,19 +8,22 @@ from typing import Any
 
 import httpx
 
+DEFAULT_URL = "http://127.0.0.1:8080"
+_URL_HELP = f"the server's REST address (default {DEFAULT_URL})"
+
 
 def register(commands: Any, summary: str) -> None:
     parser = commands.add_parser("models", help=summary)
-    parser.add_argument(
-        "--url",
-        default="http://127.0.0.1:8080",
-        help="the server's REST address (default http://127.0.0.1:8080)",
-    )
+    parser.add_argument("--url", default=DEFAULT_URL, help=_URL_HELP)
+    # --url also after the action (`serval models list --url URL`); SUPPRESS: an action
+    # without it keeps the value given before it, or the default.
+    url_after = argparse.ArgumentParser(add_help=False)
+    url_after.add_argument("--url", default=argparse.SUPPRESS, help=_URL_HELP)
     actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
-    actions.add_parser("list", help="every model and version with its state")
+    actions.add_parser("list", parents=[url_after], help="every model and version with its state")
     for action in ("load", "unload"):
-        sub = actions.add_parser(action, help=f"{action} a model")
-        sub.add_argument("name")
+        sub = actions.add_parser(action, parents=[url_after], help=f"{action} a model")
+        sub.add_argument("name", help=f"the model to {action}")
     parser.set_defaults(run=run)
 
 

@@ -14,6 +14,7 @@ from pydantic import ValidationError
 from serval.app import build
 from serval.cli.supervisor import supervise
 from serval.config import Settings
+from serval.core.errors import PortInUseError
 from serval.core.model_spec import describe_validation_error
 from serval.observability.logging import configure_logging
 
@@ -41,7 +42,10 @@ _FLAGS: dict[str, dict[str, Any]] = {
         "type": int,
         "help": "server processes sharing the ports, each loading every model (default 1)",
     },
-    "--log-level": {"choices": ["debug", "info", "warning", "error"]},
+    "--log-level": {
+        "choices": ["debug", "info", "warning", "error"],
+        "help": "the least severe log lines written (default info)",
+    },
     "--log-format": {
         "choices": ["auto", "json", "text"],
         "help": "auto (default): JSON lines unless stderr is a terminal",
@@ -127,6 +131,16 @@ def serve_settings(settings: Settings) -> int:
     try:
         server = build(settings)
         _run_loop(server.run())
+    except PortInUseError as exc:
+        flag = "--" + exc.setting.replace("_", "-")
+        logging.getLogger("serval.server").error(
+            "cannot start: %s; choose another port with %s (or SERVAL_%s), or stop the program "
+            "that holds it",
+            exc.message,
+            flag,
+            exc.setting.upper(),
+        )
+        return 1
     except OSError as exc:
         logging.getLogger("serval.server").error("cannot start: %s", exc)
         return 1

@@ -96,3 +96,14 @@ class ModelExecutionError(ServalError):
     """The model itself failed while predicting (not the client's fault)."""
 
     code = ErrorCode.INTERNAL
+
+
+class PortInUseError(ServalError):
+    """A port the server was told to listen on is taken. ``setting`` names the setting
+    (``http_port``, ``grpc_port``), so that the command line can name its flag."""
+
+    code = ErrorCode.UNAVAILABLE
+
+    def __init__(self, message: str, *, setting: str) -> None:
+        super().__init__(message)
+        self.setting = setting

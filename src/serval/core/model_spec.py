@@ -8,6 +8,7 @@ sections (traffic, pipeline, monitoring, ...) are to live in modules of their ow
 
 from __future__ import annotations
 
+import difflib
 import re
 from collections.abc import Mapping
 from typing import Any, Literal
@@ -297,16 +298,21 @@ class ModelSpec(_Strict):
         try:
             return cls.model_validate(data)
         except ValidationError as exc:
-            raise ModelConfigError(f"{source}: {describe_validation_error(exc)}") from exc
+            raise ModelConfigError(f"{source}: {describe_validation_error(exc, cls)}") from exc
 
 
-def describe_validation_error(exc: ValidationError) -> str:
-    """One line per problem: ``key.path: reason``."""
+def describe_validation_error(exc: ValidationError, schema: type[BaseModel] | None = None) -> str:
+    """One line per problem: ``key.path: reason``. With ``schema``, an unknown top-level key
+    names the known key it is likely a misspelling of."""
     parts = []
     for error in exc.errors():
         location = ".".join(str(part) for part in error["loc"]) or "(top level)"
         reason = error["msg"]
         if error["type"] == "extra_forbidden":
             reason = "unknown key"
+            if schema is not None and len(error["loc"]) == 1:
+                close = difflib.get_close_matches(str(error["loc"][0]), schema.model_fields, n=1)
+                if close:
+                    reason = f"unknown key (did you mean {close[0]}?)"
         parts.append(f"{location}: {reason}")
     return "; ".join(parts)

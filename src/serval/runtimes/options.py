@@ -10,8 +10,8 @@ from typing import TypeVar
 from pydantic import BaseModel, ValidationError
 
 from serval.core.errors import ModelConfigError
+from serval.core.lifecycle.layout import SPEC_FILE
 from serval.core.lifecycle.loader import LoadRequest
-from serval.core.lifecycle.source import SPEC_FILE
 from serval.core.model_spec import TensorOverride, describe_validation_error
 from serval.core.types import TensorSpec
 
@@ -28,9 +28,8 @@ def parse_runtime_options(options_class: type[OptionsT], request: LoadRequest) -
     try:
         return options_class.model_validate(dict(request.spec.runtime_options))
     except ValidationError as exc:
-        raise ModelConfigError(
-            f"{spec_file(request)}: runtime_options: {describe_validation_error(exc)}"
-        ) from exc
+        reason = describe_validation_error(exc, options_class)
+        raise ModelConfigError(f"{spec_file(request)}: runtime_options: {reason}") from exc
 
 
 def apply_overrides(

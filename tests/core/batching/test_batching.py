@@ -211,7 +211,7 @@ def test_requests_that_cannot_share_a_batch_run_apart() -> None:
             req(1, 500.0, width=3, outputs=only_z),
         ]
         tasks = [asyncio.ensure_future(batching.predict(r)) for r in requests]
-        await asyncio.sleep(0.01)
+        await until(lambda: batching.waiting == len(requests))
         gate.set()
         await first
         responses = await asyncio.gather(*tasks)
@@ -274,7 +274,8 @@ def test_a_request_past_its_deadline_is_never_run() -> None:
         soon = time.monotonic() + 0.02
         expiring = asyncio.ensure_future(batching.predict(req(1, 3.0, deadline=soon)))
         patient = asyncio.ensure_future(batching.predict(req(1, 4.0)))
-        await asyncio.sleep(0.05)  # the deadline passes while the instance is busy
+        # The deadline passes while the instance is busy.
+        await until(lambda: batching.waiting == 2 and time.monotonic() > soon)
         gate.set()
         await running
         with pytest.raises(DeadlineExceededError, match="passed before the model ran it"):
@@ -321,7 +322,7 @@ def test_priorities_reorder_queued_requests() -> None:
         # priority 0 is the default level, here the lowest (3).
         order = [(3, 1.0), (0, 2.0), (1, 3.0), (2, 4.0), (1, 5.0)]
         tasks = [asyncio.ensure_future(batching.predict(req(1, v, priority=p))) for p, v in order]
-        await asyncio.sleep(0.01)
+        await until(lambda: batching.waiting == len(order))
         with pytest.raises(InvalidInputError, match="1 \\(highest\\) to 3"):
             await batching.predict(req(1, 9.0, priority=4))
         gate.set()
@@ -343,7 +344,7 @@ def test_priorities_within_a_batch_take_the_highest_first() -> None:
         await until(lambda: len(fake.calls) == 1)
         low = [asyncio.ensure_future(batching.predict(req(1, v, priority=2))) for v in (1, 2)]
         high = [asyncio.ensure_future(batching.predict(req(1, v))) for v in (3, 4)]  # default 1
-        await asyncio.sleep(0.01)
+        await until(lambda: batching.waiting == 4)
         gate.set()
         await asyncio.gather(running, *low, *high)
         await batching.close()
@@ -420,7 +421,7 @@ def test_a_failed_batch_fails_its_requests_only() -> None:
         await until(lambda: len(fake.calls) == 1)
         fake.fail_with = ZeroDivisionError("boom")
         doomed = [asyncio.ensure_future(batching.predict(req(1, v))) for v in (1.0, 2.0)]
-        await asyncio.sleep(0.01)
+        await until(lambda: batching.waiting == 2)
         gate.set()
         results = await asyncio.gather(first, *doomed, return_exceptions=True)
         assert all(isinstance(r, ZeroDivisionError) for r in results)
@@ -448,7 +449,7 @@ def test_outputs_that_do_not_follow_the_batch_fail_clearly() -> None:
         alone = asyncio.ensure_future(batching.predict(req(1, 0.0)))
         await until(lambda: len(fake.calls) == 1)
         merged = [asyncio.ensure_future(batching.predict(req(1, v))) for v in (1.0, 2.0)]
-        await asyncio.sleep(0.01)
+        await until(lambda: batching.waiting == 2)
         gate.set()
         assert (await alone).outputs[0].data.shape == (1, 2)
         for task in merged:
@@ -493,7 +494,7 @@ def test_timings_count_executions_and_batch_sizes() -> None:
         first = asyncio.ensure_future(batching.predict(req(1, 0.0)))
         await until(lambda: len(fake.calls) == 1)
         rest = [asyncio.ensure_future(batching.predict(req(r, 0.0))) for r in (1, 2, 3)]
-        await asyncio.sleep(0.01)
+        await until(lambda: batching.waiting == 3)
         gate.set()
         responses = await asyncio.gather(first, *rest)
         await batching.close()

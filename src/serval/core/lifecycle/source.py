@@ -4,24 +4,35 @@ Layout (Triton / TF Serving)::
 
     MODEL_REPOSITORY/<model-name>/model.yaml            optional
     MODEL_REPOSITORY/<model-name>/<version>/<artifact>  version is a positive integer
+
+Mistakes in ``model.yaml`` and in the layout (``layout``) are logged as warnings once each, when
+they appear or change: a scan runs every poll interval, and the log is read by people.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
-from dataclasses import dataclass, field
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Protocol
 
 import yaml
 
 from serval.core.errors import ModelConfigError
+from serval.core.lifecycle.layout import (
+    SPEC_FILE,
+    model_folder_problems,
+    parse_version,
+    repository_problems,
+)
 from serval.core.model_spec import ModelSpec
 
 logger = logging.getLogger(__name__)
 
-SPEC_FILE = "model.yaml"
+_REPOSITORY = ""  # the key of repository-wide problems (no model is named "")
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,13 +46,15 @@ class VersionSource:
 
 @dataclass(frozen=True, slots=True)
 class ModelSource:
-    """One model folder as found on disk. Exactly one of ``spec`` and ``config_error`` is set."""
+    """One model folder as found on disk. Exactly one of ``spec`` and ``config_error`` is set;
+    ``problems`` are layout mistakes that do not stop the model (see ``layout``)."""
 
     name: str
     path: Path
     spec: ModelSpec | None
     config_error: str | None = None
     versions: dict[int, VersionSource] = field(default_factory=dict)
+    problems: tuple[str, ...] = ()
 
 
 class Source(Protocol):
@@ -58,25 +71,59 @@ class FileSystemSource:
 
     def __init__(self, root: Path) -> None:
         self.root = root
+        # What was logged last for each model (and the repository): scans run in executor
+        # threads, an index request's beside the poll's.
+        self._reported: dict[str, frozenset[str]] = {}
+        self._reported_lock = threading.Lock()
 
     def scan(self) -> dict[str, ModelSource]:
         if not self.root.is_dir():
-            logger.error("model repository %s is not a folder", self.root)
+            self._report(_REPOSITORY, [f"the model repository {self.root} is not a folder"])
             return {}
+        repository = repository_problems(self.root)
+        self._report(_REPOSITORY, repository)
         models = {}
         for entry in sorted(self.root.iterdir()):
             if entry.is_dir() and not entry.name.startswith("."):
                 model = self._read_model(entry)
+                if repository and parse_version(model.name) is not None:
+                    model = replace(model, problems=())  # the repository's warning says it
                 models[model.name] = model
+                self._report(model.name, _loggable(model))
+        self._forget_all_but({*models, _REPOSITORY})
         return models
 
     def scan_model(self, name: str) -> ModelSource | None:
         if "/" in name or name.startswith("."):
             return None
         path = self.root / name
-        return self._read_model(path) if path.is_dir() else None
+        if not path.is_dir():
+            return None
+        model = self._read_model(path)
+        self._report(name, _loggable(model))
+        return model
+
+    def _report(self, key: str, problems: Iterable[str]) -> None:
+        """Log each problem that was not logged for ``key`` by the previous scan."""
+        current = frozenset(problems)
+        with self._reported_lock:
+            new = current - self._reported.get(key, frozenset())
+            self._reported[key] = current
+        for problem in sorted(new):
+            logger.warning("%s", problem)
+
+    def _forget_all_but(self, keys: set[str]) -> None:
+        """Forget models that are gone: a mistake in one that comes back is logged again."""
+        with self._reported_lock:
+            for key in set(self._reported) - keys:
+                del self._reported[key]
 
     def _read_model(self, path: Path) -> ModelSource:
+        model = self._read_spec_and_versions(path)
+        versions = model.versions if model.spec is not None else _versions(path)
+        return replace(model, problems=tuple(model_folder_problems(path, versions, model.spec)))
+
+    def _read_spec_and_versions(self, path: Path) -> ModelSource:
         spec_path = path / SPEC_FILE
         spec_digest = ""
         try:
@@ -89,22 +136,35 @@ class FileSystemSource:
         except ModelConfigError as exc:
             return ModelSource(path.name, path, None, exc.message)
         except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-            reason = str(exc).replace("\n", " ")
+            reason = " ".join(str(exc).split())
+            if "'\\t'" in reason:
+                reason += " (YAML indents with spaces, never tabs)"
             return ModelSource(path.name, path, None, f"{spec_path}: cannot read: {reason}")
         versions = {}
         for child in path.iterdir():
-            version = _parse_version(child.name)
+            version = parse_version(child.name)
             if version is not None and child.is_dir():
                 fingerprint = _fingerprint(child, spec_digest)
                 versions[version] = VersionSource(version, child, fingerprint)
         return ModelSource(path.name, path, spec, None, versions)
 
 
-def _parse_version(name: str) -> int | None:
-    if not name.isdigit():
-        return None
-    version = int(name)
-    return version if version > 0 else None
+def _versions(path: Path) -> set[int]:
+    return {
+        version
+        for child in path.iterdir()
+        if (version := parse_version(child.name)) is not None and child.is_dir()
+    }
+
+
+def _loggable(model: ModelSource) -> list[str]:
+    problems = list(model.problems)
+    if model.config_error is not None:
+        problems.append(
+            f"{model.config_error}; until it is fixed, model {model.name} keeps its last good "
+            f"configuration (if it had one)"
+        )
+    return problems
 
 
 def _fingerprint(folder: Path, spec_digest: str) -> str:

@@ -3,7 +3,9 @@ reflection on one ``grpc.aio`` server, sharing the process's asyncio loop with R
 
 from __future__ import annotations
 
+import errno
 import logging
+import socket
 
 import grpc
 import grpc.aio
@@ -13,6 +15,7 @@ from grpc_reflection.v1alpha import reflection, reflection_pb2
 
 from serval.core.control import ControlPlane
 from serval.core.dataplane import DataPlane
+from serval.core.errors import PortInUseError
 from serval.observability.requests import RequestObserver
 from serval.protocols.grpc.access_log import AccessLogInterceptor
 from serval.protocols.grpc.generated import grpc_service_pb2 as pb
@@ -41,6 +44,23 @@ def _address(host: str, port: int) -> str:
     if ":" in host and not host.startswith("["):  # an IPv6 literal
         host = f"[{host}]"
     return f"{host}:{port}"
+
+
+def port_in_use(host: str, port: int, *, reuse_port: bool) -> bool:
+    """Whether binding ``host:port`` fails because another socket holds it. Asked before gRPC
+    binds, because gRPC's C core writes its own lines to stderr when a bind fails."""
+    if port == 0:
+        return False
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as gRPC's listener
+        if reuse_port:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        try:
+            probe.bind((host.strip("[]"), port))
+        except OSError as exc:
+            return exc.errno == errno.EADDRINUSE
+    return False
 
 
 class GrpcServer:
@@ -104,6 +124,11 @@ class GrpcServer:
             server,
             pool=_reflection_pool(),
         )
+        host, port = self._address.rsplit(":", 1)
+        if port_in_use(host, int(port), reuse_port=self._reuse_port):
+            raise PortInUseError(
+                f"gRPC cannot listen on {self._address}: the port is in use", setting="grpc_port"
+            )
         try:
             bound = server.add_insecure_port(self._address)
         except RuntimeError as exc:

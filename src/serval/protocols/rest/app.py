@@ -6,6 +6,7 @@ from collections.abc import Awaitable, Callable
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -15,7 +16,7 @@ from serval.core.control import ControlPlane
 from serval.core.dataplane import DataPlane
 from serval.core.errors import ServalError
 from serval.observability.requests import RequestObserver
-from serval.protocols.rest.errors import error_response, json_error, unexpected_error
+from serval.protocols.rest.errors import UnexpectedErrors, error_response, json_error
 from serval.protocols.rest.middleware import RequestIdMiddleware
 from serval.protocols.rest.v1 import V1Routes
 from serval.protocols.rest.v2 import V2Routes
@@ -34,10 +35,6 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     if exc.status_code == 405:
         return json_error(405, f"method {request.method} not allowed on {request.url.path}")
     return json_error(exc.status_code, str(exc.detail))
-
-
-async def _unexpected(request: Request, exc: Exception) -> Response:
-    return unexpected_error(exc)
 
 
 def build_rest_app(
@@ -62,8 +59,8 @@ def build_rest_app(
         exception_handlers={
             ServalError: _serval_error,
             HTTPException: _http_error,
-            Exception: _unexpected,
         },
+        middleware=[Middleware(UnexpectedErrors)],
     )
     return InferFastPath(infer, RequestIdMiddleware(app, access_log=access_log))
 

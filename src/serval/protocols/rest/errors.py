@@ -1,12 +1,15 @@
-"""Error codes -> HTTP statuses, and the JSON error body ``{"error": "..."}``."""
+"""Error codes -> HTTP statuses, the JSON error body ``{"error": "..."}``, and the layer that
+turns an unexpected exception into one logged 500."""
 
 from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Awaitable
 
 import orjson
 from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from serval.core.errors import ErrorCode, ServalError
 
@@ -48,3 +51,33 @@ def json_error(status: int, message: str, headers: dict[str, str] | None = None)
 def unexpected_error(exc: Exception) -> Response:
     logger.exception("unexpected error while serving a request", exc_info=exc)
     return json_error(500, f"internal error: {type(exc).__name__}: {exc}")
+
+
+class UnexpectedErrors:
+    """Answers an exception no handler took with a 500 and logs it once.
+
+    It sits inside Starlette's ``ServerErrorMiddleware``, which would answer too but then
+    re-raise, so that uvicorn logged the same traceback a second time.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self._app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self._app(scope, receive, send)
+            return
+        started = False
+
+        def send_tracked(message: Message) -> Awaitable[None]:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            return send(message)
+
+        try:
+            await self._app(scope, receive, send_tracked)
+        except Exception as exc:
+            if started:  # too late for an error response: let the server close the connection
+                raise
+            await unexpected_error(exc)(scope, receive, send)

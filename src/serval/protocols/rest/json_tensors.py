@@ -1,7 +1,8 @@
 """JSON tensor data <-> numpy, strict about what a client may send.
 
 numpy alone would turn "1.5" into 1.5 or 300 into an INT8 of 44; a client mistake must be a 400
-that names the tensor instead.
+that names the tensor instead. Outputs go the other way through ``array_to_json``, which hands
+orjson only dtypes it serialises (``json_ready``).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import binascii
 from typing import Any
 
 import numpy as np
+import orjson
 
 from serval.core.errors import InvalidInputError
 from serval.core.tensors.datatypes import DataType
@@ -115,7 +117,60 @@ def array_to_json(data: np.ndarray[Any, Any], datatype: DataType, *, b64: bool =
         return data.item()
     if datatype is DataType.FP16:
         return data.astype(np.float32)  # orjson has no float16
-    return np.ascontiguousarray(data)
+    return json_ready(data)
+
+
+def json_ready(data: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+    """A contiguous array whose dtype is numpy's canonical one for its kind and size.
+
+    onnxruntime returns INT64 as ``numpy.longlong`` (and may return ``ulonglong``): equal to
+    int64 as a dtype, but a distinct scalar type that orjson refuses, so indexing such an array
+    (V1 rows) made a response fail. Same kind and size: a view, no copy.
+    """
+    data = np.ascontiguousarray(data)
+    canonical = _CANONICAL.get((data.dtype.kind, data.dtype.itemsize))
+    if canonical is None or data.dtype.type is canonical.type:
+        return data  # canonical, or no protocol datatype (float128): json_default writes it
+    return data.view(canonical)
+
+
+_CANONICAL: dict[tuple[str, int], np.dtype[Any]] = {
+    (dtype.kind, dtype.itemsize): dtype
+    for dtype in map(
+        np.dtype,
+        (
+            np.bool_,
+            np.int8,
+            np.int16,
+            np.int32,
+            np.int64,
+            np.uint8,
+            np.uint16,
+            np.uint32,
+            np.uint64,
+            np.float16,
+            np.float32,
+            np.float64,
+        ),
+    )
+}
+
+
+def json_default(value: Any) -> Any:
+    """orjson's ``default``: a numpy scalar or array it does not write natively (called only
+    for those, so free on the common path)."""
+    if isinstance(value, np.ndarray):
+        return value.astype(np.float64) if value.dtype.kind == "f" else value.tolist()
+    if isinstance(value, np.generic):
+        item = value.item()  # float128's item() is itself
+        return float(item) if isinstance(item, np.floating) else item
+    raise TypeError(f"Type is not JSON serializable: {type(value).__name__}")
+
+
+def dumps_json(content: Any) -> bytes:
+    """``content`` (numpy arrays and scalars included) as JSON bytes; NaN and infinities are
+    written as null (orjson's behaviour)."""
+    return orjson.dumps(content, default=json_default, option=orjson.OPT_SERIALIZE_NUMPY)
 
 
 def _bytes_to_json(item: Any, b64: bool) -> Any:

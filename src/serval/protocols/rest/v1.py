@@ -10,7 +10,6 @@ import re
 import time
 from typing import Any
 
-import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -29,7 +28,7 @@ from serval.core.types import (
 )
 from serval.observability.requests import RequestObserver
 from serval.protocols.rest.body import parse_json_object, read_body
-from serval.protocols.rest.json_tensors import array_to_json, json_to_array
+from serval.protocols.rest.json_tensors import array_to_json, dumps_json, json_to_array
 from serval.protocols.rest.schedule_headers import (
     PRIORITY_HEADER,
     TIMEOUT_HEADER,
@@ -66,7 +65,7 @@ _TF_DTYPES = {
 def _json(content: Any, status: int = 200) -> Response:
     # TF Serving accepts and emits NaN/Infinity; orjson writes them as null.
     return Response(
-        orjson.dumps(content, option=orjson.OPT_SERIALIZE_NUMPY),
+        dumps_json(content),
         status_code=status,
         media_type="application/json",
     )

@@ -11,9 +11,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-import orjson
-
 from serval.core.deadlines import apply_schedule_parameters
 from serval.core.errors import InvalidInputError
 from serval.core.tensors.datatypes import DataType
@@ -26,7 +23,7 @@ from serval.core.types import (
     Tensor,
 )
 from serval.protocols.rest.body import parse_json_object
-from serval.protocols.rest.json_tensors import json_to_array
+from serval.protocols.rest.json_tensors import dumps_json, json_ready, json_to_array
 
 HEADER_LENGTH = "inference-header-content-length"
 
@@ -195,7 +192,7 @@ def encode_infer_response(response: InferenceResponse, request: InferenceRequest
     if response.parameters:
         doc["parameters"] = dict(response.parameters)
     doc["outputs"] = outputs
-    header = orjson.dumps(doc, option=orjson.OPT_SERIALIZE_NUMPY)
+    header = dumps_json(doc)
     if not chunks:
         return EncodedBody(header, "application/json", None)
     return EncodedBody(header + b"".join(chunks), "application/octet-stream", len(header))
@@ -213,4 +210,4 @@ def _json_data(tensor: Tensor) -> Any:
             for item in tensor.data.reshape(-1)
         ]
     # orjson serialises contiguous numpy arrays natively (float32 stays short).
-    return np.ascontiguousarray(tensor.data).reshape(-1)
+    return json_ready(tensor.data).reshape(-1)
