@@ -22,7 +22,13 @@ from serval.core.lifecycle.manager import LifecycleManager, ManagerOptions
 from serval.core.lifecycle.source import FileSystemSource
 from serval.core.lifecycle.states import ServableState
 from serval.core.model_spec import ModelSpec
-from serval.core.servable import Predictor, Servable, ThreadPoolServable
+from serval.core.servable import (
+    CallLimits,
+    Predictor,
+    Servable,
+    ThreadPoolServable,
+    TimedPredictor,
+)
 from serval.observability.metrics import ServalMetrics, exposition
 from serval.observability.requests import RequestObserver, RequestRecorder
 from serval.protocols.rest.app import build_rest_app
@@ -51,7 +57,7 @@ def build(settings: Settings, *, span_exporter: SpanExporter | None = None) -> S
         # work; the others share the inference pool (docs/batching.md#threads).
         if spec.scheduled:
             return BatchingServable(predictor, BatchingOptions.from_spec(spec))
-        return ThreadPoolServable(predictor, inference_pool)
+        return ThreadPoolServable(predictor, inference_pool, call_limits(spec, predictor, threads))
 
     manager = LifecycleManager(
         FileSystemSource(settings.model_repository),
@@ -92,6 +98,19 @@ def build(settings: Settings, *, span_exporter: SpanExporter | None = None) -> S
         grpc_service,
         [inference_pool, load_pool],
         on_stop=telemetry.on_stop,
+    )
+
+
+def call_limits(spec: ModelSpec, predictor: Predictor, threads: int) -> CallLimits:
+    """A model's share of the ``threads`` shared inference threads: never all of them, so a
+    hung model leaves at least one to the others (when there are two or more)."""
+    most = max(1, threads - 1)
+    wanted = spec.concurrency.limit
+    timeout_s = predictor.call_timeout_s if isinstance(predictor, TimedPredictor) else None
+    return CallLimits(
+        max_concurrency=most if wanted is None else min(wanted, most),
+        max_waiting=spec.concurrency.max_waiting,
+        timeout_s=timeout_s,
     )
 
 

@@ -26,9 +26,10 @@ from serval.core.errors import (
 )
 from serval.core.events import EventBus, StateChanged
 from serval.core.lifecycle.handles import FailedLoad, ManagedServable, Workload
-from serval.core.lifecycle.loader import LoaderFactory, LoadRequest
+from serval.core.lifecycle.loader import Loader, LoaderFactory, LoadRequest
 from serval.core.lifecycle.source import ModelSource, Source, VersionSource
 from serval.core.lifecycle.states import ServableId, ServableState, ServableStatus
+from serval.core.load_override import LoadOverride
 from serval.core.model_spec import ModelSpec
 from serval.core.servable import Predictor, Servable
 from serval.core.statistics import VersionStatistics
@@ -63,7 +64,7 @@ class ModelRecord:
     name: str
     wanted: bool
     source: ModelSource | None = None
-    spec_override: ModelSpec | None = None
+    spec_override: LoadOverride | None = None  # from the load API; model.yaml's operator fields
     last_good_spec: ModelSpec | None = None  # what serving versions were loaded with
     serving: dict[int, ManagedServable] = field(default_factory=dict)
     loading: dict[int, ManagedServable] = field(default_factory=dict)
@@ -77,17 +78,19 @@ class ModelRecord:
 
     @property
     def spec(self) -> ModelSpec | None:
+        file_spec = self.source.spec if self.source is not None else None
         if self.spec_override is not None:
-            return self.spec_override
-        if self.source is not None and self.source.spec is not None:
-            return self.source.spec
+            if self.source is not None and self.source.config_error is not None:
+                return None  # the operator's settings are unknown until model.yaml is fixed
+            return self.spec_override.applied_to(file_spec)
+        if file_spec is not None:
+            return file_spec
         return self.last_good_spec
 
     @property
     def config_error(self) -> str | None:
-        if self.spec_override is not None or self.source is None:
-            return None
-        return self.source.config_error
+        # Also with an override: it never sets the operator's fields, model.yaml does.
+        return None if self.source is None else self.source.config_error
 
 
 @dataclass(frozen=True, slots=True)
@@ -282,7 +285,7 @@ class LifecycleManager:
             loader = self._loader_factory(LoadRequest(record.name, found.version, found.path, spec))
             loop = asyncio.get_running_loop()
             predictor = await asyncio.wait_for(
-                loop.run_in_executor(self._load_executor, loader.load),
+                loop.run_in_executor(self._load_executor, _load_guarded, loader),
                 self._options.load_timeout_s,
             )
             managed.servable = self._wrap(predictor, spec)
@@ -346,7 +349,7 @@ class LifecycleManager:
 
     # -- the control API ------------------------------------------------------------------
 
-    async def load(self, name: str, spec_override: ModelSpec | None = None) -> None:
+    async def load(self, name: str, spec_override: LoadOverride | None = None) -> None:
         """Load (or reload) a model from the repository; raise if no version serves after."""
         self._refuse_in_mode_none("load")
         loop = asyncio.get_running_loop()
@@ -358,6 +361,9 @@ class LifecycleManager:
             record = self._models[name] = ModelRecord(name, wanted=True)
         record.source = source
         record.spec_override = spec_override
+        if spec_override is not None:
+            spec_file = str(source.spec_file) if source.spec_file is not None else None
+            logger.info("model %s: settings: %s", name, spec_override.describe_origins(spec_file))
         record.wanted = True
         record.failures.clear()  # an explicit load retries at once
         await self._reconcile(record)
@@ -573,10 +579,23 @@ def _all_managed(record: ModelRecord) -> list[ManagedServable]:
     return [*record.serving.values(), *record.loading.values(), *record.retiring]
 
 
-def _with_override(fingerprint: str, override: ModelSpec | None) -> str:
+def _with_override(fingerprint: str, override: LoadOverride | None) -> str:
     if override is None:
         return fingerprint
-    return f"{fingerprint}+{hash(override.model_dump_json())}"
+    return f"{fingerprint}+{hash(override.spec.model_dump_json())}"
+
+
+def _load_guarded(loader: Loader) -> Predictor:
+    """``loader.load()``, with a ``SystemExit`` or ``KeyboardInterrupt`` (raised by a model's
+    code) turned into a failed load: on the event loop it would stop the whole server."""
+    try:
+        return loader.load()
+    except Exception:
+        raise
+    except GeneratorExit:
+        raise
+    except BaseException as exc:
+        raise ModelLoadError(f"loading raised {_describe(exc)}") from exc
 
 
 def _describe(exc: BaseException) -> str:

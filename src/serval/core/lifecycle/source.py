@@ -22,6 +22,7 @@ from serval.core.model_spec import ModelSpec
 logger = logging.getLogger(__name__)
 
 SPEC_FILE = "model.yaml"
+_MAX_NAME_CHARS = 255  # the usual file name limit (NAME_MAX)
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +43,7 @@ class ModelSource:
     spec: ModelSpec | None
     config_error: str | None = None
     versions: dict[int, VersionSource] = field(default_factory=dict)
+    spec_file: Path | None = None  # model.yaml's path when the model has one
 
 
 class Source(Protocol):
@@ -71,10 +73,16 @@ class FileSystemSource:
         return models
 
     def scan_model(self, name: str) -> ModelSource | None:
-        if "/" in name or name.startswith("."):
+        """The model folder ``name`` (a client's word: any name that cannot be a folder of the
+        repository, too long or with a NUL, is simply not there)."""
+        if "/" in name or name.startswith(".") or "\0" in name or len(name) > _MAX_NAME_CHARS:
             return None
         path = self.root / name
-        return self._read_model(path) if path.is_dir() else None
+        try:
+            is_model = path.is_dir()
+        except (OSError, ValueError):  # e.g. a name over the file system's limit
+            return None
+        return self._read_model(path) if is_model else None
 
     def _read_model(self, path: Path) -> ModelSource:
         spec_path = path / SPEC_FILE
@@ -97,7 +105,8 @@ class FileSystemSource:
             if version is not None and child.is_dir():
                 fingerprint = _fingerprint(child, spec_digest)
                 versions[version] = VersionSource(version, child, fingerprint)
-        return ModelSource(path.name, path, spec, None, versions)
+        found_file = spec_path if spec_digest else None
+        return ModelSource(path.name, path, spec, None, versions, found_file)
 
 
 def _parse_version(name: str) -> int | None:
