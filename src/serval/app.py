@@ -28,6 +28,7 @@ from serval.core.servable import (
     Servable,
     ThreadPoolServable,
     TimedPredictor,
+    TimeLimitedServable,
 )
 from serval.observability.metrics import ServalMetrics, exposition
 from serval.observability.requests import RequestObserver, RequestRecorder
@@ -57,7 +58,12 @@ def build(settings: Settings, *, span_exporter: SpanExporter | None = None) -> S
         # work; the others share the inference pool (docs/batching.md#threads).
         if spec.scheduled:
             return BatchingServable(predictor, BatchingOptions.from_spec(spec))
-        return ThreadPoolServable(predictor, inference_pool, call_limits(spec, predictor, threads))
+        servable: Servable = ThreadPoolServable(
+            predictor, inference_pool, call_limits(spec, threads)
+        )
+        if isinstance(predictor, TimedPredictor) and predictor.call_timeout_s is not None:
+            servable = TimeLimitedServable(servable, predictor.call_timeout_s)
+        return servable
 
     manager = LifecycleManager(
         FileSystemSource(settings.model_repository),
@@ -101,16 +107,14 @@ def build(settings: Settings, *, span_exporter: SpanExporter | None = None) -> S
     )
 
 
-def call_limits(spec: ModelSpec, predictor: Predictor, threads: int) -> CallLimits:
+def call_limits(spec: ModelSpec, threads: int) -> CallLimits:
     """A model's share of the ``threads`` shared inference threads: never all of them, so a
     hung model leaves at least one to the others (when there are two or more)."""
     most = max(1, threads - 1)
     wanted = spec.concurrency.limit
-    timeout_s = predictor.call_timeout_s if isinstance(predictor, TimedPredictor) else None
     return CallLimits(
         max_concurrency=most if wanted is None else min(wanted, most),
         max_waiting=spec.concurrency.max_waiting,
-        timeout_s=timeout_s,
     )
 
 

@@ -17,7 +17,7 @@ from serval.core.errors import (
     ModelExecutionError,
     OverloadedError,
 )
-from serval.core.servable import CallLimits, ThreadPoolServable
+from serval.core.servable import CallLimits, ThreadPoolServable, TimeLimitedServable
 from serval.core.tensors.datatypes import DataType
 from serval.core.types import InferenceRequest, InferenceResponse, ServableMetadata, Tensor
 
@@ -77,12 +77,13 @@ def test_a_timed_out_call_keeps_its_slot_until_it_returns() -> None:
     async def scenario() -> None:
         predictor = GatedPredictor()
         with ThreadPoolExecutor(4) as pool:
-            servable = ThreadPoolServable(predictor, pool, CallLimits(1, timeout_s=0.1))
+            servable = ThreadPoolServable(predictor, pool, CallLimits(1))
+            limited = TimeLimitedServable(servable, 0.1)
             with pytest.raises(DeadlineExceededError, match="timeout_s"):
-                await servable.predict(request())
+                await limited.predict(request())
             assert servable.abandoned_calls == 1
             with pytest.raises(DeadlineExceededError):  # waits behind the hung call
-                await servable.predict(request())
+                await limited.predict(request())
             assert predictor.started == 1
             predictor.gate.set()
             await until(lambda: servable._slots.running == 0)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 import time
 from concurrent.futures import Executor
 from dataclasses import dataclass
@@ -56,18 +57,18 @@ class TimedPredictor(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class CallLimits:
-    """How much of the shared inference pool one model may use (``core.call_slots``)."""
+    """How much of the shared inference pool one model may use (``core.call_slots``); the
+    default bounds nothing (the composition root sets the real bounds)."""
 
-    max_concurrency: int = 1
+    max_concurrency: int = sys.maxsize
     max_waiting: int = 10_000
-    timeout_s: float | None = None
 
 
 class ThreadPoolServable:
     """Runs a blocking ``Predictor`` in an executor: one thread hop per call, at most
-    ``limits.max_concurrency`` calls at once, each abandoned at ``limits.timeout_s``."""
+    ``limits.max_concurrency`` calls at once."""
 
-    __slots__ = ("_executor", "_predictor", "_slots", "_timeout_s", "abandoned_calls")
+    __slots__ = ("_executor", "_predictor", "_slots", "abandoned_calls")
 
     def __init__(
         self, predictor: Predictor, executor: Executor, limits: CallLimits | None = None
@@ -76,28 +77,13 @@ class ThreadPoolServable:
         self._predictor = predictor
         self._executor = executor
         self._slots = CallSlots(limits.max_concurrency, limits.max_waiting)
-        self._timeout_s = limits.timeout_s
-        self.abandoned_calls = 0  # given up at timeout_s while the model still ran them
+        self.abandoned_calls = 0  # given up (timeout, deadline) while the model still ran them
 
     @property
     def metadata(self) -> ServableMetadata:
         return self._predictor.metadata
 
     async def predict(self, request: InferenceRequest) -> InferenceResponse:
-        timeout_s = self._timeout_s
-        if timeout_s is None:
-            return await self._predict(request)
-        try:  # counted from arrival: waiting for a slot behind a hung call counts too
-            async with asyncio.timeout(timeout_s) as scope:
-                return await self._predict(request)
-        except TimeoutError:
-            if not scope.expired():
-                raise
-        raise DeadlineExceededError(
-            f"model {request.model_name!r} did not answer within its timeout_s ({timeout_s:g} s)"
-        )
-
-    async def _predict(self, request: InferenceRequest) -> InferenceResponse:
         submitted = time.perf_counter_ns()
         slots = self._slots
         if not slots.try_acquire():
@@ -145,3 +131,35 @@ class ThreadPoolServable:
 
     async def close(self) -> None:
         await asyncio.get_running_loop().run_in_executor(self._executor, self._predictor.close)
+
+
+class TimeLimitedServable:
+    """A layer that answers ``DeadlineExceededError`` when ``inner`` has not answered within
+    ``timeout_s`` of the request's arrival (waiting for a thread included). The call it gives
+    up on is cancelled: one not started never runs, a running one is abandoned (see
+    ``ThreadPoolServable``)."""
+
+    __slots__ = ("_inner", "_timeout_s")
+
+    def __init__(self, inner: Servable, timeout_s: float) -> None:
+        self._inner = inner
+        self._timeout_s = timeout_s
+
+    @property
+    def metadata(self) -> ServableMetadata:
+        return self._inner.metadata
+
+    async def predict(self, request: InferenceRequest) -> InferenceResponse:
+        timeout_s = self._timeout_s
+        try:
+            async with asyncio.timeout(timeout_s) as scope:
+                return await self._inner.predict(request)
+        except TimeoutError:
+            if not scope.expired():
+                raise
+        raise DeadlineExceededError(
+            f"model {request.model_name!r} did not answer within its timeout_s ({timeout_s:g} s)"
+        )
+
+    async def close(self) -> None:
+        await self._inner.close()
