@@ -177,3 +177,39 @@ def test_sigterm_exits_on_time_with_a_hung_call(tmp_path: Path) -> None:
         assert cut_off.status_code == 503
         assert "shutting down" in cut_off.json()["error"]
         assert "thread(s) still running" in server.log()
+
+
+COUNTING = """
+    import time
+
+    from serval import ServingModel, TensorInfo
+
+
+    class Counting(ServingModel):
+        inputs = [TensorInfo("x", "FP64", [-1])]
+        outputs = [TensorInfo("y", "FP64", [-1])]
+
+        def predict(self, data):
+            with open(self.path / "calls", "a") as calls:
+                calls.write("call\\n")
+            time.sleep(2)
+            return {"y": data["x"]}
+"""
+
+
+def test_a_request_whose_client_left_never_runs(tmp_path: Path) -> None:
+    write_python_model(version_folder(tmp_path, "slow"), COUNTING)
+    (tmp_path / "slow" / "model.yaml").write_text("concurrency: {limit: 1}\n")
+    calls = tmp_path / "slow" / "1" / "calls"
+    with run_server(tmp_path, "--inference-threads", "4", grpc=False) as server:
+        url = f"{server.http_url}/v2/models/slow/infer"
+        threads, results, errors = _in_threads([lambda: httpx.post(url, json=X, timeout=30)])
+        wait_for(calls.exists)
+        with pytest.raises(httpx.ReadTimeout):  # waits for the slot, then its client leaves
+            httpx.post(url, json=X, timeout=0.5)
+        threads[0].join(10)
+        if errors:
+            raise errors[0]
+        assert results[0].status_code == 200
+        assert httpx.post(url, json=X, timeout=30).status_code == 200
+        assert calls.read_text().count("call") == 2  # the first and the last, not the gone one

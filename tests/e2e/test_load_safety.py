@@ -5,9 +5,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import grpc
 import httpx
 import joblib
 import pytest
+from tritonclient.grpc import service_pb2 as pb
+from tritonclient.grpc import service_pb2_grpc
 
 from serval.testing import run_server
 from tests.runtimes.builders import sklearn_pickled_regressor, version_folder
@@ -35,7 +38,7 @@ def test_override_cannot_trust_a_pickle(tmp_path: Path) -> None:
     joblib.dump(_Hostile(marker), version_folder(repo, "pk") / "model.joblib")
     sklearn_pickled_regressor(repo, "trusted")  # model.yaml: trust_pickle: true
     with (
-        run_server(repo, "--model-control-mode", "explicit", grpc=False) as server,
+        run_server(repo, "--model-control-mode", "explicit") as server,
         httpx.Client(base_url=server.http_url, timeout=30) as http,
     ):
         for config, field in [
@@ -47,6 +50,15 @@ def test_override_cannot_trust_a_pickle(tmp_path: Path) -> None:
             assert refused.status_code == 400, refused.text
             assert field in refused.json()["error"]
             assert "model.yaml" in refused.json()["error"]
+        with grpc.insecure_channel(server.grpc_address) as channel:  # the same over gRPC
+            stub = service_pb2_grpc.GRPCInferenceServiceStub(channel)
+            config = json.dumps({"runtime_options": {"trust_pickle": True}})
+            load = pb.RepositoryModelLoadRequest(model_name="pk")
+            load.parameters["config"].string_param = config
+            with pytest.raises(grpc.RpcError) as raised:
+                stub.RepositoryModelLoad(load)
+            assert raised.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+            assert "runtime_options.trust_pickle" in (raised.value.details() or "")
         # Without the override, the pickle is refused as before.
         plain = _load(http, "pk", {"max_batch_size": 0})
         assert plain.status_code == 400
