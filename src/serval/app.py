@@ -16,13 +16,20 @@ from serval import __version__
 from serval.config import Settings
 from serval.core.batching.servable import BatchingOptions, BatchingServable
 from serval.core.composition.layers import Composition, no_layers
+from serval.core.composition.time_limit import TimeLimitedServable
 from serval.core.control import ControlPlane
 from serval.core.dataplane import DataPlane, ServerMetadata
 from serval.core.events import EventBus
 from serval.core.lifecycle.manager import LifecycleManager, ManagerOptions
 from serval.core.lifecycle.source import FileSystemSource
 from serval.core.model_spec import ModelSpec
-from serval.core.servable import Predictor, Servable, ThreadPoolServable
+from serval.core.servable import (
+    CallLimits,
+    Predictor,
+    Servable,
+    ThreadPoolServable,
+    TimedPredictor,
+)
 from serval.observability.metrics import ServalMetrics, exposition
 from serval.observability.model_log import ModelStateLog
 from serval.observability.requests import RequestObserver, RequestRecorder
@@ -42,7 +49,9 @@ def build(settings: Settings, *, span_exporter: SpanExporter | None = None) -> S
     """``span_exporter`` replaces the OTLP exporter when tracing is on (tests)."""
     events = EventBus()
     events.on_state_changed(ModelStateLog())
-    threads = settings.inference_threads or os.cpu_count() or 1
+    # One more thread than cores by default: a model gets at most threads - 1 (call_limits), so
+    # one model alone still runs a call per core, and a hung one leaves a thread to the others.
+    threads = settings.inference_threads or (os.cpu_count() or 1) + 1
     inference_pool = ThreadPoolExecutor(threads, thread_name_prefix="serval-infer")
     load_pool = ThreadPoolExecutor(4, thread_name_prefix="serval-load")
 
@@ -52,7 +61,12 @@ def build(settings: Settings, *, span_exporter: SpanExporter | None = None) -> S
         # work; the others share the inference pool (docs/batching.md#threads).
         if spec.scheduled:
             return BatchingServable(predictor, BatchingOptions.from_spec(spec))
-        return ThreadPoolServable(predictor, inference_pool)
+        servable: Servable = ThreadPoolServable(
+            predictor, inference_pool, call_limits(spec, threads)
+        )
+        if isinstance(predictor, TimedPredictor) and predictor.call_timeout_s is not None:
+            servable = TimeLimitedServable(servable, predictor.call_timeout_s)
+        return servable
 
     manager = LifecycleManager(
         FileSystemSource(settings.model_repository),
@@ -93,6 +107,17 @@ def build(settings: Settings, *, span_exporter: SpanExporter | None = None) -> S
         grpc_service,
         [inference_pool, load_pool],
         on_stop=telemetry.on_stop,
+    )
+
+
+def call_limits(spec: ModelSpec, threads: int) -> CallLimits:
+    """A model's share of the ``threads`` shared inference threads: never all of them, so a
+    hung model leaves at least one to the others (when there are two or more)."""
+    most = max(1, threads - 1)
+    wanted = spec.concurrency.limit
+    return CallLimits(
+        max_concurrency=most if wanted is None else min(wanted, most),
+        max_waiting=spec.concurrency.max_waiting,
     )
 
 

@@ -45,7 +45,7 @@ class Settings(BaseSettings):
     )
     max_request_bytes: int = Field(default=64 * MiB, ge=1024)
     grpc_max_message_bytes: int = Field(default=64 * MiB, ge=1024)
-    inference_threads: int = Field(default=0, ge=0, description="0 = one per CPU core.")
+    inference_threads: int = Field(default=0, ge=0, description="0 = one per CPU core, plus one.")
     exit_timeout_s: float = Field(
         default=30.0, ge=0, description="How long shutdown waits for requests in flight."
     )

@@ -29,6 +29,8 @@ from serval.protocols.rest.coalescing import CoalescingHttpToolsProtocol
 
 logger = logging.getLogger("serval.server")
 
+_UNLOAD_GRACE_S = 1.0
+
 
 class GrpcService(Protocol):
     async def start(self) -> None: ...
@@ -109,6 +111,7 @@ class Server:
             )
         await self._stop.wait()
         logger.info("shutting down: finishing requests in flight")
+        stopping = time.monotonic()
         http.should_exit = True
         await http_loop
         # Both protocols stop accepting at once and drain side by side.
@@ -120,7 +123,14 @@ class Server:
             loading.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await loading
-        await self._manager.stop()
+        # Unloading gets what is left of exit_timeout_s (and a moment more): a model whose
+        # close() hangs must not keep the process alive.
+        left_s = max(_UNLOAD_GRACE_S, self._settings.exit_timeout_s - (time.monotonic() - stopping))
+        try:
+            async with asyncio.timeout(left_s):
+                await self._manager.stop()
+        except TimeoutError:
+            logger.error("models did not unload within %.1f s; stopping without them", left_s)
         for executor in self._executors:
             executor.shutdown(wait=False, cancel_futures=True)
         for hook in self._on_stop:

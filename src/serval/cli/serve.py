@@ -6,7 +6,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import sys
+import threading
+import time
 from typing import Any
 
 from pydantic import ValidationError
@@ -17,6 +20,8 @@ from serval.config import Settings
 from serval.core.errors import PortInUseError
 from serval.core.model_spec import describe_validation_error
 from serval.observability.logging import configure_logging
+
+_THREAD_EXIT_WAIT_S = 1.0
 
 # flag -> Settings field; every one is also SERVAL_<FIELD> in the environment.
 _FLAGS: dict[str, dict[str, Any]] = {
@@ -144,7 +149,33 @@ def serve_settings(settings: Settings) -> int:
     except OSError as exc:
         logging.getLogger("serval.server").error("cannot start: %s", exc)
         return 1
+    _exit_now_if_threads_remain()
     return 0
+
+
+def _exit_now_if_threads_remain() -> None:
+    """A model call that never returns holds an inference thread, and Python waits for every
+    such (non-daemon) thread at exit: exit at once instead, saying so."""
+    deadline = time.monotonic() + _THREAD_EXIT_WAIT_S  # idle pool threads are leaving now
+    for thread in threading.enumerate():
+        if thread is not threading.main_thread() and not thread.daemon:
+            thread.join(max(0.0, deadline - time.monotonic()))
+    stuck = [
+        thread.name
+        for thread in threading.enumerate()
+        if thread is not threading.main_thread() and thread.is_alive() and not thread.daemon
+    ]
+    if not stuck:
+        return
+    logging.getLogger("serval.server").warning(
+        "exiting with %d thread(s) still running (a model call that did not return): %s",
+        len(stuck),
+        ", ".join(stuck),
+    )
+    logging.shutdown()  # flush the log handlers: os._exit skips them
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 def _run_loop(main: Any) -> None:

@@ -8,7 +8,7 @@ from typing import Any
 from serval.core.errors import InvalidInputError
 from serval.core.lifecycle.index_entry import IndexEntry
 from serval.core.lifecycle.manager import LifecycleManager
-from serval.core.model_spec import ModelSpec
+from serval.core.load_override import LoadOverride
 
 
 class ControlPlane:
@@ -22,10 +22,11 @@ class ControlPlane:
         return entries
 
     async def load(self, name: str, config: Mapping[str, Any] | None = None) -> None:
-        """Load or reload ``name``; ``config`` (model.yaml's fields) replaces its model.yaml."""
+        """Load or reload ``name``; ``config`` (model.yaml's fields) replaces its model.yaml,
+        except the operator's fields (``load_override``), which stay model.yaml's."""
         override = None
         if config is not None:
-            override = ModelSpec.parse(config, source=f"load request for {name!r}: config")
+            override = LoadOverride.parse(config, name)
         await self._manager.load(name, override)
 
     async def unload(self, name: str) -> None:

@@ -69,6 +69,12 @@ class DeadlineExceededError(ServalError):
     code = ErrorCode.DEADLINE_EXCEEDED
 
 
+class ClientGoneError(ServalError):
+    """The client went away while its request waited: the model never ran it."""
+
+    code = ErrorCode.UNAVAILABLE
+
+
 class OperationNotAllowedError(ServalError):
     """A valid request that the server's current mode refuses (e.g. load in mode ``none``)."""
 

@@ -20,6 +20,12 @@ from serval.core.lifecycle.version_policy import VersionPolicy
 from serval.core.tensors.datatypes import DataType
 
 _LABEL = re.compile(r"^[A-Za-z0-9_]+$")
+# Bounds on what a model.yaml (or a load request's override of it) may ask the server to
+# allocate: warm-up data, tensor declarations, queues.
+MAX_WARMUP_BATCH_SIZE = 1024
+MAX_DIMENSIONS = 16
+MAX_DIMENSION = 2**31 - 1
+MAX_TENSORS = 1024
 
 
 class _Strict(BaseModel):
@@ -54,8 +60,14 @@ class TensorOverride(_Strict):
     @field_validator("shape")
     @classmethod
     def _dims_valid(cls, shape: tuple[int, ...] | None) -> tuple[int, ...] | None:
-        if shape is not None and any(dim < -1 or dim == 0 for dim in shape):
+        if shape is None:
+            return None
+        if any(dim < -1 or dim == 0 for dim in shape):
             raise ValueError("dimensions must be positive or -1 (variable)")
+        if len(shape) > MAX_DIMENSIONS or any(dim > MAX_DIMENSION for dim in shape):
+            raise ValueError(
+                f"at most {MAX_DIMENSIONS} dimensions, each at most {MAX_DIMENSION} (or -1)"
+            )
         return shape
 
     @field_validator("range")
@@ -113,7 +125,12 @@ class WarmupSpec(_Strict):
     """Requests run at load time, before the version takes traffic."""
 
     enabled: bool = True
-    batch_size: int = Field(default=1, ge=1, description="Rows in each warm-up request.")
+    batch_size: int = Field(
+        default=1,
+        ge=1,
+        le=MAX_WARMUP_BATCH_SIZE,
+        description=f"Rows in each warm-up request (at most {MAX_WARMUP_BATCH_SIZE}).",
+    )
     iterations: int = Field(default=1, ge=0, le=1000)
 
 
@@ -144,12 +161,14 @@ class DynamicBatchingSpec(_Strict):
     )
     preferred_batch_sizes: tuple[int, ...] = Field(
         default=(),
+        max_length=64,
         description="Batch sizes (rows) that are sent at once when reached, without waiting "
         "for max_queue_delay_us. Each at most max_batch_size.",
     )
     max_queue_size: int = Field(
         default=0,
         ge=0,
+        le=10_000_000,
         description="Requests that may wait; one more is refused as overloaded (REST 429, gRPC "
         "RESOURCE_EXHAUSTED). 0: no bound.",
     )
@@ -198,6 +217,27 @@ class DynamicBatchingSpec(_Strict):
         return self
 
 
+class ConcurrencySpec(_Strict):
+    """How much of the server's shared inference threads a model without a queue may use
+    (docs/lifecycle.md#one-model-cannot-stall-the-others)."""
+
+    limit: int | None = Field(
+        default=None,
+        ge=1,
+        le=256,
+        description="Requests of this model that may run at once on the shared inference "
+        "threads. Default, and the most: one less than the server's inference threads "
+        "(at least 1), so that a hung model always leaves a thread to the others.",
+    )
+    max_waiting: int = Field(
+        default=10_000,
+        ge=0,
+        le=1_000_000,
+        description="Requests that may wait for one of those (holding no thread); one more "
+        "is refused as overloaded (REST 429, gRPC RESOURCE_EXHAUSTED, with Retry-After).",
+    )
+
+
 class ModelSpec(_Strict):
     """Everything ``model.yaml`` may say about a model; each field is optional."""
 
@@ -207,11 +247,14 @@ class ModelSpec(_Strict):
     )
     version_policy: VersionPolicySpec = Field(default_factory=VersionPolicySpec)
     labels: dict[str, int] = Field(
-        default_factory=dict, description="TF Serving version labels, e.g. {stable: 1, canary: 2}."
+        default_factory=dict,
+        max_length=256,
+        description="TF Serving version labels, e.g. {stable: 1, canary: 2}.",
     )
     max_batch_size: int = Field(
         default=0,
         ge=0,
+        le=MAX_DIMENSION,
         description="Largest batch (rows) the model runs at once; above 0, serval merges "
         "concurrent requests into batches. 0: the model does not batch.",
     )
@@ -228,14 +271,20 @@ class ModelSpec(_Strict):
         description="The model's queue: batching delay, preferred sizes, size bound, "
         "priorities (docs/batching.md).",
     )
-    inputs: tuple[TensorOverride, ...] = ()
-    outputs: tuple[TensorOverride, ...] = ()
+    concurrency: ConcurrencySpec = Field(
+        default_factory=ConcurrencySpec,
+        description="A model without a queue: its share of the shared inference threads.",
+    )
+    inputs: tuple[TensorOverride, ...] = Field(default=(), max_length=MAX_TENSORS)
+    outputs: tuple[TensorOverride, ...] = Field(default=(), max_length=MAX_TENSORS)
     warmup: WarmupSpec = Field(default_factory=WarmupSpec)
     runtime_options: dict[str, Any] = Field(
         default_factory=dict, description="Options of the runtime (see its docs page)."
     )
     parameters: dict[str, str | int | float | bool] = Field(
-        default_factory=dict, description="Free-form values handed to the runtime and model."
+        default_factory=dict,
+        max_length=256,
+        description="Free-form values handed to the runtime and model.",
     )
 
     @field_validator("labels")
@@ -275,6 +324,15 @@ class ModelSpec(_Strict):
             raise ValueError(
                 f"dynamic_batching.preferred_batch_sizes {too_large} exceed max_batch_size "
                 f"{self.max_batch_size}"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _concurrency_fits(self) -> ModelSpec:
+        if "concurrency" in self.model_fields_set and self.scheduled:
+            raise ValueError(
+                "concurrency is for models without a queue; this one has max_batch_size, "
+                "instances or dynamic_batching (its instances bound it)"
             )
         return self
 

@@ -9,12 +9,18 @@ Batching, caching and pipelines are further servables that wrap a servable
 from __future__ import annotations
 
 import asyncio
+import logging
+import sys
 import time
 from concurrent.futures import Executor
+from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
+from serval.core.call_slots import CallSlots, escaped_model_error
 from serval.core.deadlines import raise_if_expired
 from serval.core.types import InferenceRequest, InferenceResponse, ServableMetadata
+
+logger = logging.getLogger(__name__)
 
 
 @runtime_checkable
@@ -45,14 +51,38 @@ class Servable(Protocol):
     async def close(self) -> None: ...
 
 
+@runtime_checkable
+class TimedPredictor(Protocol):
+    """A predictor with a time limit of its own per call (e.g. a Python model's
+    ``runtime_options.timeout_s``): past it, the call is abandoned and answered 504."""
+
+    @property
+    def call_timeout_s(self) -> float | None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class CallLimits:
+    """How much of the shared inference pool one model may use (``core.call_slots``); the
+    default bounds nothing (the composition root sets the real bounds)."""
+
+    max_concurrency: int = sys.maxsize
+    max_waiting: int = 10_000
+
+
 class ThreadPoolServable:
-    """Runs a blocking ``Predictor`` in an executor: one thread hop per call."""
+    """Runs a blocking ``Predictor`` in an executor: one thread hop per call, at most
+    ``limits.max_concurrency`` calls at once."""
 
-    __slots__ = ("_executor", "_predictor")
+    __slots__ = ("_executor", "_predictor", "_slots", "abandoned_calls")
 
-    def __init__(self, predictor: Predictor, executor: Executor) -> None:
+    def __init__(
+        self, predictor: Predictor, executor: Executor, limits: CallLimits | None = None
+    ) -> None:
+        limits = limits if limits is not None else CallLimits()
         self._predictor = predictor
         self._executor = executor
+        self._slots = CallSlots(limits.max_concurrency, limits.max_waiting)
+        self.abandoned_calls = 0  # given up (timeout, deadline) while the model still ran them
 
     @property
     def metadata(self) -> ServableMetadata:
@@ -60,8 +90,25 @@ class ThreadPoolServable:
 
     async def predict(self, request: InferenceRequest) -> InferenceResponse:
         submitted = time.perf_counter_ns()
+        slots = self._slots
+        if not slots.try_acquire():
+            await slots.acquire(request)
         loop = asyncio.get_running_loop()
-        started, response = await loop.run_in_executor(self._executor, self._timed, request)
+        try:
+            job = self._executor.submit(self._timed, request)
+        except BaseException:
+            slots.release()
+            raise
+        try:
+            started, response = await asyncio.wrap_future(job, loop=loop)
+        except BaseException:
+            # Cancelled (timeout, deadline, client gone, shutdown) or failed: a job not
+            # started never runs; a running one keeps its slot until its thread returns.
+            if not job.cancel() and not job.done():  # cancel() fails once it runs
+                self._abandoned(request)
+            slots.release_when_done(job, loop)  # type: ignore[arg-type]
+            raise
+        slots.release()
         response.timings.queue_ns = started - submitted
         response.timings.queued_at_ns = submitted
         return response
@@ -69,10 +116,26 @@ class ThreadPoolServable:
     def workload(self) -> int:
         return 0  # its requests wait in the shared pool's queue, reported on its own
 
+    def _abandoned(self, request: InferenceRequest) -> None:
+        self.abandoned_calls += 1
+        logger.warning(
+            "model %r: a call was abandoned while the model ran it (timeout or deadline); its "
+            "thread stays taken until the model returns (%d abandoned so far)",
+            request.model_name,
+            self.abandoned_calls,
+        )
+
     def _timed(self, request: InferenceRequest) -> tuple[int, InferenceResponse]:
         started = time.perf_counter_ns()
         raise_if_expired(request)  # it may have waited for a thread past its deadline
-        return started, self._predictor.predict(request)
+        try:
+            return started, self._predictor.predict(request)
+        except Exception:
+            raise
+        except GeneratorExit:
+            raise
+        except BaseException as exc:  # SystemExit & co. must not reach the event loop
+            raise escaped_model_error(exc, request.model_name) from exc
 
     async def close(self) -> None:
         await asyncio.get_running_loop().run_in_executor(self._executor, self._predictor.close)

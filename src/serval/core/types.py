@@ -6,7 +6,7 @@ HTTP or protobuf.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -89,6 +89,10 @@ class InferenceRequest:
     # Scheduling priority: 1 is the highest, larger numbers are lower, 0 means the model's
     # default (Triton's schedule_policy extension). Only a model with a queue reorders.
     priority: int = 0
+    # Set by adapters that can tell: an awaitable that completes when the client has gone
+    # (REST: the connection closed). A request that must wait for the model watches it and is
+    # dropped, never run, if its client leaves first. None: cancellation tells (gRPC).
+    client_gone: Callable[[], Awaitable[object]] | None = None
 
 
 @dataclass(slots=True)

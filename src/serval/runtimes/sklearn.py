@@ -101,12 +101,14 @@ class SklearnLoader:
                 f"this file, set runtime_options.trust_pickle: true in model.yaml "
                 f"(see docs/runtimes/pickle-safety.md)"
             )
+        # Only model.yaml can set it: a load request's override may not (core.load_override).
         logger.warning(
-            "model %s version %d: loading the pickle %s because model.yaml sets "
+            "model %s version %d: loading the pickle %s because %s sets "
             "runtime_options.trust_pickle: true; a pickle can run arbitrary code",
             self._request.name,
             self._request.version,
             path,
+            spec_file(self._request),
         )
         return joblib.load(path)
 

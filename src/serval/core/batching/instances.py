@@ -17,6 +17,7 @@ from functools import partial
 
 from serval.core.batching.assembly import merge, split
 from serval.core.batching.request_queue import Waiting
+from serval.core.call_slots import escaped_model_error
 from serval.core.servable import Predictor
 from serval.core.types import InferenceRequest, InferenceResponse, InferenceTimings, Tensor
 
@@ -85,6 +86,19 @@ def execute(
     predictor: Predictor, requests: Sequence[InferenceRequest], rows: Sequence[int]
 ) -> Outcome:
     """One batch on the calling (instance) thread; a lone request runs as it is, unmerged."""
+    try:
+        return _execute(predictor, requests, rows)
+    except Exception:
+        raise
+    except GeneratorExit:
+        raise
+    except BaseException as exc:  # SystemExit & co. must not reach the event loop
+        raise escaped_model_error(exc, requests[0].model_name) from exc
+
+
+def _execute(
+    predictor: Predictor, requests: Sequence[InferenceRequest], rows: Sequence[int]
+) -> Outcome:
     started = time.perf_counter_ns()
     if len(requests) == 1:
         response = predictor.predict(requests[0])

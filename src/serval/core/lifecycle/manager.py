@@ -36,7 +36,7 @@ from serval.core.lifecycle.record import ModelRecord
 from serval.core.lifecycle.source import ModelSource, Source
 from serval.core.lifecycle.status import index_entries
 from serval.core.lifecycle.table import ModelTable
-from serval.core.model_spec import ModelSpec
+from serval.core.load_override import LoadOverride
 
 __all__ = ["ControlMode", "IndexEntry", "LifecycleManager", "ManagerOptions"]
 
@@ -185,7 +185,7 @@ class LifecycleManager(ModelTable):
 
     # -- the control API ------------------------------------------------------------------
 
-    async def load(self, name: str, spec_override: ModelSpec | None = None) -> None:
+    async def load(self, name: str, spec_override: LoadOverride | None = None) -> None:
         """Load (or reload) a model from the repository; raise if no version serves after.
         Versions it replaces drain in the background."""
         self._refuse_in_mode_none("load")
@@ -198,6 +198,9 @@ class LifecycleManager(ModelTable):
             record = self._models[name] = ModelRecord(name, wanted=True)
         record.source = source
         record.spec_override = spec_override
+        if spec_override is not None:
+            spec_file = str(source.spec_file) if source.spec_file is not None else None
+            logger.info("model %s: settings: %s", name, spec_override.describe_origins(spec_file))
         record.wanted = True
         record.failures.clear()  # an explicit load retries at once
         await self._reconcile(record)

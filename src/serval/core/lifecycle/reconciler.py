@@ -17,15 +17,17 @@ from dataclasses import replace
 
 from serval.core.composition.layers import ServableBuilder
 from serval.core.composition.provider import ServableProvider
-from serval.core.errors import ModelConfigError
+from serval.core.errors import ModelConfigError, ModelLoadError
 from serval.core.events import EventBus, StateChanged
 from serval.core.lifecycle.handles import FailedLoad, ManagedServable
-from serval.core.lifecycle.loader import LoaderFactory, LoadRequest
+from serval.core.lifecycle.loader import Loader, LoaderFactory, LoadRequest
 from serval.core.lifecycle.options import ManagerOptions
 from serval.core.lifecycle.record import ModelRecord
 from serval.core.lifecycle.source import VersionSource
 from serval.core.lifecycle.states import ServableId, ServableState
+from serval.core.load_override import LoadOverride
 from serval.core.model_spec import ModelSpec
+from serval.core.servable import Predictor
 from serval.core.statistics import VersionStatistics
 
 logger = logging.getLogger("serval.core.lifecycle.manager")
@@ -119,7 +121,7 @@ class Reconciler:
             loader = self._loader_factory(LoadRequest(record.name, found.version, found.path, spec))
             loop = asyncio.get_running_loop()
             predictor = await asyncio.wait_for(
-                loop.run_in_executor(self._load_executor, loader.load),
+                loop.run_in_executor(self._load_executor, _load_guarded, loader),
                 self._options.load_timeout_s,
             )
             managed.servable = self._build(predictor, spec, self._provider)
@@ -200,12 +202,25 @@ class Reconciler:
             self._on_retired(record)
 
 
-def _with_override(fingerprint: str, override: ModelSpec | None) -> str:
+def _with_override(fingerprint: str, override: LoadOverride | None) -> str:
     if override is None:
         return fingerprint
-    return f"{fingerprint}+{hash(override.model_dump_json())}"
+    return f"{fingerprint}+{hash(override.spec.model_dump_json())}"
 
 
 def _describe(exc: BaseException) -> str:
     message = str(exc).strip().replace("\n", " ")
     return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
+
+
+def _load_guarded(loader: Loader) -> Predictor:
+    """``loader.load()``, with a ``SystemExit`` or ``KeyboardInterrupt`` (raised by a model's
+    code) turned into a failed load: on the event loop it would stop the whole server."""
+    try:
+        return loader.load()
+    except Exception:
+        raise
+    except GeneratorExit:
+        raise
+    except BaseException as exc:
+        raise ModelLoadError(f"loading raised {_describe(exc)}") from exc

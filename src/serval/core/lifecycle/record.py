@@ -10,6 +10,7 @@ from serval.core.errors import ModelNotFoundError, ModelNotReadyError
 from serval.core.lifecycle.handles import FailedLoad, ManagedServable
 from serval.core.lifecycle.snapshot import VersionSnapshot
 from serval.core.lifecycle.source import ModelSource
+from serval.core.load_override import LoadOverride
 from serval.core.model_spec import ModelSpec
 from serval.core.statistics import VersionStatistics
 
@@ -22,7 +23,7 @@ class ModelRecord:
     name: str
     wanted: bool
     source: ModelSource | None = None
-    spec_override: ModelSpec | None = None
+    spec_override: LoadOverride | None = None  # from the load API; model.yaml's operator fields
     last_good_spec: ModelSpec | None = None  # what serving versions were loaded with
     serving: dict[int, ManagedServable] = field(default_factory=dict)
     loading: dict[int, ManagedServable] = field(default_factory=dict)
@@ -42,17 +43,19 @@ class ModelRecord:
 
     @property
     def spec(self) -> ModelSpec | None:
+        file_spec = self.source.spec if self.source is not None else None
         if self.spec_override is not None:
-            return self.spec_override
-        if self.source is not None and self.source.spec is not None:
-            return self.source.spec
+            if self.source is not None and self.source.config_error is not None:
+                return None  # the operator's settings are unknown until model.yaml is fixed
+            return self.spec_override.applied_to(file_spec)
+        if file_spec is not None:
+            return file_spec
         return self.last_good_spec
 
     @property
     def config_error(self) -> str | None:
-        if self.spec_override is not None or self.source is None:
-            return None
-        return self.source.config_error
+        # Also with an override: it never sets the operator's fields, model.yaml does.
+        return None if self.source is None else self.source.config_error
 
     def changed(self) -> None:
         """Something a snapshot shows changed: the next request builds a new one."""

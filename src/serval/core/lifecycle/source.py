@@ -33,6 +33,7 @@ from serval.core.model_spec import ModelSpec
 logger = logging.getLogger(__name__)
 
 _REPOSITORY = ""  # the key of repository-wide problems (no model is named "")
+_MAX_NAME_CHARS = 255  # the usual file name limit (NAME_MAX)
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +56,7 @@ class ModelSource:
     config_error: str | None = None
     versions: dict[int, VersionSource] = field(default_factory=dict)
     problems: tuple[str, ...] = ()
+    spec_file: Path | None = None  # model.yaml's path when the model has one
 
 
 class Source(Protocol):
@@ -94,10 +96,16 @@ class FileSystemSource:
         return models
 
     def scan_model(self, name: str) -> ModelSource | None:
-        if "/" in name or name.startswith("."):
+        """The model folder ``name`` (a client's word: any name that cannot be a folder of the
+        repository, too long or with a NUL, is simply not there)."""
+        if "/" in name or name.startswith(".") or "\0" in name or len(name) > _MAX_NAME_CHARS:
             return None
         path = self.root / name
-        if not path.is_dir():
+        try:
+            is_model = path.is_dir()
+        except (OSError, ValueError):  # e.g. a name over the file system's limit
+            return None
+        if not is_model:
             return None
         model = self._read_model(path)
         self._report(name, _loggable(model))
@@ -146,7 +154,8 @@ class FileSystemSource:
             if version is not None and child.is_dir():
                 fingerprint = _fingerprint(child, spec_digest)
                 versions[version] = VersionSource(version, child, fingerprint)
-        return ModelSource(path.name, path, spec, None, versions)
+        found_file = spec_path if spec_digest else None
+        return ModelSource(path.name, path, spec, None, versions, spec_file=found_file)
 
 
 def _versions(path: Path) -> set[int]:

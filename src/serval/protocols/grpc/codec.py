@@ -19,6 +19,7 @@ from serval.core.deadlines import apply_schedule_parameters
 from serval.core.errors import InvalidInputError
 from serval.core.tensors.datatypes import DataType
 from serval.core.tensors.raw import decode_raw, encode_raw
+from serval.core.tensors.validation import check_shape
 from serval.core.types import (
     InferenceRequest,
     InferenceResponse,
@@ -137,6 +138,7 @@ def decode_request(message: pb.ModelInferRequest) -> InferenceRequest:
 def _shape(dims: Sequence[int], *, where: str) -> tuple[int, ...]:
     if any(dim < 0 for dim in dims):
         raise InvalidInputError(f"{where}: shape {list(dims)} has a negative dimension")
+    check_shape(dims, where)
     return tuple(dims)
 
 

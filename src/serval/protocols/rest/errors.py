@@ -48,8 +48,8 @@ def json_error(status: int, message: str, headers: dict[str, str] | None = None)
     )
 
 
-def unexpected_error(exc: Exception) -> Response:
-    logger.exception("unexpected error while serving a request", exc_info=exc)
+def unexpected_error(exc: BaseException) -> Response:
+    logger.error("unexpected error while serving a request", exc_info=exc)
     return json_error(500, f"internal error: {type(exc).__name__}: {exc}")
 
 
@@ -81,3 +81,12 @@ class UnexpectedErrors:
             if started:  # too late for an error response: let the server close the connection
                 raise
             await unexpected_error(exc)(scope, receive, send)
+
+
+def shutdown_error() -> Response:
+    """For a request cut off because the server stops (its exit timeout ran out)."""
+    return json_error(
+        503,
+        "the server is shutting down and stopped this request; retry on another replica",
+        {"Retry-After": "1", "Connection": "close"},
+    )

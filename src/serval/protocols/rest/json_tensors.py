@@ -56,7 +56,14 @@ def json_to_array(data: Any, datatype: DataType, what: str) -> np.ndarray[Any, A
             raise InvalidInputError(
                 f"{what}: a value is outside the range of {datatype} ({info.min}..{info.max})"
             )
-    return raw.astype(target)
+    converted = raw.astype(target)
+    if kind == "f" and target.itemsize < raw.dtype.itemsize and np.isinf(converted).any():
+        # JSON has no infinities (orjson refuses them), so an infinity here is an overflow.
+        limit = np.finfo(target).max  # type: ignore[type-var]
+        raise InvalidInputError(
+            f"{what}: a value is outside the range of {datatype} (magnitude at most {limit:g})"
+        )
+    return converted
 
 
 def _all_python_ints(data: Any) -> bool:

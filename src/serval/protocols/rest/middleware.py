@@ -7,12 +7,14 @@ The inference route does the same itself (``v2_infer``), without this layer's co
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from serval.observability.logging import begin_request, log_access
+from serval.protocols.rest.errors import shutdown_error, unexpected_error
 
 _HEADER = b"x-request-id"
 
@@ -32,21 +34,11 @@ class RequestIdMiddleware:
                 given = value.decode("latin-1")
                 break
         context = begin_request(given)
-        if not self._access_log:
+        status = 0  # none sent yet
 
-            def send_with_id(message: Message) -> Awaitable[None]:
-                # Not a coroutine of its own: it hands back send's awaitable (one frame less
-                # for each message of each request).
-                if message["type"] == "http.response.start":
-                    header = (_HEADER, context.header_value())
-                    message["headers"] = [*message.get("headers", ()), header]
-                return send(message)
-
-            await self._app(scope, receive, send_with_id)
-            return
-        status = 500
-
-        def send_logged(message: Message) -> Awaitable[None]:
+        def send_with_id(message: Message) -> Awaitable[None]:
+            # Not a coroutine of its own: it hands back send's awaitable (one frame less
+            # for each message of each request).
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
@@ -56,9 +48,21 @@ class RequestIdMiddleware:
 
         started = time.perf_counter_ns()
         try:
-            await self._app(scope, receive, send_logged)
+            await self._app(scope, receive, send_with_id)
+        except asyncio.CancelledError:
+            # Cut off at shutdown: a JSON 503 if nothing was sent; either way the task ends
+            # here, so the server does not answer a plain-text 500 or reset the connection.
+            if not status:
+                await shutdown_error()(scope, receive, send_with_id)
+        except BaseException as exc:
+            # Starlette's handler has answered (and logged) an Exception already, then
+            # re-raised it: ending here keeps the keep-alive connection usable. Anything
+            # else (SystemExit from a handler) gets its JSON 500 now.
+            if not status:
+                await unexpected_error(exc)(scope, receive, send_with_id)
         finally:
-            log_request(scope, status, time.perf_counter_ns() - started)
+            if self._access_log:
+                log_request(scope, status or 500, time.perf_counter_ns() - started)
 
 
 def log_request(scope: Scope, status: int, duration_ns: int) -> None:

@@ -15,6 +15,7 @@ from serval.core.deadlines import apply_schedule_parameters
 from serval.core.errors import InvalidInputError
 from serval.core.tensors.datatypes import DataType
 from serval.core.tensors.raw import decode_raw, element_count, encode_raw
+from serval.core.tensors.validation import check_shape
 from serval.core.types import (
     InferenceRequest,
     InferenceResponse,
@@ -127,6 +128,7 @@ def _shape(value: Any, what: str) -> list[int]:
         isinstance(dim, int) and not isinstance(dim, bool) and dim >= 0 for dim in value
     ):
         raise InvalidInputError(f"{what}: shape must be a list of non-negative integers")
+    check_shape(value, what)
     return value
 
 

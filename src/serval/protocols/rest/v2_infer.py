@@ -12,17 +12,23 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Mapping
+from functools import partial
 
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from serval.core.dataplane import DataPlane
-from serval.core.errors import ServalError
+from serval.core.errors import ClientGoneError, ServalError
 from serval.core.types import InferenceResponse
 from serval.observability.logging import begin_request
 from serval.observability.requests import RequestObserver
 from serval.protocols.rest.body import ClientDisconnected, read_asgi_body
-from serval.protocols.rest.errors import error_response, json_error, unexpected_error
+from serval.protocols.rest.errors import (
+    error_response,
+    json_error,
+    shutdown_error,
+    unexpected_error,
+)
 from serval.protocols.rest.middleware import log_request
 from serval.protocols.rest.schedule_headers import apply_schedule_headers
 from serval.protocols.rest.v2_codec import decode_infer_request, encode_infer_response
@@ -116,6 +122,7 @@ class V2InferEndpoint:
             if timeout is not None or priority is not None:
                 apply_schedule_headers(request, _text(timeout), _text(priority))
             request.context = PROTOCOL  # this adapter reports the request
+            request.client_gone = partial(_until_disconnected, receive)
             log_context.adopt(request.id)
             decoded = time.perf_counter_ns()
             response = await self._dataplane.infer(request)
@@ -124,15 +131,21 @@ class V2InferEndpoint:
         except ClientDisconnected:
             self._report(scope, version, model, started, 0, 0, None, asyncio.CancelledError())
             return _CLIENT_CLOSED
+        except ClientGoneError as exc:
+            self._report(scope, version, model, started, decoded, inferred, response, exc)
+            return _CLIENT_CLOSED
         except ServalError as exc:
             self._report(scope, version, model, started, decoded, inferred, response, exc)
             return await _send_error(error_response(exc), log_context.header_value(), send)
         except Exception as exc:
             self._report(scope, version, model, started, decoded, inferred, response, exc)
             return await _send_error(unexpected_error(exc), log_context.header_value(), send)
-        except BaseException as exc:  # cancelled: the server is going away
+        except asyncio.CancelledError as exc:  # the server is going away: a JSON 503
             self._report(scope, version, model, started, decoded, inferred, response, exc)
-            raise
+            return await _send_error(shutdown_error(), log_context.header_value(), send)
+        except BaseException as exc:  # SystemExit & co.: a JSON 500, and the server stays up
+            self._report(scope, version, model, started, decoded, inferred, response, exc)
+            return await _send_error(unexpected_error(exc), log_context.header_value(), send)
         self._report(scope, version, model, started, decoded, inferred, response, None)
         response_headers = [
             (b"content-type", encoded.media_type.encode("latin-1")),
@@ -196,6 +209,12 @@ async def _send_error(reply: Response, request_id: bytes, send: Send) -> int:
     )
     await send({"type": "http.response.body", "body": reply.body})
     return reply.status_code
+
+
+async def _until_disconnected(receive: Receive) -> None:
+    """Returns when the client has gone (the body was read: only a disconnect is left)."""
+    while (await receive())["type"] != "http.disconnect":
+        pass
 
 
 def _text(value: bytes | None) -> str | None:

@@ -68,7 +68,9 @@ def _import_file(path: Path, module_name: str) -> ModuleType:
     sys.modules[module_name] = module  # dataclasses and pickle look classes up there
     try:
         spec.loader.exec_module(module)
-    except Exception as exc:
+    except GeneratorExit:
+        raise
+    except BaseException as exc:  # SystemExit too: a model must not stop the server
         sys.modules.pop(module_name, None)
         raise ModelLoadError(
             f"importing {path.name} failed: {describe_user_error(exc, path.parent)}"

@@ -39,8 +39,10 @@ class PythonOptions(BaseModel):
     timeout_s: float | None = Field(
         default=None,
         gt=0,
-        description="process only: a prediction running longer fails (504) and its worker "
-        "restarts.",
+        le=86_400,
+        description="A prediction running longer fails (504). process: its worker restarts. "
+        "thread: the call is abandoned, and its thread counts against the model's "
+        "concurrency.limit until the model returns.",
     )
     start_timeout_s: float = Field(
         default=120.0,
@@ -52,7 +54,7 @@ class PythonOptions(BaseModel):
     @model_validator(mode="after")
     def _process_only(self) -> PythonOptions:
         if self.isolation == "thread":
-            given = [n for n in ("workers", "timeout_s") if n in self.model_fields_set]
+            given = [n for n in ("workers",) if n in self.model_fields_set]
             if given:
                 raise ValueError(f"{', '.join(given)} need isolation: process")
         return self
@@ -73,7 +75,7 @@ class PythonLoader:
         label = f"model {request.name!r} version {request.version}"
         if options.isolation == "thread":
             runner = ModelRunner.load(request.path, request.spec.parameters, label)
-            return PythonPredictor(runner.description, runner)
+            return PythonPredictor(runner.description, runner, options.timeout_s)
         pool = WorkerPool(
             WorkerConfig(
                 label,
@@ -90,9 +92,20 @@ class PythonLoader:
 class PythonPredictor:
     """Checks the request's signature and outputs, then runs it in-process or in a worker."""
 
-    def __init__(self, description: ModelDescription, backend: ModelRunner | WorkerPool) -> None:
+    def __init__(
+        self,
+        description: ModelDescription,
+        backend: ModelRunner | WorkerPool,
+        call_timeout_s: float | None = None,
+    ) -> None:
         self._description = description
         self._backend = backend
+        self._call_timeout_s = call_timeout_s
+
+    @property
+    def call_timeout_s(self) -> float | None:
+        """In thread mode, the servable abandons a call past it (a worker pool applies its own)."""
+        return self._call_timeout_s
 
     @property
     def metadata(self) -> ServableMetadata:

@@ -90,7 +90,9 @@ class ModelRunner:
         self._model = model
         try:
             self._call(model.load)
-        except Exception as exc:
+        except GeneratorExit:
+            raise
+        except BaseException as exc:  # SystemExit too: a model must not stop the server
             raise ModelLoadError(
                 f"{declared.model_class.__name__}.load() failed: {describe_user_error(exc, folder)}"
             ) from exc
@@ -109,8 +111,17 @@ class ModelRunner:
     ) -> list[Tensor]:
         chosen = self._signatures[signature]
         model = self._model
-        data = self._call(model.preprocess, self._decode(inputs))
-        result = self._call(model.postprocess, self._call(getattr(model, chosen.method), data))
+        try:
+            data = self._call(model.preprocess, self._decode(inputs))
+            result = self._call(model.postprocess, self._call(getattr(model, chosen.method), data))
+        except Exception:
+            raise
+        except GeneratorExit:
+            raise
+        except BaseException as exc:  # SystemExit & co.: an error of the model, nothing more
+            raise ModelExecutionError(
+                f"{self._label} raised {type(exc).__name__}: {exc}; the server keeps running"
+            ) from exc
         return self._encode(chosen, result, wanted)
 
     def close(self) -> None:
