@@ -11,13 +11,14 @@ from dataclasses import dataclass, field
 import numpy as np
 import pytest
 
+from serval.core.composition.time_limit import TimeLimitedServable
 from serval.core.errors import (
     ClientGoneError,
     DeadlineExceededError,
     ModelExecutionError,
     OverloadedError,
 )
-from serval.core.servable import CallLimits, ThreadPoolServable, TimeLimitedServable
+from serval.core.servable import CallLimits, ThreadPoolServable
 from serval.core.tensors.datatypes import DataType
 from serval.core.types import InferenceRequest, InferenceResponse, ServableMetadata, Tensor
 

@@ -88,7 +88,9 @@ def test_v2_json_of_a_longlong_label() -> None:
 
 
 class _FailingDataPlane:
-    def model_metadata(self, *args: Any, **kwargs: Any) -> Any:
+    """V1 predict leases the version first (one handle for decoding and inference)."""
+
+    def lease(self, *args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("boom")
 
 
