@@ -9,6 +9,7 @@ import orjson
 from starlette.responses import Response
 
 from serval.core.errors import ErrorCode, ServalError
+from serval.security.access import client_message, public_message
 
 logger = logging.getLogger(__name__)
 
@@ -22,6 +23,8 @@ HTTP_STATUS: dict[ErrorCode, int] = {
     ErrorCode.UNIMPLEMENTED: 501,
     ErrorCode.UNAVAILABLE: 503,
     ErrorCode.DEADLINE_EXCEEDED: 504,
+    ErrorCode.UNAUTHENTICATED: 401,
+    ErrorCode.PERMISSION_DENIED: 403,
 }
 
 # Statuses that tell a client to come back later get a Retry-After header.
@@ -33,7 +36,7 @@ def error_response(exc: ServalError) -> Response:
     headers = {}
     if status in _RETRY_STATUSES:
         headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after_s or 1)))
-    return json_error(status, exc.message, headers)
+    return json_error(status, client_message(exc), headers)
 
 
 def json_error(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
@@ -47,4 +50,6 @@ def json_error(status: int, message: str, headers: dict[str, str] | None = None)
 
 def unexpected_error(exc: Exception) -> Response:
     logger.exception("unexpected error while serving a request", exc_info=exc)
-    return json_error(500, f"internal error: {type(exc).__name__}: {exc}")
+    return json_error(
+        500, public_message(f"internal error: {type(exc).__name__}: {exc}", "internal error")
+    )
