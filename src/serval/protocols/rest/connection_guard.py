@@ -95,22 +95,28 @@ class GuardedHttpToolsProtocol(CoalescingHttpToolsProtocol):
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
-        if not self._reading_head:
+        if not self._reading_head:  # a body: uvicorn's flow control bounds it
             super().data_received(data)
             return
         if self.transport.is_closing():
             return
-        self._start_head_timer()
         self._head_bytes += len(data)
         super().data_received(data)
-        if self._reading_head and self._head_bytes > self.limits.max_header_bytes:
-            self._reply_and_close(
-                431, f"the request's headers exceed {self.limits.max_header_bytes} bytes"
-            )
+        if self._reading_head and self._head_bytes:
+            # A head still incomplete after this chunk. (A request whose head arrives in one
+            # chunk, the common case, never starts a timer.)
+            if self._head_bytes > self.limits.max_header_bytes:
+                self._reply_and_close(
+                    431, f"the request's headers exceed {self.limits.max_header_bytes} bytes"
+                )
+            elif self._head_timer is None:
+                self._start_head_timer()
 
     def on_headers_complete(self) -> None:
         self._reading_head = False
-        self._stop_head_timer()
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
         super().on_headers_complete()
 
     def on_message_complete(self) -> None:
