@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import tritonclient.grpc as triton_grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from tritonclient.utils import InferenceServerException
 
 from serval.testing import RunningServer, run_server
@@ -249,3 +250,19 @@ def test_listening_beyond_loopback_without_tokens_warns(repository: Path) -> Non
         log = server.log()
     assert "without --auth-tokens" in log
     assert "WARNING" in log or '"warning"' in log.lower()
+
+
+def test_grpc_streaming_rpcs_are_checked_too(server: RunningServer) -> None:
+    request = reflection_pb2.ServerReflectionRequest(list_services="")
+    with grpc.insecure_channel(server.grpc_address) as channel:
+        stub = reflection_pb2_grpc.ServerReflectionStub(channel)
+        with pytest.raises(grpc.RpcError) as caught:
+            list(stub.ServerReflectionInfo(iter([request]), timeout=10))
+        assert caught.value.code() is grpc.StatusCode.UNAUTHENTICATED
+        answers = list(
+            stub.ServerReflectionInfo(
+                iter([request]), timeout=10, metadata=(("authorization", f"Bearer {READ}"),)
+            )
+        )
+        names = {s.name for s in answers[0].list_services_response.service}
+        assert "inference.GRPCInferenceService" in names
