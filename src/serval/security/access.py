@@ -42,7 +42,6 @@ class AccessPolicy:
         """The caller's role when it is at least ``needed``; else raises
         ``UnauthenticatedError`` (no or unknown token), ``PermissionDeniedError`` (role too
         low) or ``OverloadedError`` (over the token's rate limit, with ``retry_after_s``)."""
-        _details_visible.set(False)  # until a token shows the caller is an admin
         if authorization is None:
             raise UnauthenticatedError(
                 "authentication required: send 'Authorization: Bearer <token>'"
