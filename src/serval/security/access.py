@@ -69,8 +69,8 @@ class AccessPolicy:
 
 
 def hide_details() -> None:
-    """The request in progress shows no error details to its caller (set before a token is
-    checked, and for open health probes, which carry none)."""
+    """The request in progress shows no error details to its caller: an open health probe,
+    which carries no token."""
     _details_visible.set(False)
 
 
