@@ -220,6 +220,7 @@ def _grpc_service(
         access_log=settings.access_log,
         access=access,
         tls=_tls(settings),
+        handshake_timeout_s=settings.header_timeout_s,
     )
 
 

@@ -39,7 +39,6 @@ def server(repository: Path) -> Iterator[RunningServer]:
         "8192",
         "--max-connections",
         str(MAX_CONNECTIONS),
-        grpc=False,
     ) as running:
         yield running
 
@@ -117,6 +116,18 @@ def test_a_connection_that_sends_nothing_is_closed(server: RunningServer) -> Non
     sock.close()
     assert time.monotonic() - started < 3
     assert reply.startswith(b"HTTP/1.1 408"), reply[:200]
+
+
+@pytest.mark.parametrize("sent", [b"", b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"])
+def test_a_grpc_connection_that_never_finishes_its_handshake_is_closed(
+    server: RunningServer, sent: bytes
+) -> None:
+    sock = socket.create_connection((server.host, server.grpc_port), timeout=10)
+    started = time.monotonic()
+    sock.sendall(sent)
+    read_until_closed(sock, 10)
+    sock.close()
+    assert time.monotonic() - started < 3  # the header timeout, 1 s, applies to gRPC too
 
 
 def test_connections_beyond_the_limit_are_refused_and_health_answers(

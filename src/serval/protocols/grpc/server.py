@@ -68,6 +68,7 @@ class GrpcServer:
         access_log: bool = False,
         access: AccessPolicy | None = None,
         tls: TlsFiles | None = None,
+        handshake_timeout_s: float | None = None,
     ) -> None:
         if max_message_bytes <= 0:
             raise ValueError(f"max_message_bytes must be positive, got {max_message_bytes}")
@@ -80,6 +81,7 @@ class GrpcServer:
         self._access_log = access_log
         self._access = access
         self._tls = tls
+        self._handshake_timeout_s = handshake_timeout_s
         self._server: grpc.aio.Server | None = None
         self._health: HealthServicer | None = None
         self._port = port
@@ -103,6 +105,13 @@ class GrpcServer:
                 ("grpc.max_send_message_length", self._max_message_bytes),
                 ("grpc.max_receive_message_length", self._max_message_bytes),
                 ("grpc.so_reuseport", int(self._reuse_port)),
+                *(
+                    # A connection that has not finished its handshake by then is closed
+                    # (as the REST header timeout): held raw connections cannot pile up.
+                    [("grpc.server_handshake_timeout_ms", int(self._handshake_timeout_s * 1000))]
+                    if self._handshake_timeout_s is not None
+                    else []
+                ),
             ],
         )
         self._health = HealthServicer(self._dataplane)
