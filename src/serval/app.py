@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ipaddress
 import logging
+import math
 import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -34,15 +36,21 @@ from serval.observability.metrics import ServalMetrics, exposition
 from serval.observability.model_log import ModelStateLog
 from serval.observability.requests import RequestObserver, RequestRecorder
 from serval.protocols.rest.app import build_rest_app
+from serval.protocols.rest.auth import AuthMiddleware
 from serval.protocols.rest.v2 import EXTENSIONS
 from serval.protocols.rest.worker_header import WorkerHeaderMiddleware
 from serval.runtimes.registry import RuntimeRegistry
+from serval.security.access import AccessPolicy
+from serval.security.rate_limit import RateLimiter
+from serval.security.tls import TlsFiles
+from serval.security.tokens import TokenTable
 from serval.server import GrpcService, Server
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace.export import SpanExporter
 
 logger = logging.getLogger("serval.models")
+security_logger = logging.getLogger("serval.security")
 
 
 def build(settings: Settings, *, span_exporter: SpanExporter | None = None) -> Server:
@@ -93,15 +101,19 @@ def build(settings: Settings, *, span_exporter: SpanExporter | None = None) -> S
         metrics=telemetry.metrics_endpoint,
         access_log=settings.access_log,
     )
+    access = access_policy(settings)
+    if access is not None:
+        rest_app = AuthMiddleware(rest_app, access, access_log=settings.access_log)
     if settings.workers > 1:  # say which worker process answered
         rest_app = WorkerHeaderMiddleware(rest_app)
     grpc_service = (
-        _grpc_service(settings, dataplane, control, telemetry.observer)
+        _grpc_service(settings, dataplane, control, telemetry.observer, access)
         if settings.grpc_port
         else None
     )
     return Server(
         settings,
+        _tls(settings),
         manager,
         rest_app,
         grpc_service,
@@ -119,6 +131,40 @@ def call_limits(spec: ModelSpec, threads: int) -> CallLimits:
         max_concurrency=most if wanted is None else min(wanted, most),
         max_waiting=spec.concurrency.max_waiting,
     )
+
+
+def access_policy(settings: Settings) -> AccessPolicy | None:
+    """The bearer-token policy, or None when no token file is set (then nothing is checked:
+    say so if the server is reachable from other hosts)."""
+    if settings.auth_tokens is None:
+        if not _is_loopback(settings.host):
+            security_logger.warning(
+                "listening on %s without --auth-tokens: the control endpoints (model load and "
+                "unload, repository index) and inference are open to anyone who can reach it",
+                settings.host,
+            )
+        return None
+    tokens = TokenTable.from_file(settings.auth_tokens)
+    limiter = None
+    if settings.auth_rate_limit:
+        burst = settings.auth_rate_burst or math.ceil(settings.auth_rate_limit)
+        limiter = RateLimiter(settings.auth_rate_limit, burst)
+    security_logger.info(
+        "authentication on: %d tokens from %s; health probes %s",
+        len(tokens),
+        settings.auth_tokens,
+        "open" if settings.auth_open_health else "need a token",
+    )
+    return AccessPolicy(tokens, open_health=settings.auth_open_health, rate_limiter=limiter)
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 @dataclass
@@ -176,7 +222,11 @@ def build_telemetry(
 
 
 def _grpc_service(
-    settings: Settings, dataplane: DataPlane, control: ControlPlane, observer: RequestObserver
+    settings: Settings,
+    dataplane: DataPlane,
+    control: ControlPlane,
+    observer: RequestObserver,
+    access: AccessPolicy | None,
 ) -> GrpcService | None:
     try:
         from serval.protocols.grpc.server import GrpcServer  # noqa: PLC0415 - optional extra
@@ -194,4 +244,13 @@ def _grpc_service(
         reuse_port=settings.workers > 1,
         observer=observer,
         access_log=settings.access_log,
+        access=access,
+        tls=_tls(settings),
+        handshake_timeout_s=settings.header_timeout_s,
     )
+
+
+def _tls(settings: Settings) -> TlsFiles | None:
+    if settings.tls_cert is None or settings.tls_key is None:
+        return None
+    return TlsFiles(settings.tls_cert, settings.tls_key, settings.tls_client_ca)

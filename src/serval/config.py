@@ -22,6 +22,7 @@ from pydantic_settings import (
 
 from serval.core.lifecycle.manager import ControlMode
 
+KiB = 2**10
 MiB = 2**20
 
 
@@ -64,6 +65,42 @@ class Settings(BaseSettings):
         "model; see docs/workers.md.",
     )
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    # Security (docs/security.md).
+    auth_tokens: Path | None = Field(
+        default=None,
+        description="File of 'ROLE TOKEN' lines (roles read, infer, admin); when set, every "
+        "endpoint asks for 'Authorization: Bearer <token>'.",
+    )
+    auth_open_health: bool = Field(
+        default=True,
+        description="With tokens: leave the health probes (live, ready) open to callers "
+        "without a token.",
+    )
+    auth_rate_limit: float = Field(
+        default=0.0, ge=0, description="Requests a second each token may make; 0: no limit."
+    )
+    auth_rate_burst: int = Field(
+        default=0, ge=0, description="Requests a token may make at once; 0: the rate, rounded up."
+    )
+    tls_cert: Path | None = Field(default=None, description="PEM certificate: serve over TLS.")
+    tls_key: Path | None = Field(default=None, description="PEM private key of tls_cert.")
+    tls_client_ca: Path | None = Field(
+        default=None, description="PEM CA bundle: ask clients for a certificate it signed."
+    )
+    max_header_bytes: int = Field(
+        default=64 * KiB, ge=1024, description="Largest HTTP request line and headers."
+    )
+    header_timeout_s: float = Field(
+        default=10.0, gt=0, description="Time an HTTP client has to send a request's headers."
+    )
+    keep_alive_timeout_s: int = Field(
+        default=5, ge=1, description="Seconds an idle HTTP keep-alive connection stays open."
+    )
+    max_connections: int = Field(
+        default=0,
+        ge=0,
+        description="Open HTTP connections served at once; 0: half the process's file limit.",
+    )
     # Observability (docs/observability.md).
     log_format: Literal["auto", "json", "text"] = Field(
         default="auto", description="auto: JSON lines unless stderr is a terminal."
@@ -89,6 +126,16 @@ class Settings(BaseSettings):
         if isinstance(items, list | tuple):
             return tuple(p.strip() for item in items for p in str(item).split(",") if p.strip())
         return value
+
+    @model_validator(mode="after")
+    def _security_settings_agree(self) -> Settings:
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("tls_cert and tls_key go together: give both or neither")
+        if self.tls_client_ca is not None and self.tls_cert is None:
+            raise ValueError("tls_client_ca needs tls_cert and tls_key")
+        if self.auth_rate_limit and self.auth_tokens is None:
+            raise ValueError("auth_rate_limit limits each token: it needs auth_tokens")
+        return self
 
     @model_validator(mode="after")
     def _workers_share_a_port(self) -> Settings:

@@ -11,13 +11,15 @@ import contextlib
 import errno
 import gc
 import logging
+import resource
 import signal
 import socket
+import ssl
 import sys
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
-from typing import Protocol
+from typing import Any, Protocol
 
 import uvicorn
 from starlette.types import ASGIApp
@@ -25,7 +27,8 @@ from starlette.types import ASGIApp
 from serval.config import Settings
 from serval.core.errors import PortInUseError
 from serval.core.lifecycle.manager import LifecycleManager
-from serval.protocols.rest.coalescing import CoalescingHttpToolsProtocol
+from serval.protocols.rest.connection_guard import ConnectionLimits, guarded_protocol
+from serval.security.tls import TlsFiles
 
 logger = logging.getLogger("serval.server")
 
@@ -42,6 +45,7 @@ class Server:
     def __init__(
         self,
         settings: Settings,
+        tls: TlsFiles | None,
         manager: LifecycleManager,
         rest_app: ASGIApp,
         grpc_service: GrpcService | None,
@@ -50,6 +54,7 @@ class Server:
     ) -> None:
         """``on_stop``: called last when the server stops (e.g. flush buffered traces)."""
         self._settings = settings
+        self._tls = tls
         self._manager = manager
         self._rest_app = rest_app
         self._grpc = grpc_service
@@ -82,8 +87,9 @@ class Server:
         if self._grpc is not None:
             await self._grpc.start()
         logger.info(
-            "serving %s: REST on http://%s:%d, gRPC %s",
+            "serving %s: REST on %s://%s:%d, gRPC %s",
             self._settings.model_repository,
+            "https" if self._tls is not None else "http",
             self._settings.host,
             listener.getsockname()[1],  # the real port when --http-port is 0
             f"on {self._settings.host}:{self._settings.grpc_port}" if self._grpc else "off",
@@ -141,9 +147,26 @@ class Server:
         logger.info("stopped")
 
     def _http_server(self) -> uvicorn.Server:
+        settings = self._settings
+        limits = ConnectionLimits(
+            max_header_bytes=settings.max_header_bytes,
+            header_timeout_s=settings.header_timeout_s,
+            max_connections=settings.max_connections or _default_max_connections(),
+        )
+        tls: dict[str, Any] = {}
+        if self._tls is not None:
+            tls = {"ssl_certfile": str(self._tls.cert), "ssl_keyfile": str(self._tls.key)}
+            if self._tls.client_ca is not None:
+                tls |= {
+                    "ssl_ca_certs": str(self._tls.client_ca),
+                    "ssl_cert_reqs": ssl.CERT_REQUIRED,
+                }
         config = uvicorn.Config(
             self._rest_app,
-            http=CoalescingHttpToolsProtocol,  # httptools, one socket write per response
+            # httptools, one socket write per response, and the connection limits
+            http=guarded_protocol(limits),
+            timeout_keep_alive=settings.keep_alive_timeout_s,
+            **tls,
             lifespan="off",
             log_config=None,
             access_log=False,
@@ -151,7 +174,10 @@ class Server:
             proxy_headers=False,  # no X-Forwarded-* rewriting: one ASGI layer less per request
             timeout_graceful_shutdown=int(self._settings.exit_timeout_s),
         )
-        config.load()
+        try:
+            config.load()
+        except (OSError, ssl.SSLError) as exc:
+            raise OSError(f"cannot use the TLS certificate or key: {exc}") from exc
         server = uvicorn.Server(config)
         server.lifespan = config.lifespan_class(config)
         return server
@@ -166,6 +192,14 @@ def _listen_http(host: str, port: int, *, reuse_port: bool) -> socket.socket:
                 f"REST cannot listen on {host}:{port}: the port is in use", setting="http_port"
             ) from exc
         raise
+
+
+def _default_max_connections() -> int:
+    """Half the process's open-file limit: the rest is for gRPC, models and logs."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return 32768
+    return max(32, soft // 2)
 
 
 def _listen(host: str, port: int, *, reuse_port: bool = False) -> socket.socket:

@@ -7,6 +7,7 @@ import contextlib
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -46,10 +47,11 @@ class RunningServer:
     grpc_port: int
     log_path: Path
     host: str = "127.0.0.1"
+    scheme: str = "http"
 
     @property
     def http_url(self) -> str:
-        return f"http://{self.host}:{self.http_port}"
+        return f"{self.scheme}://{self.host}:{self.http_port}"
 
     @property
     def http_address(self) -> str:
@@ -83,9 +85,17 @@ def run_server(
     env: dict[str, str] | None = None,
     wait_ready: bool = True,
     ready_timeout_s: float = 60.0,
+    tls_ca: Path | None = None,
+    client_cert: tuple[Path, Path] | None = None,
+    auth_token: str | None = None,
 ) -> Iterator[RunningServer]:
     """Start ``serval serve`` on free loopback ports, wait until it is live (and ready, unless
-    ``wait_ready`` is false), and stop it on exit."""
+    ``wait_ready`` is false), and stop it on exit.
+
+    For a server given ``--tls-cert`` (in ``args``), ``tls_ca`` is the CA that signed it: the
+    server is reached over https, and ``client_cert`` (certificate, key) is presented when it
+    asks for one (``--tls-client-ca``). ``auth_token`` is sent while waiting, for a server
+    whose health probes need one (``--auth-open-health false``)."""
     http_port = free_port()
     grpc_port = free_port() if grpc else 0
     log_file = tempfile.NamedTemporaryFile(  # noqa: SIM115 - closed in the finally below
@@ -107,10 +117,16 @@ def run_server(
     ]
     process_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
     process = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT, env=process_env)
-    server = RunningServer(process, http_port, grpc_port, Path(log_file.name))
+    server = RunningServer(
+        process, http_port, grpc_port, Path(log_file.name), scheme="https" if tls_ca else "http"
+    )
     try:
         _wait_until(
-            server, "/v2/health/ready" if wait_ready else "/v2/health/live", ready_timeout_s
+            server,
+            "/v2/health/ready" if wait_ready else "/v2/health/live",
+            ready_timeout_s,
+            verify=client_tls_context(tls_ca, client_cert) if tls_ca is not None else True,
+            headers={"Authorization": f"Bearer {auth_token}"} if auth_token else None,
         )
         yield server
     finally:
@@ -118,9 +134,25 @@ def run_server(
         log_file.close()
 
 
-def _wait_until(server: RunningServer, path: str, timeout_s: float) -> None:
+def client_tls_context(ca: Path, client_cert: tuple[Path, Path] | None = None) -> ssl.SSLContext:
+    """An SSL context trusting ``ca`` and presenting ``client_cert`` (certificate, key)."""
+    context = ssl.create_default_context(cafile=str(ca))
+    if client_cert is not None:
+        context.load_cert_chain(str(client_cert[0]), str(client_cert[1]))
+    return context
+
+
+def _wait_until(
+    server: RunningServer,
+    path: str,
+    timeout_s: float,
+    verify: ssl.SSLContext | bool = True,
+    headers: dict[str, str] | None = None,
+) -> None:
     deadline = time.monotonic() + timeout_s
-    with httpx.Client(base_url=server.http_url, timeout=2.0) as client:
+    with httpx.Client(
+        base_url=server.http_url, timeout=2.0, verify=verify, headers=headers
+    ) as client:
         while time.monotonic() < deadline:
             if server.process.poll() is not None:
                 raise RuntimeError(

@@ -590,6 +590,8 @@ EXPECTED_STATUS = {
     errors.ErrorCode.FAILED_PRECONDITION: grpc.StatusCode.FAILED_PRECONDITION,
     errors.ErrorCode.UNIMPLEMENTED: grpc.StatusCode.UNIMPLEMENTED,
     errors.ErrorCode.INTERNAL: grpc.StatusCode.INTERNAL,
+    errors.ErrorCode.UNAUTHENTICATED: grpc.StatusCode.UNAUTHENTICATED,
+    errors.ErrorCode.PERMISSION_DENIED: grpc.StatusCode.PERMISSION_DENIED,
 }
 
 

@@ -20,6 +20,7 @@ from serval.config import Settings
 from serval.core.errors import PortInUseError
 from serval.core.model_spec import describe_validation_error
 from serval.observability.logging import configure_logging
+from serval.security.tokens import TokenFileError, TokenTable
 
 _THREAD_EXIT_WAIT_S = 1.0
 
@@ -46,6 +47,20 @@ _FLAGS: dict[str, dict[str, Any]] = {
     "--workers": {
         "type": int,
         "help": "server processes sharing the ports, each loading every model (default 1)",
+    },
+    "--auth-tokens": {"help": "file of 'ROLE TOKEN' lines: require bearer tokens"},
+    "--auth-open-health": {"help": "true (default): health probes need no token"},
+    "--auth-rate-limit": {"type": float, "help": "requests a second per token (default 0: none)"},
+    "--auth-rate-burst": {"type": int, "help": "requests a token may make at once"},
+    "--tls-cert": {"help": "PEM certificate: serve REST and gRPC over TLS"},
+    "--tls-key": {"help": "PEM private key of --tls-cert"},
+    "--tls-client-ca": {"help": "PEM CA bundle: require client certificates (mutual TLS)"},
+    "--max-header-bytes": {"type": int, "help": "largest HTTP request head (default 64 KiB)"},
+    "--header-timeout-s": {"type": float, "help": "time to send HTTP headers (default 10)"},
+    "--keep-alive-timeout-s": {"type": int, "help": "idle HTTP connection timeout (default 5)"},
+    "--max-connections": {
+        "type": int,
+        "help": "open HTTP connections served (default 0: half the open-file limit)",
     },
     "--log-level": {
         "choices": ["debug", "info", "warning", "error"],
@@ -95,8 +110,9 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         for key, value in vars(args).items()
         if value is not None and key not in ("run", "command")
     }
-    if "strict_readiness" in given:
-        given["strict_readiness"] = _parse_bool(given["strict_readiness"], "--strict-readiness")
+    for name in ("strict_readiness", "auth_open_health"):
+        if name in given:
+            given[name] = _parse_bool(given[name], "--" + name.replace("_", "-"))
     return Settings(**given)
 
 
@@ -124,6 +140,12 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
+    if settings.auth_tokens is not None:
+        try:  # a bad token file stops the start here, before any worker starts
+            TokenTable.from_file(settings.auth_tokens)
+        except TokenFileError as exc:
+            print(f"serval serve: {exc}", file=sys.stderr)
+            return 2
     configure_logging(settings.log_level, settings.log_format)
     if settings.workers > 1:
         return supervise(settings)

@@ -19,6 +19,8 @@ class ErrorCode(StrEnum):
     FAILED_PRECONDITION = "FAILED_PRECONDITION"
     UNIMPLEMENTED = "UNIMPLEMENTED"
     INTERNAL = "INTERNAL"
+    UNAUTHENTICATED = "UNAUTHENTICATED"
+    PERMISSION_DENIED = "PERMISSION_DENIED"
 
 
 class ServalError(Exception):
@@ -113,3 +115,15 @@ class PortInUseError(ServalError):
     def __init__(self, message: str, *, setting: str) -> None:
         super().__init__(message)
         self.setting = setting
+
+
+class UnauthenticatedError(ServalError):
+    """The request carries no credential, or one the server does not know."""
+
+    code = ErrorCode.UNAUTHENTICATED
+
+
+class PermissionDeniedError(ServalError):
+    """The credential is known but its role does not allow the operation."""
+
+    code = ErrorCode.PERMISSION_DENIED

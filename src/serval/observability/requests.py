@@ -48,6 +48,8 @@ OUTCOMES: dict[ErrorCode, str] = {
     ErrorCode.RESOURCE_EXHAUSTED: "overloaded",
     ErrorCode.DEADLINE_EXCEEDED: "timeout",
     ErrorCode.INTERNAL: "server_error",
+    ErrorCode.UNAUTHENTICATED: "client_error",
+    ErrorCode.PERMISSION_DENIED: "client_error",
 }
 
 

@@ -12,6 +12,7 @@ import grpc
 import grpc.aio
 
 from serval.core.errors import ErrorCode, ServalError
+from serval.security.access import client_message
 
 logger = logging.getLogger(__name__)
 
@@ -25,6 +26,8 @@ STATUS_FOR_CODE: dict[ErrorCode, grpc.StatusCode] = {
     ErrorCode.FAILED_PRECONDITION: grpc.StatusCode.FAILED_PRECONDITION,
     ErrorCode.UNIMPLEMENTED: grpc.StatusCode.UNIMPLEMENTED,
     ErrorCode.INTERNAL: grpc.StatusCode.INTERNAL,
+    ErrorCode.UNAUTHENTICATED: grpc.StatusCode.UNAUTHENTICATED,
+    ErrorCode.PERMISSION_DENIED: grpc.StatusCode.PERMISSION_DENIED,
 }
 
 # Trailing metadata key carrying ServalError.retry_after_s, in whole seconds as HTTP's header.
@@ -40,7 +43,7 @@ async def abort(context: grpc.aio.ServicerContext, error: ServalError) -> NoRetu
     if error.retry_after_s is not None:
         seconds = max(1, math.ceil(error.retry_after_s))
         context.set_trailing_metadata(((RETRY_AFTER_KEY, str(seconds)),))
-    await context.abort(status_for(error), error.message)
+    await context.abort(status_for(error), client_message(error))
     raise AssertionError("context.abort returned")  # pragma: no cover - abort always raises
 
 

@@ -18,11 +18,14 @@ from serval.core.dataplane import DataPlane
 from serval.core.errors import PortInUseError
 from serval.observability.requests import RequestObserver
 from serval.protocols.grpc.access_log import AccessLogInterceptor
+from serval.protocols.grpc.auth import AuthInterceptor
 from serval.protocols.grpc.generated import grpc_service_pb2 as pb
 from serval.protocols.grpc.generated import grpc_service_pb2_grpc as pb_grpc
 from serval.protocols.grpc.generated import model_config_pb2 as config_pb
 from serval.protocols.grpc.health import HealthServicer
 from serval.protocols.grpc.servicer import InferenceServicer
+from serval.security.access import AccessPolicy
+from serval.security.tls import TlsFiles
 
 logger = logging.getLogger(__name__)
 
@@ -83,6 +86,9 @@ class GrpcServer:
         reuse_port: bool = False,
         observer: RequestObserver | None = None,
         access_log: bool = False,
+        access: AccessPolicy | None = None,
+        tls: TlsFiles | None = None,
+        handshake_timeout_s: float | None = None,
     ) -> None:
         if max_message_bytes <= 0:
             raise ValueError(f"max_message_bytes must be positive, got {max_message_bytes}")
@@ -93,6 +99,9 @@ class GrpcServer:
         self._reuse_port = reuse_port
         self._observer = observer
         self._access_log = access_log
+        self._access = access
+        self._tls = tls
+        self._handshake_timeout_s = handshake_timeout_s
         self._server: grpc.aio.Server | None = None
         self._health: HealthServicer | None = None
         self._port = port
@@ -105,12 +114,24 @@ class GrpcServer:
     async def start(self) -> None:
         if self._server is not None:
             raise RuntimeError("the gRPC server is already started")
+        interceptors: list[grpc.aio.ServerInterceptor] = []
+        if self._access_log:
+            interceptors.append(AccessLogInterceptor())
+        if self._access is not None:  # after the access log, so that refusals are logged
+            interceptors.append(AuthInterceptor(self._access))
         server = grpc.aio.server(
-            interceptors=[AccessLogInterceptor()] if self._access_log else None,
+            interceptors=interceptors or None,
             options=[
                 ("grpc.max_send_message_length", self._max_message_bytes),
                 ("grpc.max_receive_message_length", self._max_message_bytes),
                 ("grpc.so_reuseport", int(self._reuse_port)),
+                *(
+                    # A connection that has not finished its handshake by then is closed
+                    # (as the REST header timeout): held raw connections cannot pile up.
+                    [("grpc.server_handshake_timeout_ms", int(self._handshake_timeout_s * 1000))]
+                    if self._handshake_timeout_s is not None
+                    else []
+                ),
             ],
         )
         self._health = HealthServicer(self._dataplane)
@@ -130,7 +151,16 @@ class GrpcServer:
                 f"gRPC cannot listen on {self._address}: the port is in use", setting="grpc_port"
             )
         try:
-            bound = server.add_insecure_port(self._address)
+            if self._tls is None:
+                bound = server.add_insecure_port(self._address)
+            else:
+                cert, key, client_ca = self._tls.read()
+                credentials = grpc.ssl_server_credentials(
+                    [(key, cert)],
+                    root_certificates=client_ca,
+                    require_client_auth=client_ca is not None,
+                )
+                bound = server.add_secure_port(self._address, credentials)
         except RuntimeError as exc:
             raise OSError(f"cannot listen for gRPC on {self._address}: {exc}") from exc
         if bound == 0:  # older grpcio reports a failed bind this way
@@ -138,7 +168,12 @@ class GrpcServer:
         self._port = bound
         await server.start()
         self._server = server
-        logger.info("gRPC listening on %s (port %d)", self._address, bound)
+        logger.info(
+            "gRPC listening on %s (port %d%s)",
+            self._address,
+            bound,
+            ", TLS" if self._tls is not None else "",
+        )
 
     async def stop(self, grace_s: float) -> None:
         """Report NOT_SERVING, refuse new RPCs, and let those in flight finish for up to

@@ -12,6 +12,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from serval.core.errors import ErrorCode, ServalError
+from serval.security.access import client_message, public_message
 
 logger = logging.getLogger(__name__)
 
@@ -25,6 +26,8 @@ HTTP_STATUS: dict[ErrorCode, int] = {
     ErrorCode.UNIMPLEMENTED: 501,
     ErrorCode.UNAVAILABLE: 503,
     ErrorCode.DEADLINE_EXCEEDED: 504,
+    ErrorCode.UNAUTHENTICATED: 401,
+    ErrorCode.PERMISSION_DENIED: 403,
 }
 
 # Statuses that tell a client to come back later get a Retry-After header.
@@ -36,7 +39,7 @@ def error_response(exc: ServalError) -> Response:
     headers = {}
     if status in _RETRY_STATUSES:
         headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after_s or 1)))
-    return json_error(status, exc.message, headers)
+    return json_error(status, client_message(exc), headers)
 
 
 def json_error(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
@@ -50,7 +53,9 @@ def json_error(status: int, message: str, headers: dict[str, str] | None = None)
 
 def unexpected_error(exc: BaseException) -> Response:
     logger.error("unexpected error while serving a request", exc_info=exc)
-    return json_error(500, f"internal error: {type(exc).__name__}: {exc}")
+    return json_error(
+        500, public_message(f"internal error: {type(exc).__name__}: {exc}", "internal error")
+    )
 
 
 class UnexpectedErrors:

@@ -34,6 +34,7 @@ from serval.protocols.rest.schedule_headers import (
     TIMEOUT_HEADER,
     apply_schedule_headers,
 )
+from serval.security.access import public_message
 
 # TF Serving's own patterns (http_rest_api_util.cc), case-insensitive.
 _PREDICT = re.compile(
@@ -114,7 +115,9 @@ class V1Routes:
                         "state": s.state.value,
                         "status": {
                             "error_code": "UNKNOWN" if s.error else "OK",
-                            "error_message": s.error or "",
+                            "error_message": public_message(s.error, "failed to load")
+                            if s.error
+                            else "",
                         },
                     }
                     for s in statuses

@@ -19,6 +19,7 @@ from serval.core.types import ModelMetadata, TensorSpec
 from serval.protocols.oip.triton_config import triton_model_config
 from serval.protocols.rest.body import parse_json_object, read_body
 from serval.protocols.rest.v2_infer import V2InferEndpoint
+from serval.security.access import public_message
 
 EXTENSIONS = ("binary_tensor_data", "model_repository", "statistics", "model_configuration")
 
@@ -73,7 +74,12 @@ class V2Routes:
         if readiness.ready:
             return json_response({"ready": True})
         return Response(
-            orjson.dumps({"ready": False, "error": f"not ready: {readiness.reason}"}),
+            orjson.dumps(
+                {
+                    "ready": False,
+                    "error": public_message(f"not ready: {readiness.reason}", "not ready"),
+                }
+            ),
             status_code=503,
             media_type="application/json",
             headers={"Retry-After": "1"},
