@@ -96,3 +96,10 @@ class ModelExecutionError(ServalError):
     """The model itself failed while predicting (not the client's fault)."""
 
     code = ErrorCode.INTERNAL
+
+
+class ToolError(ServalError):
+    """A tool (``serval convert``, ``serval optimize``) cannot do what was asked; the message
+    says why and what to do instead."""
+
+    code = ErrorCode.FAILED_PRECONDITION
