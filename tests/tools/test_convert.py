@@ -3,6 +3,7 @@ answers them alike, or nothing is written."""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -99,3 +100,15 @@ def test_will_not_mix_runtime_options_into_the_onnx_version(tmp_path: Path) -> N
     with pytest.raises(ToolError, match="sets runtime_options"):
         convert_version(tmp_path / "mlp")
     assert versions(tmp_path / "mlp") == ["1"]
+
+
+def test_names_the_extra_when_a_converter_is_missing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    builders.sklearn_classifier(tmp_path, "sk")
+    monkeypatch.setitem(sys.modules, "skl2onnx", None)  # import skl2onnx raises ImportError
+    with pytest.raises(
+        ToolError, match=r"skl2onnx is missing; .*pip install 'serval-server\[convert\]'"
+    ):
+        convert_version(tmp_path / "sk")
+    assert versions(tmp_path / "sk") == ["1"]

@@ -11,8 +11,7 @@ from typing import Any
 
 from serval.cli.convert import print_differences
 from serval.core.errors import ServalError
-
-_LEVELS = ("basic", "extended", "all")
+from serval.tools.optimize import LEVELS, optimize_version
 
 
 def register(commands: Any, summary: str) -> None:
@@ -28,7 +27,7 @@ def register(commands: Any, summary: str) -> None:
     parser.add_argument("--output-model", type=Path, help="model folder to write to")
     parser.add_argument(
         "--level",
-        choices=_LEVELS,
+        choices=LEVELS,
         default="extended",
         help="graph optimization level saved (default extended; 'all' may tie the model to "
         "this machine's CPU)",
@@ -48,8 +47,6 @@ def register(commands: Any, summary: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from serval.tools.optimize import optimize_version  # noqa: PLC0415 - loads onnxruntime
-
     try:
         result = optimize_version(
             args.model_dir,

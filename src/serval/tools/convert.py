@@ -27,7 +27,7 @@ from serval.tools.comparison import max_differences, sample_rows
 from serval.tools.versions import SourceVersion, find_version, write_version
 
 CONVERTIBLE = ("sklearn", "xgboost", "lightgbm")
-_CONVERTERS_HINT = "install the converters with: pip install 'serval[convert]'"
+_CONVERTERS_HINT = "install the converters with: pip install 'serval-server[convert]'"
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,7 +75,10 @@ def convert_version(
         n_features = inputs[0].shape[1] if len(inputs[0].shape) == 2 else -1
         if n_features < 1:
             raise ToolError("the model does not say how many features it takes")
-        proto = export_onnx(runtime, native.model, n_features, inputs, outputs, opset)
+        try:
+            proto = export_onnx(runtime, native.model, n_features, inputs, outputs, opset)
+        except ImportError as exc:  # skl2onnx or onnxmltools
+            raise ToolError(f"{exc.name} is missing; {_CONVERTERS_HINT}") from exc
         model = proto.SerializeToString()
         rows = sample_rows(rows_file, n_features, n_rows)
         check = _request(inputs[0], rows)

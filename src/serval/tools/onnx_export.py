@@ -29,14 +29,11 @@ def export_onnx(
     outputs: Sequence[TensorSpec],
     opset: int | None,
 ) -> onnx.ModelProto:
-    """The ONNX graph of a native model, with the native model's interface."""
+    """The ONNX graph of a native model, with the native model's interface. A missing
+    converter raises ``ImportError`` (the caller names the extra to install)."""
     try:
         with quiet_converters():
             proto = _CONVERTERS[runtime](model, n_features, opset)
-    except ImportError as exc:
-        raise ToolError(
-            f"{exc.name} is missing; install the converters with: pip install 'serval[convert]'"
-        ) from exc
     except (RuntimeError, NotImplementedError, ValueError, TypeError, KeyError) as exc:
         raise ToolError(f"the converter failed: {type(exc).__name__}: {exc}") from exc
     proto = dedupe_opsets(match_interface(proto, inputs, outputs))
