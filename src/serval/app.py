@@ -211,7 +211,8 @@ def build_telemetry(
             )
         except ImportError as exc:
             logger.warning(
-                "tracing is disabled: %s is not installed (pip install 'serval[observability]')",
+                "tracing is disabled: %s is not installed "
+                "(pip install 'serval-server[observability]')",
                 exc.name,
             )
         else:
@@ -232,7 +233,7 @@ def _grpc_service(
         from serval.protocols.grpc.server import GrpcServer  # noqa: PLC0415 - optional extra
     except ImportError as exc:
         logger.warning(
-            "gRPC is disabled: %s is not installed (pip install 'serval[grpc]')", exc.name
+            "gRPC is disabled: %s is not installed (pip install 'serval-server[grpc]')", exc.name
         )
         return None
     return GrpcServer(

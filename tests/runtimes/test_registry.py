@@ -11,7 +11,12 @@ import pytest
 from serval.core.errors import ModelConfigError
 from serval.core.lifecycle.loader import LoadRequest
 from serval.core.model_spec import ModelSpec
-from serval.runtimes.registry import DeferredLoader, RuntimeEntry, RuntimeRegistry
+from serval.runtimes.registry import (
+    BUILTIN_RUNTIMES,
+    DeferredLoader,
+    RuntimeEntry,
+    RuntimeRegistry,
+)
 from serval.testing import EchoPredictor, write_version
 
 
@@ -104,3 +109,9 @@ def test_third_party_runtime_from_an_installed_distribution(
     assert entry.requirement == "serval-echo"
     predictor = registry(request(folder, ModelSpec(runtime="echo"))).load()
     assert isinstance(predictor, EchoPredictor)
+
+
+def test_builtin_runtimes_name_serval_server_extras() -> None:
+    """``serval`` on the package index is an unrelated project: the hints name ours."""
+    for entry in BUILTIN_RUNTIMES:
+        assert entry.requirement == f"serval-server[{entry.name}]"

@@ -80,7 +80,7 @@ _FLAGS: dict[str, dict[str, Any]] = {
     },
     "--tracing": {
         "action": argparse.BooleanOptionalAction,
-        "help": "OpenTelemetry traces over OTLP (default off; needs serval[observability])",
+        "help": "OpenTelemetry traces over OTLP (default off; needs serval-server[observability])",
     },
     "--otlp-endpoint": {"help": "OTLP/gRPC trace collector (default http://localhost:4317)"},
     "--service-name": {"help": "service.name in traces (default serval)"},

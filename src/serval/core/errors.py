@@ -127,3 +127,10 @@ class PermissionDeniedError(ServalError):
     """The credential is known but its role does not allow the operation."""
 
     code = ErrorCode.PERMISSION_DENIED
+
+
+class ToolError(ServalError):
+    """A tool (``serval convert``, ``serval optimize``) cannot do what was asked; the message
+    says why and what to do instead."""
+
+    code = ErrorCode.FAILED_PRECONDITION

@@ -155,6 +155,6 @@ def _otlp_exporter(endpoint: str) -> SpanExporter:
         )
     except ImportError as exc:
         raise RuntimeError(
-            "tracing needs the OTLP exporter: pip install 'serval[observability]'"
+            "tracing needs the OTLP exporter: pip install 'serval-server[observability]'"
         ) from exc
     return OTLPSpanExporter(endpoint=endpoint, insecure=endpoint.startswith("http://"))

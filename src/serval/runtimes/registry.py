@@ -38,24 +38,30 @@ class RuntimeEntry:
 
 BUILTIN_RUNTIMES: tuple[RuntimeEntry, ...] = (
     RuntimeEntry(
-        "python", "serval.runtimes.python.loader:PythonLoader", ("model.py",), "serval[python]"
+        "python",
+        "serval.runtimes.python.loader:PythonLoader",
+        ("model.py",),
+        "serval-server[python]",
     ),
-    RuntimeEntry("onnx", "serval.runtimes.onnx:OnnxLoader", ("model.onnx",), "serval[onnx]"),
+    RuntimeEntry("onnx", "serval.runtimes.onnx:OnnxLoader", ("model.onnx",), "serval-server[onnx]"),
     RuntimeEntry(
         "sklearn",
         "serval.runtimes.sklearn:SklearnLoader",
         ("model.skops", "model.joblib", "model.pkl"),
-        "serval[sklearn]",
+        "serval-server[sklearn]",
     ),
     # model.json is ambiguous (any JSON file); serval reads it as an XGBoost model.
     RuntimeEntry(
         "xgboost",
         "serval.runtimes.xgboost:XGBoostLoader",
         ("model.ubj", "model.json"),
-        "serval[xgboost]",
+        "serval-server[xgboost]",
     ),
     RuntimeEntry(
-        "lightgbm", "serval.runtimes.lightgbm:LightGBMLoader", ("model.txt",), "serval[lightgbm]"
+        "lightgbm",
+        "serval.runtimes.lightgbm:LightGBMLoader",
+        ("model.txt",),
+        "serval-server[lightgbm]",
     ),
 )
 

@@ -1,7 +1,7 @@
 """scikit-learn, XGBoost and LightGBM models -> ONNX (skl2onnx, onnxmltools).
 
-The ONNX model keeps the interface of the native one: input ``input`` (FP32, ``[-1, n]``) and
-outputs ``predict`` and ``predict_proba`` with the same shapes, so clients need no change.
+The converters build an FP32 graph; ``onnx_interface`` then gives it the native model's input
+and outputs (names, datatypes, shapes), so that its clients need no change.
 """
 
 from __future__ import annotations
@@ -9,36 +9,34 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
 import onnx
-from onnx import helper, numpy_helper
+from onnx import helper
 
-from serval.cli.model_versions import CommandError
+from serval.core.errors import ToolError
 from serval.core.types import TensorSpec
 from serval.runtimes.tabular import INPUT_NAME
+from serval.tools.onnx_interface import match_interface
+from serval.tools.quiet import quiet_converters
 
 _DEFAULT_OPSET = 15  # when a model imports no default-domain opset (ai.onnx.ml ops only)
 
 
 def export_onnx(
-    runtime: str, model: Any, n_features: int, outputs: Sequence[TensorSpec], opset: int | None
+    runtime: str,
+    model: Any,
+    n_features: int,
+    inputs: Sequence[TensorSpec],
+    outputs: Sequence[TensorSpec],
+    opset: int | None,
 ) -> onnx.ModelProto:
+    """The ONNX graph of a native model, with the native model's interface. A missing
+    converter raises ``ImportError`` (the caller names the extra to install)."""
     try:
-        if runtime == "sklearn":
-            proto = _from_sklearn(model, n_features, opset)
-        elif runtime == "xgboost":
-            proto = _from_xgboost(model, n_features, opset)
-        elif runtime == "lightgbm":
-            proto = _from_lightgbm(model, n_features, opset)
-        else:
-            raise CommandError(f"cannot convert a {runtime!r} model")
-    except ImportError as exc:
-        raise CommandError(
-            f"{exc.name} is missing; install the converters with: pip install 'serval[convert]'"
-        ) from exc
+        with quiet_converters():
+            proto = _CONVERTERS[runtime](model, n_features, opset)
     except (RuntimeError, NotImplementedError, ValueError, TypeError, KeyError) as exc:
-        raise CommandError(f"the converter failed: {type(exc).__name__}: {exc}") from exc
-    proto = dedupe_opsets(name_outputs(proto, outputs))
+        raise ToolError(f"the converter failed: {type(exc).__name__}: {exc}") from exc
+    proto = dedupe_opsets(match_interface(proto, inputs, outputs))
     onnx.checker.check_model(proto)
     return proto
 
@@ -99,36 +97,5 @@ def _from_lightgbm(booster: Any, n_features: int, opset: int | None) -> onnx.Mod
     return proto
 
 
-def name_outputs(proto: onnx.ModelProto, specs: Sequence[TensorSpec]) -> onnx.ModelProto:
-    """Rename the graph's outputs, in order, to ``specs``' names (dropping extra ones) and
-    reshape any whose rank differs (a regressor's ``[N, 1]`` becomes ``[N]``)."""
-    graph = proto.graph
-    produced = list(graph.output)
-    if len(produced) < len(specs):
-        raise CommandError(
-            f"the converted model has {len(produced)} output(s); the native one has {len(specs)}"
-        )
-    del graph.output[:]
-    for old, spec in zip(produced, specs, strict=False):
-        elem_type = old.type.tensor_type.elem_type
-        rank = len(old.type.tensor_type.shape.dim)
-        if rank != len(spec.shape):
-            target = np.array([-1, *spec.shape[1:]], dtype=np.int64)
-            shape_name = f"{spec.name}_shape"
-            graph.initializer.append(numpy_helper.from_array(target, shape_name))
-            graph.node.append(helper.make_node("Reshape", [old.name, shape_name], [spec.name]))
-        else:
-            _rename(graph, old.name, spec.name)
-        dims: list[str | int | None] = ["N", *(d if d > 0 else None for d in spec.shape[1:])]
-        graph.output.append(helper.make_tensor_value_info(spec.name, elem_type, dims))
-    return proto
-
-
-def _rename(graph: onnx.GraphProto, old: str, new: str) -> None:
-    for node in graph.node:
-        for index, name in enumerate(node.output):
-            if name == old:
-                node.output[index] = new
-        for index, name in enumerate(node.input):
-            if name == old:
-                node.input[index] = new
+_CONVERTERS = {"sklearn": _from_sklearn, "xgboost": _from_xgboost, "lightgbm": _from_lightgbm}
+CONVERTIBLE = tuple(_CONVERTERS)
