@@ -77,6 +77,7 @@ def build(settings: Settings, *, span_exporter: SpanExporter | None = None) -> S
         observer=telemetry.observer,
         metrics=telemetry.metrics_endpoint,
         access_log=settings.access_log,
+        openapi_version=__version__ if settings.openapi else None,
     )
     if settings.workers > 1:  # say which worker process answered
         rest_app = WorkerHeaderMiddleware(rest_app)

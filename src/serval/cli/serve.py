@@ -54,6 +54,7 @@ _FLAGS: dict[str, dict[str, Any]] = {
         "action": argparse.BooleanOptionalAction,
         "help": "Prometheus metrics at GET /metrics (default on)",
     },
+    "--openapi": {"help": "true (default): the REST API's OpenAPI description at /openapi.json"},
     "--tracing": {
         "action": argparse.BooleanOptionalAction,
         "help": "OpenTelemetry traces over OTLP (default off; needs serval[observability])",
@@ -86,8 +87,9 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         for key, value in vars(args).items()
         if value is not None and key not in ("run", "command")
     }
-    if "strict_readiness" in given:
-        given["strict_readiness"] = _parse_bool(given["strict_readiness"], "--strict-readiness")
+    for key in ("strict_readiness", "openapi"):
+        if key in given:
+            given[key] = _parse_bool(given[key], f"--{key.replace('_', '-')}")
     return Settings(**given)
 
 
