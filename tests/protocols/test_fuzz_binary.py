@@ -8,13 +8,15 @@ from __future__ import annotations
 import contextlib
 import json
 import struct
+import tracemalloc
 
 import numpy as np
 import orjson
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from serval.core.errors import ServalError
+from serval.core.errors import InvalidInputError, ServalError
 from serval.core.tensors.datatypes import DataType
 from serval.core.tensors.raw import decode_raw, encode_raw
 from serval.core.types import InferenceRequest, InferenceResponse, Tensor
@@ -129,3 +131,31 @@ def test_almost_right_binary_requests_raise_only_serval_errors(case: tuple[bytes
     body, header_length = case
     with contextlib.suppress(ServalError):
         decode_infer_request(body, header_length, "m", None)
+
+
+def test_a_bytes_shape_allocates_nothing_before_its_data_is_read() -> None:
+    """Found by the fuzz tests: BYTES slots were allocated from the shape first, so a shape of
+    [2**31] with 4 bytes of data took 16 GiB (a MemoryError, or the event loop held for
+    seconds) before the decoder saw that the data ends."""
+    tracemalloc.start()
+    try:
+        with pytest.raises(InvalidInputError, match="ends after 1 of 2147483648"):
+            decode_raw(struct.pack("<I", 0), DataType.BYTES, [2**31], "x")
+        header = json.dumps(
+            {
+                "inputs": [
+                    {
+                        "name": "x",
+                        "datatype": "BYTES",
+                        "shape": [2**31],
+                        "parameters": {"binary_data_size": 4},
+                    }
+                ]
+            }
+        ).encode()
+        with pytest.raises(InvalidInputError, match="ends after 1"):
+            decode_infer_request(header + bytes(4), str(len(header)), "m", None)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 2**20
