@@ -100,6 +100,9 @@ def build(settings: Settings, *, span_exporter: SpanExporter | None = None) -> S
         observer=telemetry.observer,
         metrics=telemetry.metrics_endpoint,
         access_log=settings.access_log,
+        openapi_version=__version__ if settings.openapi else None,
+        bearer_auth=settings.auth_tokens is not None,
+        open_health=settings.auth_open_health,
     )
     access = access_policy(settings)
     if access is not None:

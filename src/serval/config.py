@@ -107,6 +107,9 @@ class Settings(BaseSettings):
     )
     access_log: bool = Field(default=False, description="Log one line per HTTP request or RPC.")
     metrics: bool = Field(default=True, description="Prometheus metrics at GET /metrics.")
+    openapi: bool = Field(
+        default=True, description="The REST API's OpenAPI description at GET /openapi.json."
+    )
     tracing: bool = Field(
         default=False, description="OpenTelemetry traces of inference requests, sent over OTLP."
     )

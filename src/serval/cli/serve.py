@@ -78,6 +78,7 @@ _FLAGS: dict[str, dict[str, Any]] = {
         "action": argparse.BooleanOptionalAction,
         "help": "Prometheus metrics at GET /metrics (default on)",
     },
+    "--openapi": {"help": "true (default): the REST API's OpenAPI description at /openapi.json"},
     "--tracing": {
         "action": argparse.BooleanOptionalAction,
         "help": "OpenTelemetry traces over OTLP (default off; needs serval-server[observability])",
@@ -110,7 +111,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         for key, value in vars(args).items()
         if value is not None and key not in ("run", "command")
     }
-    for name in ("strict_readiness", "auth_open_health"):
+    for name in ("strict_readiness", "auth_open_health", "openapi"):
         if name in given:
             given[name] = _parse_bool(given[name], "--" + name.replace("_", "-"))
     return Settings(**given)

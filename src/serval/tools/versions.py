@@ -41,7 +41,11 @@ def find_version(model_dir: Path, version: int | None) -> SourceVersion:
 
 
 def next_version(model_dir: Path) -> int:
-    numbers = [int(p.name) for p in model_dir.iterdir() if p.is_dir() and p.name.isdigit()]
+    numbers = [
+        int(p.name)
+        for p in model_dir.iterdir()
+        if p.is_dir() and p.name.isascii() and p.name.isdigit()
+    ]
     return max(numbers, default=0) + 1
 
 

@@ -25,7 +25,7 @@ _VERSION_LIKE = re.compile(r"^(?:v|version)[-_]?0*([1-9][0-9]*)$", re.IGNORECASE
 
 def parse_version(name: str) -> int | None:
     """The version a folder name stands for: a positive integer, else None."""
-    if not name.isdigit():
+    if not (name.isascii() and name.isdigit()):  # not '²'
         return None
     version = int(name)
     return version if version > 0 else None

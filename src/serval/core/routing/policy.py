@@ -98,7 +98,7 @@ def parse_version(version: str | int | None) -> int | None:
         return None
     if isinstance(version, int) and not isinstance(version, bool):
         number = version
-    elif isinstance(version, str) and version.isdigit():
+    elif isinstance(version, str) and version.isascii() and version.isdigit():  # not '²'
         number = int(version)
     else:
         raise InvalidInputError(f"model version must be a positive integer, received {version!r}")

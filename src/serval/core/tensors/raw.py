@@ -27,7 +27,8 @@ def element_count(shape: Sequence[int]) -> int:
 def decode_raw(
     data: bytes | memoryview, datatype: DataType, shape: Sequence[int], name: str
 ) -> np.ndarray[Any, Any]:
-    """Raw bytes -> array of ``shape``. Fixed-size types are views on ``data`` (no copy)."""
+    """Raw bytes -> array of ``shape`` (non-negative dimensions: the adapters check them).
+    Fixed-size types are views on ``data`` (no copy)."""
     count = element_count(shape)
     if datatype is DataType.BYTES:
         return _reshape(_decode_bytes(data, count, name), shape, name)
@@ -54,7 +55,9 @@ def _reshape(flat: np.ndarray[Any, Any], shape: Sequence[int], name: str) -> np.
 
 def _decode_bytes(data: bytes | memoryview, count: int, name: str) -> np.ndarray[Any, Any]:
     view = memoryview(data)
-    out = np.empty(count, dtype=np.object_)
+    # Elements are collected in a list that grows with the data actually parsed: allocating
+    # ``count`` slots first would let a shape of [2**31] with 4 bytes of data take 16 GiB.
+    items: list[bytes] = []
     offset = 0
     for index in range(count):
         if offset + 4 > len(view):
@@ -68,12 +71,14 @@ def _decode_bytes(data: bytes | memoryview, count: int, name: str) -> np.ndarray
                 f"input {name!r}: BYTES element {index} declares {length} bytes but only "
                 f"{len(view) - offset} remain"
             )
-        out[index] = bytes(view[offset : offset + length])
+        items.append(bytes(view[offset : offset + length]))
         offset += length
     if offset != len(view):
         raise InvalidInputError(
             f"input {name!r}: {len(view) - offset} bytes left over after {count} BYTES elements"
         )
+    out = np.empty(count, dtype=np.object_)
+    out[:] = items
     return out
 
 

@@ -18,6 +18,12 @@ from serval.core.errors import ServalError
 from serval.observability.requests import RequestObserver
 from serval.protocols.rest.errors import UnexpectedErrors, error_response, json_error
 from serval.protocols.rest.middleware import RequestIdMiddleware
+from serval.protocols.rest.openapi import (
+    METRICS_PATH,
+    OPENAPI_PATH,
+    openapi_document,
+    openapi_endpoint,
+)
 from serval.protocols.rest.v1 import V1Routes
 from serval.protocols.rest.v2 import V2Routes
 from serval.protocols.rest.v2_infer import InferFastPath, V2InferEndpoint
@@ -45,15 +51,29 @@ def build_rest_app(
     observer: RequestObserver | None = None,
     metrics: Callable[[], tuple[bytes, str]] | None = None,
     access_log: bool = False,
+    openapi_version: str | None = None,
+    bearer_auth: bool = False,
+    open_health: bool = True,
 ) -> ASGIApp:
-    """``metrics`` renders ``GET /metrics`` (body, content type); None leaves it out."""
+    """``metrics`` renders ``GET /metrics`` (body, content type); None leaves it out.
+    ``openapi_version``: serve ``GET /openapi.json`` describing a server of that version; None
+    leaves it out; ``bearer_auth`` and ``open_health`` describe the token check the
+    composition root puts in front of the app."""
     observer = observer if observer is not None else RequestObserver()
     infer = V2InferEndpoint(dataplane, max_request_bytes, observer=observer, access_log=access_log)
     v2 = V2Routes(dataplane, control, max_request_bytes, infer)
     v1 = V1Routes(dataplane, max_request_bytes, observer=observer)
     routes = [*v2.routes(), *v1.routes()]
     if metrics is not None:
-        routes.append(Route("/metrics", _metrics_endpoint(metrics), methods=["GET"]))
+        routes.append(Route(METRICS_PATH, _metrics_endpoint(metrics), methods=["GET"]))
+    if openapi_version is not None:
+        document = openapi_document(
+            openapi_version,
+            metrics=metrics is not None,
+            bearer_auth=bearer_auth,
+            open_health=open_health,
+        )
+        routes.append(Route(OPENAPI_PATH, openapi_endpoint(document), methods=["GET"]))
     app = Starlette(
         routes=routes,
         exception_handlers={

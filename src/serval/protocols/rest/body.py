@@ -69,7 +69,7 @@ async def read_asgi_body(
 
 def check_declared_length(declared: str, limit: int) -> None:
     """400 for a Content-Length that is not a number, 413 for one past ``limit``."""
-    if not declared.isdigit():
+    if not (declared.isascii() and declared.isdigit()):  # int() refuses '²'
         raise InvalidInputError(f"Content-Length {declared!r} is not a number")
     if int(declared) > limit:
         raise _too_large(int(declared), limit)

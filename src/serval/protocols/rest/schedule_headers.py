@@ -39,7 +39,7 @@ def apply_schedule_headers(
 
 def _non_negative_int(value: str, header: str, unit: str) -> int:
     value = value.strip()
-    if not value.isdigit():
+    if not (value.isascii() and value.isdigit()):  # int() refuses '²' (latin-1 b'\xb2')
         raise InvalidInputError(
             f"header {header!r} must be a non-negative integer ({unit}), received {value!r}"
         )

@@ -36,14 +36,15 @@ from serval.protocols.rest.schedule_headers import (
 )
 from serval.security.access import public_message
 
-# TF Serving's own patterns (http_rest_api_util.cc), case-insensitive.
+# TF Serving's own patterns (http_rest_api_util.cc), case-insensitive; \d is ASCII digits only.
 _PREDICT = re.compile(
-    r"^([^/:]+)(?:(?:/versions/(\d+))|(?:/labels/([^/:]+)))?:(classify|regress|predict)$", re.I
+    r"^([^/:]+)(?:(?:/versions/(\d+))|(?:/labels/([^/:]+)))?:(classify|regress|predict)$",
+    re.I | re.ASCII,
 )
 PROTOCOL = "rest_v1"
 _PREDICT_ROUTE = "POST /v1/models/{model}:predict"  # the span name
 _STATUS = re.compile(
-    r"^([^/:]+)(?:(?:/versions/(\d+))|(?:/labels/([^/:]+)))?(?:/(metadata))?$", re.I
+    r"^([^/:]+)(?:(?:/versions/(\d+))|(?:/labels/([^/:]+)))?(?:/(metadata))?$", re.I | re.ASCII
 )
 
 _TF_DTYPES = {

@@ -70,7 +70,7 @@ def decode_infer_request(
 def _split(body: bytes, header_length: str | None) -> tuple[bytes | memoryview, memoryview]:
     if header_length is None:
         return body, memoryview(b"")
-    if not header_length.isdigit():
+    if not (header_length.isascii() and header_length.isdigit()):  # int() refuses '²'
         raise InvalidInputError(
             f"Inference-Header-Content-Length {header_length!r} is not a number"
         )
