@@ -24,7 +24,6 @@ from serval.core.lifecycle.states import ServableState
 from serval.core.model_spec import ModelSpec
 from serval.core.servable import Predictor, Servable, ThreadPoolServable
 from serval.observability.metrics import ServalMetrics, exposition
-from serval.observability.requests import RequestObserver, RequestRecorder
 from serval.protocols.rest.app import build_rest_app
 from serval.protocols.rest.v2 import EXTENSIONS
 from serval.protocols.rest.worker_header import WorkerHeaderMiddleware
@@ -74,17 +73,12 @@ def build(settings: Settings, *, span_exporter: SpanExporter | None = None) -> S
         dataplane,
         control,
         max_request_bytes=settings.max_request_bytes,
-        observer=telemetry.observer,
         metrics=telemetry.metrics_endpoint,
         access_log=settings.access_log,
     )
     if settings.workers > 1:  # say which worker process answered
         rest_app = WorkerHeaderMiddleware(rest_app)
-    grpc_service = (
-        _grpc_service(settings, dataplane, control, telemetry.observer)
-        if settings.grpc_port
-        else None
-    )
+    grpc_service = _grpc_service(settings, dataplane, control) if settings.grpc_port else None
     return Server(
         settings,
         manager,
@@ -97,10 +91,9 @@ def build(settings: Settings, *, span_exporter: SpanExporter | None = None) -> S
 
 @dataclass
 class Telemetry:
-    """What observability adds to the server: the adapters' observer, the /metrics renderer
-    (None when metrics are off) and what to call when the server stops."""
+    """What observability adds to the server: the /metrics renderer (None when metrics are
+    off) and what to call when the server stops."""
 
-    observer: RequestObserver
     metrics_endpoint: Callable[[], tuple[bytes, str]] | None = None
     on_stop: list[Callable[[], None]] = field(default_factory=list)
 
@@ -113,9 +106,8 @@ def build_telemetry(
     span_exporter: SpanExporter | None = None,
 ) -> Telemetry:
     """Metrics on a registry of their own (never prometheus_client's global one), tracing
-    only when asked; each subscribes to the events it needs."""
-    recorders: list[RequestRecorder] = []
-    telemetry = Telemetry(RequestObserver())
+    only when asked; each subscribes to the events it needs (one record per request)."""
+    telemetry = Telemetry()
     if settings.metrics:
         registry = CollectorRegistry()
         metrics = ServalMetrics(
@@ -124,8 +116,8 @@ def build_telemetry(
             pool_queue_depth=inference_pool._work_queue.qsize,  # jobs no thread has taken
         )
         events.on_state_changed(metrics.on_state_changed)
+        events.on_request(metrics.on_request)
         events.on_prediction(metrics.on_prediction, metrics.wants_prediction)
-        recorders.append(metrics)
         telemetry.metrics_endpoint = partial(exposition, registry)
     if settings.tracing:
         try:
@@ -143,14 +135,13 @@ def build_telemetry(
                 exc.name,
             )
         else:
-            recorders.append(tracing)
+            events.on_request(tracing.on_request, headers=True)
             telemetry.on_stop.append(tracing.shutdown)
-    telemetry.observer = RequestObserver(recorders)
     return telemetry
 
 
 def _grpc_service(
-    settings: Settings, dataplane: DataPlane, control: ControlPlane, observer: RequestObserver
+    settings: Settings, dataplane: DataPlane, control: ControlPlane
 ) -> GrpcService | None:
     try:
         from serval.protocols.grpc.server import GrpcServer  # noqa: PLC0415 - optional extra
@@ -166,7 +157,6 @@ def _grpc_service(
         port=settings.grpc_port,
         max_message_bytes=settings.grpc_max_message_bytes,
         reuse_port=settings.workers > 1,
-        observer=observer,
         access_log=settings.access_log,
     )
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +12,7 @@ import pytest
 from serval.core.dataplane import DataPlane, ServerMetadata
 from serval.core.errors import InvalidInputError, ModelExecutionError
 from serval.core.events import EventBus, PredictionEvent
+from serval.core.records import RequestRecord
 from serval.core.tensors.datatypes import DataType
 from serval.core.types import InferenceRequest, Tensor
 from serval.testing import write_version
@@ -56,3 +58,38 @@ def test_infer_validates_records_and_emits(tmp_path: Path) -> None:
     assert stats.inference_count == 3
     assert [e.error is None for e in events] == [True, False, False, False]
     assert events[0].response is not None and events[0].id.version == 1
+
+
+def test_one_record_per_request_whoever_began_it(tmp_path: Path) -> None:
+    write_version(tmp_path, "m", 1)
+    harness = Harness(tmp_path)
+    bus = EventBus()
+    records: list[RequestRecord] = []
+    bus.on_request(records.append)
+    plane = DataPlane(harness.manager, bus, ServerMetadata("serval", "0", ()))
+    from_adapter = request()
+    from_adapter.record = RequestRecord("rest_v2", "op", "m", time.perf_counter_ns())
+
+    async def body() -> None:
+        await harness.manager.start()
+        try:
+            await plane.infer(request())  # in process: the data plane begins and emits it
+            await plane.infer(from_adapter)  # the adapter's: emitted when it finishes
+            assert len(records) == 1
+            plane.finish(from_adapter.record)  # type: ignore[arg-type]
+            with pytest.raises(InvalidInputError):
+                await plane.infer(request(DataType.INT64))
+        finally:
+            await harness.manager.stop()
+
+    asyncio.run(body())
+    in_process, adapter, failed = records
+    assert (in_process.protocol, adapter.protocol) == ("", "rest_v2")
+    for record in (in_process, adapter):
+        assert record.error is None and record.timings is not None
+        assert record.servable is not None and record.servable.version == 1
+        assert record.request_id == "r1" and record.rows == 3
+        assert record.started_ns <= record.decoded_ns <= record.inferred_ns <= record.finished_ns
+    assert isinstance(failed.error, InvalidInputError) and failed.timings is None
+    (stats,) = plane.statistics("m")  # statistics subscribe to the same records
+    assert (stats.success.count, stats.fail.count, stats.inference_count) == (2, 1, 6)

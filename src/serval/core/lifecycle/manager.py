@@ -92,12 +92,13 @@ class ModelRecord:
 
 @dataclass(frozen=True, slots=True)
 class IndexEntry:
-    """One row of the repository index (Triton's states: READY, LOADING, UNLOADING,
-    UNAVAILABLE)."""
+    """One row of the repository index. ``state``: AVAILABLE, LOADING or UNLOADING for a
+    version in those states; START for a model or version not loaded, END for one that failed
+    or was unloaded (adapters render them in their protocol's words)."""
 
     name: str
     version: int | None
-    state: str
+    state: ServableState
     reason: str = ""
 
 
@@ -526,7 +527,7 @@ class LifecycleManager:
         for name in sorted(set(scanned) | set(self._models)):
             record = self._models.get(name)
             if record is None:
-                entries.append(IndexEntry(name, None, "UNAVAILABLE", "not loaded"))
+                entries.append(IndexEntry(name, None, ServableState.START, "not loaded"))
                 continue
             entries.extend(_index_entries(record))
         return entries
@@ -535,28 +536,30 @@ class LifecycleManager:
 def _index_entries(record: ModelRecord) -> list[IndexEntry]:
     rows: dict[int, IndexEntry] = {}
     for version in record.unloaded:
-        rows[version] = IndexEntry(record.name, version, "UNAVAILABLE", "unloaded")
+        rows[version] = IndexEntry(record.name, version, ServableState.END, "unloaded")
     for failure in record.failures.values():
         rows[failure.version] = IndexEntry(
-            record.name, failure.version, "UNAVAILABLE", failure.error
+            record.name, failure.version, ServableState.END, failure.error
         )
     for managed in record.retiring:
-        rows[managed.id.version] = IndexEntry(record.name, managed.id.version, "UNLOADING")
+        rows[managed.id.version] = IndexEntry(
+            record.name, managed.id.version, ServableState.UNLOADING
+        )
     for version in record.loading:
         retry = record.failures.get(version)
         reason = f"retrying; the last attempt failed: {retry.error}" if retry else ""
-        rows[version] = IndexEntry(record.name, version, "LOADING", reason)
+        rows[version] = IndexEntry(record.name, version, ServableState.LOADING, reason)
     for version in record.serving:
         reload = record.failures.get(version)
         # A failed reload leaves the previous load serving: say both.
         reason = f"serving the previous load; reloading failed: {reload.error}" if reload else ""
-        rows[version] = IndexEntry(record.name, version, "READY", reason)
+        rows[version] = IndexEntry(record.name, version, ServableState.AVAILABLE, reason)
     entries = [rows[v] for v in sorted(rows)]
     if record.config_error:
-        return [IndexEntry(record.name, None, "UNAVAILABLE", record.config_error), *entries]
+        return [IndexEntry(record.name, None, ServableState.END, record.config_error), *entries]
     if not entries:
         reason = "not loaded" if not record.wanted else _no_version_reason(record)
-        return [IndexEntry(record.name, None, "UNAVAILABLE", reason)]
+        return [IndexEntry(record.name, None, ServableState.START, reason)]
     return entries
 
 

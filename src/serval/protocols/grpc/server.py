@@ -13,7 +13,6 @@ from grpc_reflection.v1alpha import reflection, reflection_pb2
 
 from serval.core.control import ControlPlane
 from serval.core.dataplane import DataPlane
-from serval.observability.requests import RequestObserver
 from serval.protocols.grpc.access_log import AccessLogInterceptor
 from serval.protocols.grpc.generated import grpc_service_pb2 as pb
 from serval.protocols.grpc.generated import grpc_service_pb2_grpc as pb_grpc
@@ -61,7 +60,6 @@ class GrpcServer:
         port: int,
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
         reuse_port: bool = False,
-        observer: RequestObserver | None = None,
         access_log: bool = False,
     ) -> None:
         if max_message_bytes <= 0:
@@ -71,7 +69,6 @@ class GrpcServer:
         self._address = _address(host, port)
         self._max_message_bytes = max_message_bytes
         self._reuse_port = reuse_port
-        self._observer = observer
         self._access_log = access_log
         self._server: grpc.aio.Server | None = None
         self._health: HealthServicer | None = None
@@ -94,7 +91,7 @@ class GrpcServer:
             ],
         )
         self._health = HealthServicer(self._dataplane)
-        servicer = InferenceServicer(self._dataplane, self._control, observer=self._observer)
+        servicer = InferenceServicer(self._dataplane, self._control)
         pb_grpc.add_GRPCInferenceServiceServicer_to_server(  # type: ignore[no-untyped-call]
             servicer, server
         )

@@ -14,7 +14,6 @@ from starlette.types import ASGIApp
 from serval.core.control import ControlPlane
 from serval.core.dataplane import DataPlane
 from serval.core.errors import ServalError
-from serval.observability.requests import RequestObserver
 from serval.protocols.rest.errors import error_response, json_error, unexpected_error
 from serval.protocols.rest.middleware import RequestIdMiddleware
 from serval.protocols.rest.v1 import V1Routes
@@ -45,15 +44,13 @@ def build_rest_app(
     control: ControlPlane,
     *,
     max_request_bytes: int,
-    observer: RequestObserver | None = None,
     metrics: Callable[[], tuple[bytes, str]] | None = None,
     access_log: bool = False,
 ) -> ASGIApp:
     """``metrics`` renders ``GET /metrics`` (body, content type); None leaves it out."""
-    observer = observer if observer is not None else RequestObserver()
-    infer = V2InferEndpoint(dataplane, max_request_bytes, observer=observer, access_log=access_log)
+    infer = V2InferEndpoint(dataplane, max_request_bytes, access_log=access_log)
     v2 = V2Routes(dataplane, control, max_request_bytes, infer)
-    v1 = V1Routes(dataplane, max_request_bytes, observer=observer)
+    v1 = V1Routes(dataplane, max_request_bytes)
     routes = [*v2.routes(), *v1.routes()]
     if metrics is not None:
         routes.append(Route("/metrics", _metrics_endpoint(metrics), methods=["GET"]))
