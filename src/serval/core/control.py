@@ -36,7 +36,7 @@ class ControlPlane:
         if not name:
             raise InvalidInputError("model name is empty")
         override = None
-        config = load_config(name, parameters or {})
+        config = load_config(parameters or {})
         if config is not None:
             override = ModelSpec.parse(config, source=f"load request for {name!r}: config")
         await self._manager.load(name, override)
@@ -47,7 +47,7 @@ class ControlPlane:
         await self._manager.unload(name)
 
 
-def load_config(name: str, parameters: Mapping[str, Any]) -> dict[str, Any] | None:
+def load_config(parameters: Mapping[str, Any]) -> dict[str, Any] | None:
     """The ``config`` parameter of a load request, parsed, or None. File overrides are refused:
     the model's files come from the repository."""
     files = sorted(key for key in parameters if key.startswith(_FILE_PREFIX))
