@@ -34,7 +34,6 @@ from serval.core.servable import (
 )
 from serval.observability.metrics import ServalMetrics, exposition
 from serval.observability.model_log import ModelStateLog
-from serval.observability.requests import RequestObserver, RequestRecorder
 from serval.protocols.rest.app import build_rest_app
 from serval.protocols.rest.auth import AuthMiddleware
 from serval.protocols.rest.v2 import EXTENSIONS
@@ -97,7 +96,6 @@ def build(settings: Settings, *, span_exporter: SpanExporter | None = None) -> S
         dataplane,
         control,
         max_request_bytes=settings.max_request_bytes,
-        observer=telemetry.observer,
         metrics=telemetry.metrics_endpoint,
         access_log=settings.access_log,
         openapi_version=__version__ if settings.openapi else None,
@@ -110,9 +108,7 @@ def build(settings: Settings, *, span_exporter: SpanExporter | None = None) -> S
     if settings.workers > 1:  # say which worker process answered
         rest_app = WorkerHeaderMiddleware(rest_app)
     grpc_service = (
-        _grpc_service(settings, dataplane, control, telemetry.observer, access)
-        if settings.grpc_port
-        else None
+        _grpc_service(settings, dataplane, control, access) if settings.grpc_port else None
     )
     return Server(
         settings,
@@ -172,10 +168,9 @@ def _is_loopback(host: str) -> bool:
 
 @dataclass
 class Telemetry:
-    """What observability adds to the server: the adapters' observer, the /metrics renderer
-    (None when metrics are off) and what to call when the server stops."""
+    """What observability adds to the server: the /metrics renderer (None when metrics are
+    off) and what to call when the server stops."""
 
-    observer: RequestObserver
     metrics_endpoint: Callable[[], tuple[bytes, str]] | None = None
     on_stop: list[Callable[[], None]] = field(default_factory=list)
 
@@ -188,9 +183,8 @@ def build_telemetry(
     span_exporter: SpanExporter | None = None,
 ) -> Telemetry:
     """Metrics on a registry of their own (never prometheus_client's global one), tracing
-    only when asked; each subscribes to the events it needs."""
-    recorders: list[RequestRecorder] = []
-    telemetry = Telemetry(RequestObserver())
+    only when asked; each subscribes to the events it needs (one record per request)."""
+    telemetry = Telemetry()
     if settings.metrics:
         registry = CollectorRegistry()
         metrics = ServalMetrics(
@@ -199,8 +193,8 @@ def build_telemetry(
             pool_queue_depth=inference_pool._work_queue.qsize,  # jobs no thread has taken
         )
         events.on_state_changed(metrics.on_state_changed)
+        events.on_request(metrics.on_request)
         events.on_prediction(metrics.on_prediction, metrics.wants_prediction)
-        recorders.append(metrics)
         telemetry.metrics_endpoint = partial(exposition, registry)
     if settings.tracing:
         try:
@@ -219,9 +213,8 @@ def build_telemetry(
                 exc.name,
             )
         else:
-            recorders.append(tracing)
+            events.on_request(tracing.on_request, headers=True)
             telemetry.on_stop.append(tracing.shutdown)
-    telemetry.observer = RequestObserver(recorders)
     return telemetry
 
 
@@ -229,7 +222,6 @@ def _grpc_service(
     settings: Settings,
     dataplane: DataPlane,
     control: ControlPlane,
-    observer: RequestObserver,
     access: AccessPolicy | None,
 ) -> GrpcService | None:
     try:
@@ -246,7 +238,6 @@ def _grpc_service(
         port=settings.grpc_port,
         max_message_bytes=settings.grpc_max_message_bytes,
         reuse_port=settings.workers > 1,
-        observer=observer,
         access_log=settings.access_log,
         access=access,
         tls=_tls(settings),

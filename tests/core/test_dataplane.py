@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -11,6 +12,7 @@ import pytest
 from serval.core.dataplane import DataPlane, ServerMetadata
 from serval.core.errors import InvalidInputError, ModelExecutionError, ModelNotFoundError
 from serval.core.events import EventBus, PredictionEvent
+from serval.core.records import RequestRecord
 from serval.core.tensors.datatypes import DataType
 from serval.core.types import InferenceRequest, Tensor
 from serval.testing import EchoPredictor
@@ -119,3 +121,38 @@ def test_a_cancelled_inference_releases_its_lease() -> None:
         assert [w.inflight for w in h.manager.workload().values()] == [0]
 
     harness.run(test)
+
+
+def test_one_record_per_request_whoever_began_it() -> None:
+    harness = Harness()
+    harness.source.add_version("m", 1)
+    bus = EventBus()
+    records: list[RequestRecord] = []
+    bus.on_request(records.append)
+    plane = DataPlane(harness.manager, bus, ServerMetadata("serval", "0", ()))
+    from_adapter = request()
+    from_adapter.record = RequestRecord("rest_v2", "op", "m", time.perf_counter_ns())
+
+    async def body() -> None:
+        await harness.manager.start()
+        try:
+            await plane.infer(request())  # in process: the data plane begins and emits it
+            await plane.infer(from_adapter)  # the adapter's: emitted when it finishes
+            assert len(records) == 1
+            plane.finish(from_adapter.record)  # type: ignore[arg-type]
+            with pytest.raises(InvalidInputError):
+                await plane.infer(request(DataType.INT64))
+        finally:
+            await harness.manager.stop()
+
+    asyncio.run(body())
+    in_process, adapter, failed = records
+    assert (in_process.protocol, adapter.protocol) == ("", "rest_v2")
+    for record in (in_process, adapter):
+        assert record.error is None and record.timings is not None
+        assert record.servable is not None and record.servable.version == 1
+        assert record.request_id == "r1" and record.rows == 3
+        assert record.started_ns <= record.decoded_ns <= record.inferred_ns <= record.finished_ns
+    assert isinstance(failed.error, InvalidInputError) and failed.timings is None
+    (stats,) = plane.statistics("m")  # statistics subscribe to the same records
+    assert (stats.success.count, stats.fail.count, stats.inference_count) == (2, 1, 6)

@@ -7,18 +7,13 @@ import asyncio
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
 
 import numpy as np
 import pytest
 
 from serval.core.batching.servable import BatchingOptions, BatchingServable
-from serval.core.deadlines import (
-    apply_schedule_parameters,
-    predict_by_deadline,
-    tighten_deadline,
-)
-from serval.core.errors import DeadlineExceededError, InvalidInputError
+from serval.core.deadlines import predict_by_deadline
+from serval.core.errors import DeadlineExceededError
 from serval.core.servable import ThreadPoolServable
 from serval.core.tensors.datatypes import DataType
 from serval.core.types import InferenceRequest, Tensor
@@ -26,40 +21,14 @@ from serval.testing import EchoPredictor
 from tests.core.batching.test_batching import RecordingPredictor, req, until
 
 
-def request(**parameters: Any) -> InferenceRequest:
+def test_the_earlier_deadline_wins() -> None:
     x = Tensor("x", DataType.FP32, np.zeros(1, np.float32))
-    return InferenceRequest("m", [x], parameters=parameters)
-
-
-def test_timeout_and_priority_parameters() -> None:
-    plain = request()
-    apply_schedule_parameters(plain)
-    assert (plain.deadline, plain.priority) == (None, 0)
-
-    timed = request(timeout=2_500_000, priority=2)
-    apply_schedule_parameters(timed, now=100.0)
-    assert timed.deadline == pytest.approx(102.5)
-    assert timed.priority == 2
-
-    no_timeout = request(timeout=0)
-    apply_schedule_parameters(no_timeout, now=100.0)
-    assert no_timeout.deadline is None
-
-    earlier = request(timeout=5_000_000)
-    earlier.deadline = 101.0  # e.g. a gRPC deadline
-    apply_schedule_parameters(earlier, now=100.0)
-    assert earlier.deadline == 101.0
-    tighten_deadline(earlier, 100.5)
-    assert earlier.deadline == 100.5
-
-
-@pytest.mark.parametrize(
-    "parameters",
-    [{"timeout": -1}, {"timeout": 1.5}, {"timeout": "10"}, {"priority": True}, {"priority": -2}],
-)
-def test_bad_schedule_parameters_are_client_errors(parameters: dict[str, Any]) -> None:
-    with pytest.raises(InvalidInputError, match="non-negative integer"):
-        apply_schedule_parameters(request(**parameters))
+    request = InferenceRequest("m", [x])
+    request.tighten_deadline(101.0)
+    request.tighten_deadline(102.0)
+    assert request.deadline == 101.0
+    request.tighten_deadline(100.5)
+    assert request.deadline == 100.5
 
 
 def test_the_answer_comes_at_the_deadline_and_the_request_never_runs() -> None:

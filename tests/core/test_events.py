@@ -1,38 +1,39 @@
-"""The event bus: prediction subscribers with and without a filter."""
+"""The event bus: prediction subscribers with and without a filter, request records."""
 
 from __future__ import annotations
 
 from serval.core.events import EventBus, PredictionEvent
 from serval.core.lifecycle.states import ServableId
+from serval.core.records import RequestRecord
 from serval.core.types import InferenceRequest
 
 
-def request(context: object | None) -> InferenceRequest:
-    return InferenceRequest(model_name="m", inputs=[], context=context)
+def request(model: str) -> InferenceRequest:
+    return InferenceRequest(model_name=model, inputs=[])
 
 
-def event(context: object | None) -> PredictionEvent:
-    return PredictionEvent(ServableId("m", 1), request(context), None, None, 10)
+def event(model: str) -> PredictionEvent:
+    return PredictionEvent(ServableId(model, 1), request(model), None, None, 10)
 
 
 def test_no_subscriber_wants_nothing() -> None:
-    assert not EventBus().wants_prediction(request(None))
+    assert not EventBus().wants_prediction(request("m"))
 
 
 def test_a_filter_decides_which_predictions_are_built_and_delivered() -> None:
     bus = EventBus()
-    unreported: list[PredictionEvent] = []
-    bus.on_prediction(unreported.append, lambda r: r.context is None)
-    assert bus.wants_prediction(request(None))
-    assert not bus.wants_prediction(request("rest_v2"))  # the data plane builds no event
+    monitored: list[PredictionEvent] = []
+    bus.on_prediction(monitored.append, lambda r: r.model_name == "monitored")
+    assert bus.wants_prediction(request("monitored"))
+    assert not bus.wants_prediction(request("m"))  # the data plane builds no event
 
     everything: list[PredictionEvent] = []
     bus.on_prediction(everything.append)
-    assert bus.wants_prediction(request("rest_v2"))
-    bus.emit(event("rest_v2"))  # wanted by the second subscriber only
-    bus.emit(event(None))
-    assert [e.request.context for e in unreported] == [None]
-    assert [e.request.context for e in everything] == ["rest_v2", None]
+    assert bus.wants_prediction(request("m"))
+    bus.emit(event("m"))  # wanted by the second subscriber only
+    bus.emit(event("monitored"))
+    assert [e.request.model_name for e in monitored] == ["monitored"]
+    assert [e.request.model_name for e in everything] == ["m", "monitored"]
 
 
 def test_a_failing_subscriber_does_not_stop_the_others() -> None:
@@ -44,5 +45,21 @@ def test_a_failing_subscriber_does_not_stop_the_others() -> None:
 
     bus.on_prediction(broken)
     bus.on_prediction(seen.append)
-    bus.emit(event(None))
+    bus.emit(event("m"))
     assert len(seen) == 1
+
+
+def test_request_records_reach_each_subscriber_and_headers_are_asked_for() -> None:
+    bus = EventBus()
+    assert not bus.wants_headers
+    seen: list[RequestRecord] = []
+
+    def broken(_: RequestRecord) -> None:
+        raise RuntimeError("subscriber bug")
+
+    bus.on_request(broken)
+    bus.on_request(seen.append, headers=True)
+    assert bus.wants_headers
+    record = RequestRecord("grpc", "op", "m", 1)
+    bus.emit_request(record)
+    assert seen == [record]

@@ -337,7 +337,7 @@ TRITON_ERRORS: dict[str, tuple[Any, str, str]] = {
     ),
     "load with file overrides": (
         lambda c: c.load_model("scratch", config="{}", files={"file:1/model.onnx": b"x"}),
-        "UNIMPLEMENTED",
+        "INVALID_ARGUMENT",  # as over REST (400): the control plane decides
         "file overrides",
     ),
     "unload unknown model": (lambda c: c.unload_model("nope"), "NOT_FOUND", "nope"),

@@ -218,7 +218,7 @@ def test_repository_mistakes(http: httpx.Client) -> None:
     expect(
         http.post("/v2/repository/models/linear/load", json={"parameters": {"config": "{oops"}}),
         400,
-        "parameters.config",
+        "load parameter 'config' is not valid JSON",  # the same words as over gRPC
     )
     expect(
         http.post(

@@ -15,9 +15,9 @@ from serval.core.events import EventBus, PredictionEvent, StateChanged
 from serval.core.lifecycle.handles import Workload
 from serval.core.lifecycle.states import ServableId, ServableState
 from serval.core.model_spec import ModelSpec
+from serval.core.records import RequestRecord
 from serval.core.types import InferenceRequest, InferenceResponse, InferenceTimings, Tensor
 from serval.observability.metrics import ServalMetrics, exposition
-from serval.observability.requests import RequestObserver
 
 M1 = ServableId("m", 1)
 
@@ -37,7 +37,7 @@ def value(found: dict, name: str, **labels: str) -> float:
 
 
 class Rig:
-    """A bus, the metrics, the observer, and a version ``m:1`` that monitors x and y."""
+    """A bus, the metrics, and a version ``m:1`` that monitors x and y."""
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
@@ -50,7 +50,7 @@ class Rig:
         )
         self.bus.on_state_changed(self.metrics.on_state_changed)
         self.bus.on_prediction(self.metrics.on_prediction)
-        self.observer = RequestObserver([self.metrics])
+        self.bus.on_request(self.metrics.on_request)
         spec = ModelSpec.parse(
             {
                 "inputs": [{"name": "x", "range": [0, 10], "monitor": True}],
@@ -70,23 +70,26 @@ class Rig:
         resolved: bool = True,
         protocol: str = "rest_v2",
     ) -> None:
-        """One request as an adapter and the data plane report it (the data plane names the
-        version in the response, or in the error it raises once it chose one)."""
-        started = time.perf_counter_ns()
+        """One request's record, as an adapter and the data plane fill it in (the data plane
+        names the version once it chose one), emitted once."""
+        record = RequestRecord(protocol, "op", model, time.perf_counter_ns())
         request = InferenceRequest(model, [Tensor.from_numpy("x", np.array(x or [1.0]))])
-        request.context = protocol  # an adapter reports it
-        decoded = time.perf_counter_ns()
-        response = None
+        request.record = record
         if resolved:
+            record.decoded_ns = time.perf_counter_ns()
+            response = None
             if error is None:
                 timings = InferenceTimings(queue_ns=2_000_000, compute_infer_ns=1_000_000)
                 y = Tensor.from_numpy("y", np.array([1, 2]))
                 response = InferenceResponse(model, [y], model_version="1", timings=timings)
-            else:
-                error.servable = M1  # type: ignore[attr-defined]
-            self.bus.emit(PredictionEvent(M1, request, response, error, 5))
-        inferred = time.perf_counter_ns() if response is not None else 0
-        self.observer.finished(protocol, "op", model, started, decoded, inferred, response, error)
+                record.timings = timings
+            record.servable = M1
+            record.inferred_ns = time.perf_counter_ns()
+            if self.bus.wants_prediction(request):
+                self.bus.emit(PredictionEvent(M1, request, response, error, 5))
+        record.finished_ns = time.perf_counter_ns()
+        record.error = error
+        self.bus.emit_request(record)
 
 
 def test_requests_by_outcome_and_histograms() -> None:
@@ -205,8 +208,10 @@ def test_monitored_inputs_and_outputs() -> None:
 
 def test_in_process_callers_count_with_an_empty_protocol() -> None:
     rig = Rig()
-    request = InferenceRequest("m", [Tensor.from_numpy("x", np.array([1.0]))])
-    rig.bus.emit(PredictionEvent(M1, request, InferenceResponse("m", []), None, 5))
+    record = RequestRecord("", "", "m", 1_000)  # as the data plane begins one
+    record.decoded_ns, record.inferred_ns, record.finished_ns = 1_000, 5_000, 5_000
+    record.servable, record.timings = M1, InferenceTimings(compute_infer_ns=4_000)
+    rig.bus.emit_request(record)
     found = samples(rig.registry)
     assert (
         value(

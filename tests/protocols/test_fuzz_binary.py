@@ -19,8 +19,12 @@ from hypothesis import strategies as st
 from serval.core.errors import InvalidInputError, ServalError
 from serval.core.tensors.datatypes import DataType
 from serval.core.tensors.raw import decode_raw, encode_raw
-from serval.core.types import InferenceRequest, InferenceResponse, Tensor
-from serval.protocols.rest.v2_codec import decode_infer_request, encode_infer_response
+from serval.core.types import InferenceResponse, Tensor
+from serval.protocols.rest.v2_codec import (
+    BinaryOutputs,
+    decode_infer_request,
+    encode_infer_response,
+)
 from tests.protocols.fuzz_strategies import (
     ANY_SHAPE,
     DATATYPE_NAMES,
@@ -59,7 +63,7 @@ def test_binary_request_round_trip(cases: list[tuple[DataType, np.ndarray]]) -> 
             ]
         }
     )
-    request = decode_infer_request(header + b"".join(raws), str(len(header)), "m", None)
+    request, _ = decode_infer_request(header + b"".join(raws), str(len(header)), "m", None)
     for tensor, (datatype, array) in zip(request.inputs, cases, strict=True):
         assert tensor.datatype is datatype
         assert_same(tensor.data, array, datatype)
@@ -68,9 +72,8 @@ def test_binary_request_round_trip(cases: list[tuple[DataType, np.ndarray]]) -> 
 @fuzz(100)
 @given(st.lists(tensors(ALL), min_size=1, max_size=3))
 def test_binary_response_round_trip(cases: list[tuple[DataType, np.ndarray]]) -> None:
-    request = InferenceRequest("m", [], parameters={"binary_data_output": True})
     outputs = [Tensor(f"y{i}", datatype, array) for i, (datatype, array) in enumerate(cases)]
-    encoded = encode_infer_response(InferenceResponse("m", outputs), request)
+    encoded = encode_infer_response(InferenceResponse("m", outputs), BinaryOutputs(default=True))
     assert encoded.json_length is not None
     doc = orjson.loads(encoded.body[: encoded.json_length])
     offset = encoded.json_length

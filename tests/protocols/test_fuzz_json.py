@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from serval.core.errors import ServalError
 from serval.core.tensors.datatypes import DataType
-from serval.core.types import InferenceRequest, InferenceResponse, Tensor
+from serval.core.types import InferenceResponse, Tensor
 from serval.protocols.rest.json_tensors import array_to_json, json_to_array
 from serval.protocols.rest.v2_codec import decode_infer_request, encode_infer_response
 from tests.protocols.fuzz_strategies import (
@@ -65,7 +65,7 @@ def test_json_request_round_trip(
             }
         ]
     }
-    (tensor,) = decode_infer_request(orjson.dumps(doc), None, "m", None).inputs
+    (tensor,) = decode_infer_request(orjson.dumps(doc), None, "m", None)[0].inputs
     assert_same(tensor.data, array, datatype)
 
 
@@ -73,9 +73,8 @@ def test_json_request_round_trip(
 @given(tensors(JSON_DATATYPES, text=True))
 def test_json_response_round_trip(case: tuple[DataType, np.ndarray]) -> None:
     datatype, array = case
-    request = InferenceRequest("m", [], model_version=None)
     response = InferenceResponse("m", [Tensor("y", datatype, array)])
-    (output,) = orjson.loads(encode_infer_response(response, request).body)["outputs"]
+    (output,) = orjson.loads(encode_infer_response(response).body)["outputs"]
     assert output["shape"] == list(array.shape)
     decoded = json_to_array(output["data"], datatype, "y").reshape(output["shape"])
     assert_same(decoded, array, datatype)

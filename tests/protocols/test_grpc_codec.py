@@ -157,8 +157,8 @@ def test_decode_request_raw_with_everything() -> None:
     assert request.model_name == "m"
     assert request.model_version == "2"
     assert request.id == "req-7"
+    assert request.priority == 3  # Triton's schedule parameter, taken off for the core
     assert request.parameters == {
-        "priority": 3,
         "flag": True,
         "ratio": 0.5,
         "big": 2**64 - 1,

@@ -391,7 +391,7 @@ LOAD_ERRORS = {
     ),
     "file override": (
         _load("scratch", **{"config": "{}", "file:1/model.onnx": "x"}),
-        grpc.StatusCode.UNIMPLEMENTED,
+        grpc.StatusCode.INVALID_ARGUMENT,  # as REST's 400: the control plane decides
         "file overrides are not supported",
     ),
 }

@@ -14,7 +14,7 @@ import pytest
 from serval.core.control import ControlPlane
 from serval.core.dataplane import DataPlane
 from serval.core.tensors.datatypes import DataType
-from serval.core.types import InferenceRequest, InferenceResponse, Tensor
+from serval.core.types import InferenceResponse, Tensor
 from serval.protocols.rest.app import build_rest_app
 from serval.protocols.rest.json_tensors import array_to_json, dumps_json, json_ready
 from serval.protocols.rest.v1 import _rows
@@ -81,14 +81,18 @@ def test_v1_rows_of_a_longlong_label() -> None:
 
 
 def test_v2_json_of_a_longlong_label() -> None:
-    request = InferenceRequest(model_name="classifier", model_version=None, inputs=[])
-    body = encode_infer_response(_classifier_response(), request).body
+    body = encode_infer_response(_classifier_response()).body
     outputs = {o["name"]: o["data"] for o in orjson.loads(body)["outputs"]}
     assert outputs["label"] == [1, 0]
 
 
 class _FailingDataPlane:
     """V1 predict leases the version first (one handle for decoding and inference)."""
+
+    wants_headers = False
+
+    def finish(self, *args: Any, **kwargs: Any) -> None:
+        pass
 
     def lease(self, *args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("boom")

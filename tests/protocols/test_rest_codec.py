@@ -16,7 +16,11 @@ from serval.core.tensors.datatypes import DataType
 from serval.core.tensors.raw import encode_raw
 from serval.core.types import InferenceRequest, InferenceResponse, RequestedOutput, Tensor
 from serval.protocols.rest.json_tensors import json_to_array
-from serval.protocols.rest.v2_codec import decode_infer_request, encode_infer_response
+from serval.protocols.rest.v2_codec import (
+    BinaryOutputs,
+    decode_infer_request,
+    encode_infer_response,
+)
 
 JSON_TYPES = [d for d in DataType if d not in (DataType.FP16, DataType.BYTES)]
 shapes = hnp.array_shapes(min_dims=1, max_dims=3, min_side=1, max_side=4)
@@ -30,10 +34,16 @@ def _elements(datatype: DataType) -> st.SearchStrategy[np.ndarray]:
     return hnp.arrays(dtype, shapes, elements=elements)
 
 
-def decode(doc: dict, binary: bytes = b"", header: bool = False) -> InferenceRequest:
+def decode_both(
+    doc: dict, binary: bytes = b"", header: bool = False
+) -> tuple[InferenceRequest, BinaryOutputs]:
     body = orjson.dumps(doc)
     length = str(len(body)) if header or binary else None
     return decode_infer_request(body + binary, length, "m", None)
+
+
+def decode(doc: dict, binary: bytes = b"", header: bool = False) -> InferenceRequest:
+    return decode_both(doc, binary, header)[0]
 
 
 @given(st.sampled_from(JSON_TYPES).flatmap(lambda d: st.tuples(st.just(d), _elements(d))))
@@ -53,7 +63,7 @@ def test_json_round_trip(case: tuple[DataType, np.ndarray]) -> None:
     np.testing.assert_array_equal(tensor.data, array)
     assert tensor.data.dtype == array.dtype
     response = InferenceResponse("m", [Tensor("y", datatype, tensor.data)])
-    encoded = encode_infer_response(response, decode(doc))
+    encoded = encode_infer_response(response, decode_both(doc)[1])
     out = orjson.loads(encoded.body)["outputs"][0]
     assert out["shape"] == list(array.shape)
     np.testing.assert_array_equal(
@@ -86,10 +96,11 @@ def test_binary_round_trip(case: tuple[DataType, object]) -> None:
         ],
         "outputs": [{"name": "y", "parameters": {"binary_data": True}}],
     }
-    request = decode(doc, raw)
+    request, binary = decode_both(doc, raw)
     np.testing.assert_array_equal(request.inputs[0].data, array)
+    assert request.outputs == [RequestedOutput("y", {})]  # binary_data is the adapter's
     encoded = encode_infer_response(
-        InferenceResponse("m", [Tensor("y", datatype, request.inputs[0].data)]), request
+        InferenceResponse("m", [Tensor("y", datatype, request.inputs[0].data)]), binary
     )
     assert encoded.json_length is not None
     header = orjson.loads(encoded.body[: encoded.json_length])
@@ -123,7 +134,7 @@ def test_request_fields_are_carried() -> None:
 
 
 def test_binary_data_output_default_and_per_output_override() -> None:
-    request = decode(
+    request, binary = decode_both(
         {
             "parameters": {"binary_data_output": True},
             "inputs": [{"name": "x", "datatype": "FP32", "shape": [1], "data": [1]}],
@@ -139,7 +150,8 @@ def test_binary_data_output_default_and_per_output_override() -> None:
         model_version="1",
         id="r",
     )
-    encoded = encode_infer_response(response, request)
+    assert request.parameters == {}  # taken off: they concern the transport only
+    encoded = encode_infer_response(response, binary)
     header = orjson.loads(encoded.body[: encoded.json_length])
     assert header["model_version"] == "1" and header["id"] == "r"
     assert "binary_data_size" in header["outputs"][0]["parameters"]
@@ -204,10 +216,10 @@ def test_truncated_binary_body() -> None:
 
 
 def test_fp16_output_needs_binary() -> None:
-    request = decode(_input())
+    _, binary = decode_both(_input())
     response = InferenceResponse("m", [Tensor("h", DataType.FP16, np.ones(1, np.float16))])
     with pytest.raises(InvalidInputError, match="binary_data: true"):
-        encode_infer_response(response, request)
+        encode_infer_response(response, binary)
 
 
 def test_json_to_array_keeps_bytes_shape() -> None:

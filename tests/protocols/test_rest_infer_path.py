@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 
 from serval.core.errors import InvalidInputError
+from serval.core.records import RequestRecord
 from serval.core.tensors.datatypes import DataType
 from serval.core.types import InferenceRequest, Tensor
-from serval.observability.requests import RequestObserver, outcome_of
+from serval.observability.requests import outcome_of
 from serval.protocols.rest.coalescing import _CoalescingTransport
 from serval.protocols.rest.schedule_headers import apply_schedule_headers
 from serval.protocols.rest.v2_infer import V2InferEndpoint, infer_target
@@ -144,27 +145,22 @@ async def close_sends_what_is_held_first() -> None:
 
 
 class ReadyDataPlane:
+    wants_headers = False
+
+    def __init__(self) -> None:
+        self.records: list[RequestRecord] = []
+
     def model_ready(self, name: str, version: str | None) -> bool:
         return True
 
-
-class Recorder:
-    wants_trace_context = False
-
-    def __init__(self) -> None:
-        self.outcomes: list[str] = []
-
-    def request_finished(self, *facts: Any) -> None:
-        self.outcomes.append(outcome_of(facts[8]))
+    def finish(self, record: RequestRecord, error: BaseException | None = None) -> None:
+        record.error = error
+        self.records.append(record)
 
 
 def test_a_client_that_leaves_before_its_body_is_counted_as_cancelled() -> None:
-    recorder = Recorder()
-    endpoint = V2InferEndpoint(
-        ReadyDataPlane(),  # type: ignore[arg-type]
-        1 << 20,
-        observer=RequestObserver([recorder]),
-    )
+    dataplane = ReadyDataPlane()
+    endpoint = V2InferEndpoint(dataplane, 1 << 20)  # type: ignore[arg-type]
     sent: list[dict[str, Any]] = []
 
     async def receive() -> dict[str, Any]:
@@ -176,4 +172,4 @@ def test_a_client_that_leaves_before_its_body_is_counted_as_cancelled() -> None:
     scope = {"type": "http", "method": "POST", "path": "/v2/models/m/infer", "headers": []}
     asyncio.run(endpoint(scope, receive, send))
     assert sent == []  # no one to answer
-    assert recorder.outcomes == ["cancelled"]
+    assert [outcome_of(r.error) for r in dataplane.records] == ["cancelled"]  # once

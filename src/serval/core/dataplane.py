@@ -23,9 +23,10 @@ from serval.core.lifecycle.handles import ServableHandle, Workload
 from serval.core.lifecycle.manager import LifecycleManager
 from serval.core.lifecycle.states import ServableId, ServableStatus
 from serval.core.model_spec import ModelSpec
+from serval.core.records import RequestRecord
 from serval.core.routing.policy import parse_version
 from serval.core.routing.router import Router
-from serval.core.statistics import VersionStatistics
+from serval.core.statistics import VersionStatistics, record_statistics
 from serval.core.tensors.validation import validate_request
 from serval.core.types import InferenceRequest, InferenceResponse, ModelMetadata
 
@@ -67,6 +68,7 @@ class DataPlane:
         self._events = events
         self._server = server
         self._live = True
+        events.on_request(record_statistics)
 
     def live(self) -> bool:
         return self._live
@@ -183,16 +185,53 @@ class DataPlane:
         finally:
             if handle is None:
                 managed.release()
-            duration = time.perf_counter_ns() - started
-            if error is not None:
-                managed.stats.record_failure(duration)
+            ended = time.perf_counter_ns()
+            self._record(request, managed.id, managed.stats, response, error, started, ended)
             if self._events.wants_prediction(request):
-                self._events.emit(PredictionEvent(managed.id, request, response, error, duration))
+                event = PredictionEvent(managed.id, request, response, error, ended - started)
+                self._events.emit(event)
         response.model_name = managed.id.name
         response.model_version = str(managed.id.version)
         response.id = request.id
-        rows = (
-            request.inputs[0].data.shape[0] if request.inputs and request.inputs[0].data.ndim else 1
-        )
-        managed.stats.record_success(duration, response.timings, rows)
         return response
+
+    def _record(
+        self,
+        request: InferenceRequest,
+        servable: ServableId,
+        statistics: VersionStatistics,
+        response: InferenceResponse | None,
+        error: Exception | None,
+        started: int,
+        ended: int,
+    ) -> None:
+        """Fill in the request's record; emit it if no adapter will (an in-process caller)."""
+        record = request.record
+        owned = record is None
+        if record is None:
+            record = RequestRecord("", "", request.model_name, started)
+        record.decoded_ns = started
+        record.inferred_ns = ended
+        record.servable = servable
+        record.statistics = statistics
+        record.request_id = request.id
+        record.rows = request.rows
+        if response is not None:
+            record.timings = response.timings
+        if owned:
+            record.finished_ns = ended
+            record.error = error
+            self._events.emit_request(record)
+
+    @property
+    def wants_headers(self) -> bool:
+        """Whether adapters should attach the request's headers to its record (tracing)."""
+        return self._events.wants_headers
+
+    def finish(self, record: RequestRecord, error: BaseException | None = None) -> None:
+        """An adapter's request ended (``error``: why it failed): stamp and emit its record,
+        once. Adapters call it on every path, failures before decoding included."""
+        record.finished_ns = time.perf_counter_ns()
+        if error is not None:
+            record.error = error
+        self._events.emit_request(record)

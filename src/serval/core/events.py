@@ -1,6 +1,9 @@
-"""Events the core emits; observability, the prediction log and caches subscribe.
+"""Events the core emits; statistics, observability, the prediction log and caches subscribe.
 
-The core never imports its subscribers.
+``StateChanged`` when a version moves through its lifecycle; a ``RequestRecord`` (core.records)
+once per inference request, whichever way it came; a ``PredictionEvent`` with the request's
+tensors, built only for the requests a subscriber wants (tensor statistics). The core never
+imports its subscribers.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from typing import Any
 
 from serval.core.lifecycle.states import ServableId, ServableState
 from serval.core.model_spec import ModelSpec
+from serval.core.records import RequestRecord
 from serval.core.types import InferenceRequest, InferenceResponse
 
 logger = logging.getLogger(__name__)
@@ -50,9 +54,30 @@ class EventBus:
         self._prediction_subscribers: tuple[Callable[[PredictionEvent], None], ...] = ()
         # Asked before a PredictionEvent is built; None in the tuple: every prediction.
         self._prediction_filters: tuple[Callable[[InferenceRequest], bool] | None, ...] = ()
+        self._request_subscribers: tuple[Callable[[RequestRecord], None], ...] = ()
+        # Whether a request subscriber reads ``RequestRecord.headers`` (tracing): adapters
+        # attach them only then.
+        self.wants_headers = False
 
     def on_state_changed(self, callback: Callable[[StateChanged], None]) -> None:
         self._state_subscribers = (*self._state_subscribers, callback)
+
+    def on_request(
+        self, callback: Callable[[RequestRecord], None], *, headers: bool = False
+    ) -> None:
+        """Call ``callback`` with the record of each inference request, once, when it ends;
+        ``headers``: it reads the request's headers (adapters attach them only if asked)."""
+        self._request_subscribers = (*self._request_subscribers, callback)
+        self.wants_headers = self.wants_headers or headers
+
+    def emit_request(self, record: RequestRecord) -> None:
+        """Hand ``record`` to each request subscriber (once per request: no dispatch on type,
+        no helper call; a subscriber that raises is logged and does not stop the others)."""
+        for callback in self._request_subscribers:
+            try:
+                callback(record)
+            except Exception:
+                logger.exception("request subscriber %r failed", callback)
 
     def on_prediction(
         self,

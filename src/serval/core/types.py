@@ -8,11 +8,14 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from serval.core.tensors.datatypes import DataType
+
+if TYPE_CHECKING:  # records.py imports this module
+    from serval.core.records import RequestRecord
 
 # Parameter values are scalars, as in the Open Inference Protocol.
 ParameterValue = str | int | float | bool
@@ -64,8 +67,8 @@ def _to_bytes_array(data: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
 
 @dataclass(frozen=True, slots=True)
 class RequestedOutput:
-    """An output the client asked for; ``parameters`` carry protocol hints such as
-    ``binary_data`` that the adapter reads back when it encodes the response."""
+    """An output the client asked for; ``parameters`` are for the model (adapters take their
+    protocol's own hints off them when they decode the request)."""
 
     name: str
     parameters: Parameters = field(default_factory=dict)
@@ -80,9 +83,9 @@ class InferenceRequest:
     parameters: Parameters = field(default_factory=dict)
     # None means every output of the model.
     outputs: list[RequestedOutput] | None = None
-    # Opaque to the core: what the adapter that decoded the request attaches for its observers
-    # (metrics, logs, traces). The core hands it on in PredictionEvent and never reads it.
-    context: object | None = None
+    # The request's record (core.records), begun by the adapter that received it and filled in
+    # by the data plane; None for an in-process caller (the data plane begins one).
+    record: RequestRecord | None = None
     # When the answer stops being useful: time.monotonic() seconds; None means no deadline.
     # A request past its deadline is answered DeadlineExceededError and never run.
     deadline: float | None = None
@@ -93,6 +96,20 @@ class InferenceRequest:
     # (REST: the connection closed). A request that must wait for the model watches it and is
     # dropped, never run, if its client leaves first. None: cancellation tells (gRPC).
     client_gone: Callable[[], Awaitable[object]] | None = None
+
+    @property
+    def rows(self) -> int:
+        """The batch elements the request carries: its first input's first dimension (1 for a
+        scalar input). A batching servable checks that every input agrees."""
+        inputs = self.inputs
+        if not inputs or not inputs[0].data.ndim:
+            return 1
+        return int(inputs[0].data.shape[0])
+
+    def tighten_deadline(self, deadline: float) -> None:
+        """Keep the earlier of the request's deadline and ``deadline``."""
+        if self.deadline is None or deadline < self.deadline:
+            self.deadline = deadline
 
 
 @dataclass(slots=True)

@@ -2,10 +2,10 @@
 
 ``ServalMetrics`` is three things at once:
 
-- a subscriber of the core's events (``on_state_changed``, ``on_prediction``): model states,
-  load times, queue and compute times, batch sizes, monitored inputs and outputs;
-- a ``RequestRecorder`` of the adapters' observed requests: requests by outcome and protocol,
-  end-to-end, decode and encode times;
+- a subscriber of the core's events: ``on_state_changed`` (model states, load times),
+  ``on_request`` (one record per request: requests by outcome and protocol, end-to-end, decode
+  and encode times, queue and compute times, batch sizes) and ``on_prediction`` (monitored
+  inputs and outputs, only while a model monitors them);
 - a collector: at scrape time it turns its accumulators into metric families, and reads the
   gauges of the moment (requests in flight and queued per version, the inference pool's
   queue).
@@ -33,7 +33,8 @@ from prometheus_client.metrics_core import Metric
 from serval.core.events import PredictionEvent, StateChanged
 from serval.core.lifecycle.handles import Workload
 from serval.core.lifecycle.states import ServableId
-from serval.core.types import InferenceRequest, InferenceResponse, InferenceTimings
+from serval.core.records import RequestRecord
+from serval.core.types import InferenceRequest, InferenceTimings
 from serval.observability.instruments import (
     BATCH_SIZE_BUCKETS,
     LATENCY_BUCKETS,
@@ -44,7 +45,7 @@ from serval.observability.instruments import (
     histogram_family,
 )
 from serval.observability.model_metrics import ModelMetrics
-from serval.observability.requests import SUCCESS, ObservedRequest, outcome_of
+from serval.observability.requests import SUCCESS, outcome_of
 
 _REQUEST = ("model", "version", "protocol")
 _MODEL = ("model", "version")
@@ -62,14 +63,14 @@ def _timing_values(timings: InferenceTimings) -> tuple[int, int, int, int]:
 
 
 def _group(
-    versions: list[tuple[str, str]], protocols: list[str], numbers: np.ndarray[Any, Any]
-) -> dict[tuple[tuple[str, str], str], np.ndarray[Any, Any]]:
+    versions: list[ServableId], protocols: list[str], numbers: np.ndarray[Any, Any]
+) -> dict[tuple[ServableId, str], np.ndarray[Any, Any]]:
     """The journal's rows by version and protocol; usually one group, found without hashing."""
     version, protocol = versions[0], protocols[0]
     # list.count compares in C: a tenth of the time of all() over a generator.
     if versions.count(version) == len(versions) and protocols.count(protocol) == len(protocols):
         return {(version, protocol): numbers}
-    rows: dict[tuple[tuple[str, str], str], list[int]] = {}
+    rows: dict[tuple[ServableId, str], list[int]] = {}
     for row, key in enumerate(zip(versions, protocols, strict=True)):
         rows.setdefault(key, []).append(row)
     return {key: numbers[index] for key, index in rows.items()}
@@ -100,8 +101,6 @@ class _ModelSeries:
 
 
 class ServalMetrics:
-    wants_trace_context = False
-
     def __init__(
         self,
         registry: CollectorRegistry,
@@ -121,7 +120,7 @@ class ServalMetrics:
         # numbers, appended while they are at hand (in cache) and folded into the series with
         # numpy every _FLUSH_EVERY requests and at each scrape. Python run once per request,
         # among the rest of a request's code, costs several times what it costs in a loop.
-        self._journal_versions: list[tuple[str, str]] = []
+        self._journal_versions: list[ServableId] = []
         self._journal_protocols: list[str] = []
         self._journal_numbers: list[int] = []
         registry.register(self)
@@ -137,60 +136,28 @@ class ServalMetrics:
 
     def wants_prediction(self, request: InferenceRequest) -> bool:
         """The events ``on_prediction`` needs: every prediction while a model monitors its
-        tensors, else only those no adapter reports (the rest come to ``request_finished``)."""
-        return self.models.monitoring or request.context is None
+        tensors, else none."""
+        return self.models.monitoring
 
     def on_prediction(self, event: PredictionEvent) -> None:
         if self.models.monitoring:
             self.models.observe_tensors(event)
-        if event.request.context is not None:
-            return  # an adapter took it in and reports it, with more than the event has
-        # An in-process caller, no adapter: count it here, with protocol "".
-        labels = self.models.labels(event.id)
-        if event.response is not None:
-            self._fold_timings(labels, event.response.timings)
-        series = self._series((*labels, ""))
-        outcome = outcome_of(event.error)
-        series.outcomes[outcome] = series.outcomes.get(outcome, 0) + 1
 
-    # -- observed requests (RequestRecorder) ------------------------------------------------
+    # -- request records --------------------------------------------------------------------
 
-    def request_finished(
-        self,
-        protocol: str,
-        operation: str,
-        model: str,
-        started_ns: int,
-        decoded_ns: int,
-        inferred_ns: int,
-        finished_ns: int,
-        response: InferenceResponse | None,
-        error: BaseException | None,
-        trace_headers: Mapping[str, str] | None,
-    ) -> None:
-        if response is None or error is not None:  # rare: a failure
-            self._fold(
-                ObservedRequest(
-                    protocol,
-                    operation,
-                    model,
-                    started_ns,
-                    decoded_ns,
-                    inferred_ns,
-                    finished_ns,
-                    response,
-                    error,
-                )
-            )
+    def on_request(self, record: RequestRecord) -> None:
+        timings = record.timings
+        servable = record.servable
+        if record.error is not None or timings is None or servable is None:  # rare: a failure
+            self._fold(record)
             return
-        timings = response.timings
-        self._journal_versions.append((response.model_name, response.model_version or ""))
-        self._journal_protocols.append(protocol)
+        self._journal_versions.append(servable)
+        self._journal_protocols.append(record.protocol)
         self._journal_numbers += (
-            started_ns,
-            decoded_ns,
-            inferred_ns,
-            finished_ns,
+            record.started_ns,
+            record.decoded_ns,
+            record.inferred_ns,
+            record.finished_ns,
             timings.queue_ns,
             timings.compute_input_ns + timings.compute_infer_ns + timings.compute_output_ns,
             timings.batch_size,
@@ -209,7 +176,8 @@ class ServalMetrics:
             return
         numbers = np.array(self._journal_numbers, dtype=np.int64).reshape(-1, _NUMBERS)
         self._journal_versions, self._journal_protocols, self._journal_numbers = [], [], []
-        for (version, protocol), rows in _group(versions, protocols, numbers).items():
+        for (servable, protocol), rows in _group(versions, protocols, numbers).items():
+            version = self.models.labels(servable)
             series = self._series((*version, protocol))
             series.outcomes[SUCCESS] = series.outcomes.get(SUCCESS, 0) + len(rows)
             started, decoded, inferred, ended, queue, compute, batch, executions = rows.T
@@ -221,27 +189,29 @@ class ServalMetrics:
             model.compute.observe_many(compute * _NS)
             model.batch_size.observe_many(batch[executions != 0].astype(np.float64))
 
-    def _fold(self, request: ObservedRequest) -> None:
-        version = request.version
-        if version is not None:
-            labels: Labels = (*version, request.protocol)
-        elif request.model in self.models.models:  # a model the repository has, unresolved
-            labels = (request.model, "", request.protocol)
+    def _fold(self, record: RequestRecord) -> None:
+        servable = record.servable
+        version: Labels | None = None
+        if servable is not None:
+            version = self.models.labels(servable)
+            labels: Labels = (*version, record.protocol)
+        elif record.model in self.models.models:  # a model the repository has, unresolved
+            labels = (record.model, "", record.protocol)
         else:  # a name only the client knows: never a label value
-            labels = ("", "", request.protocol)
+            labels = ("", "", record.protocol)
         series = self._series(labels)
-        outcome = request.outcome
+        outcome = outcome_of(record.error)
         series.outcomes[outcome] = series.outcomes.get(outcome, 0) + 1
-        if version is not None and request.timings is not None:
-            self._fold_timings(version, request.timings)
+        if version is not None and record.timings is not None:
+            self._fold_timings(version, record.timings)
         if outcome != SUCCESS:
             return
-        started, ended = request.started_ns, request.finished_ns
+        started, ended = record.started_ns, record.finished_ns
         series.duration.observe((ended - started) * _NS)
-        if request.decoded_ns:
-            series.decode.observe((request.decoded_ns - started) * _NS)
-        if request.inferred_ns:
-            series.encode.observe((ended - request.inferred_ns) * _NS)
+        if record.decoded_ns:
+            series.decode.observe((record.decoded_ns - started) * _NS)
+        if record.inferred_ns:
+            series.encode.observe((ended - record.inferred_ns) * _NS)
 
     def _fold_timings(self, version: Labels, timings: InferenceTimings) -> None:
         model = self._version_series(version)

@@ -2,7 +2,7 @@
 
 Nothing here is imported unless tracing is on (``serval serve --tracing``): OpenTelemetry is
 the ``observability`` extra. When on, each inference request becomes a span tree, built when
-the request finishes from the timestamps its adapter took (``ObservedRequest``)::
+the request finishes from its record (``core.records.RequestRecord``)::
 
     POST /v2/models/{model}/infer      (or inference.GRPCInferenceService/ModelInfer)
       decode                           read and decode the body
@@ -22,8 +22,9 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any
 
+from serval.core.records import RequestRecord
 from serval.observability.logging import current_request
-from serval.observability.requests import SUCCESS, ObservedRequest
+from serval.observability.requests import SUCCESS, outcome_of
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace.export import SpanExporter
@@ -32,9 +33,7 @@ logger = logging.getLogger(__name__)
 
 
 class Tracing:
-    """A ``RequestRecorder`` that turns observed requests into spans."""
-
-    wants_trace_context = True
+    """Turns request records into spans (subscribe ``on_request`` with ``headers=True``)."""
 
     def __init__(
         self,
@@ -74,26 +73,34 @@ class Tracing:
         self._propagator = TraceContextTextMapPropagator()
         self._server_kind = trace.SpanKind.SERVER
 
-    def request_finished(self, *facts: Any) -> None:
-        """``RequestRecorder.request_finished``: the facts of ``ObservedRequest``, in order."""
+    def on_request(self, record: RequestRecord) -> None:
+        """One record: a span tree for a request an adapter received (an in-process caller's
+        request has no operation to name a root span after)."""
+        if not record.operation:
+            return
         try:
-            self._record(ObservedRequest(*facts))
+            self._record(record)
         except Exception:  # a tracing problem must never fail a request
             logger.exception("recording the spans of a request failed")
 
-    def _record(self, request: ObservedRequest) -> None:
+    def _record(self, request: RequestRecord) -> None:
         from opentelemetry.trace import Status, StatusCode  # noqa: PLC0415
 
-        parent = self._propagator.extract(request.trace_headers or {})
+        parent = self._propagator.extract(request.headers or {})
+        outcome = outcome_of(request.error)
         attributes: dict[str, Any] = {
             "serval.protocol": request.protocol,
-            "serval.outcome": request.outcome,
+            "serval.outcome": outcome,
         }
-        log_context = current_request()
-        if log_context is not None:
-            attributes["serval.request_id"] = log_context.request_id
-        if request.version is not None:
-            attributes["serval.model"], attributes["serval.model_version"] = request.version
+        request_id = request.request_id
+        if request_id is None:  # it failed before decoding: the id the logs have
+            log_context = current_request()
+            request_id = log_context.request_id if log_context is not None else None
+        if request_id is not None:
+            attributes["serval.request_id"] = request_id
+        if request.servable is not None:
+            attributes["serval.model"] = request.servable.name
+            attributes["serval.model_version"] = str(request.servable.version)
         # perf_counter_ns() timestamps -> time.time_ns(), as OpenTelemetry wants them.
         wall = time.time_ns() - time.perf_counter_ns()
         root = self._tracer.start_span(
@@ -121,11 +128,11 @@ class Tracing:
                 ran + compute if compute else request.inferred_ns or end,
                 {"serval.batch_size": timings.batch_size},
             )
-        if request.inferred_ns:
+        if request.inferred_ns and timings is not None:  # the data plane answered
             self._child("encode", context, wall, request.inferred_ns, end)
-        if request.outcome != SUCCESS:
+        if outcome != SUCCESS:
             error = request.error
-            description = f"{type(error).__name__}: {error}" if error else request.outcome
+            description = f"{type(error).__name__}: {error}" if error else outcome
             root.set_status(Status(StatusCode.ERROR, description))
         root.end(end_time=end + wall)
 

@@ -160,7 +160,7 @@ class OnnxPredictor:
             compute_input_ns=prepared - started,
             compute_infer_ns=inferred - prepared,
             compute_output_ns=finished - inferred,
-            batch_size=_batch_size(request),
+            batch_size=request.rows,
         )
         return InferenceResponse(request.model_name, outputs, timings=timings)
 
@@ -224,8 +224,3 @@ def _zeros(spec: TensorSpec, batch_size: int) -> np.ndarray[Any, Any]:
     if spec.datatype is DataType.BYTES:
         return np.full(shape, "", dtype=np.object_)
     return np.zeros(shape, dtype=spec.datatype.numpy_dtype)
-
-
-def _batch_size(request: InferenceRequest) -> int:
-    first = request.inputs[0].data if request.inputs else None
-    return int(first.shape[0]) if first is not None and first.ndim else 1

@@ -103,7 +103,7 @@ def test_a_model_that_needs_another_waits_for_it_and_says_so() -> None:
         assert "model 'pipe': waiting for model 'base' to be available" in reason
         assert h.manager.model_ready("pipe") is False
         (row,) = await h.manager.index()
-        assert (row.version, row.state) == (None, "UNAVAILABLE")
+        assert (row.version, row.state) == (None, ServableState.START)
         assert "waiting for model 'base'" in row.reason
         # The model it needs appears: it loads, and wakes the model that waited.
         h.source.add_version("base", 1)

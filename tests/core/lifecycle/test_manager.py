@@ -127,9 +127,9 @@ def test_failed_load_is_reported_retried_and_isolated() -> None:
             h.manager.lease("bad")
         assert "corrupt file" in h.manager.snapshot("bad").unavailable
         index = {(e.name, e.version): e for e in await h.manager.index()}
-        assert index[("bad", 1)].state == "UNAVAILABLE"
+        assert index[("bad", 1)].state is ServableState.END
         assert "corrupt file" in index[("bad", 1)].reason
-        assert index[("good", 1)].state == "READY"
+        assert index[("good", 1)].state is ServableState.AVAILABLE
         # The next poll retries (the backoff is 0 here) and succeeds.
         del h.loaders.failing[("bad", 1)]
         await h.sync()
@@ -190,7 +190,9 @@ def test_api_unload_sticks_while_polling() -> None:
         with pytest.raises(ModelNotFoundError, match="not loaded"):
             h.manager.snapshot("m")
         index = await h.manager.index()
-        assert [(e.version, e.state, e.reason) for e in index] == [(1, "UNAVAILABLE", "unloaded")]
+        assert [(e.version, e.state, e.reason) for e in index] == [
+            (1, ServableState.END, "unloaded")
+        ]
         await h.manager.load("m")
         assert h.serving("m") == [1]
 
@@ -256,7 +258,7 @@ def test_bad_model_yaml_marks_model_failed() -> None:
         assert "model.yaml" in reason and "bogus: unknown key" in reason
         assert "max_batch_size" in reason
         (entry,) = [e for e in await h.manager.index() if e.name == "m"]
-        assert entry.state == "UNAVAILABLE" and "bogus" in entry.reason
+        assert entry.state is ServableState.END and "bogus" in entry.reason
 
     h.run(test)
 
@@ -333,7 +335,7 @@ def test_failed_reload_is_reported_while_old_load_serves() -> None:
             await h.manager.load("m")
         assert h.serving("m") == [1]
         (entry,) = await h.manager.index()
-        assert entry.state == "READY"
+        assert entry.state is ServableState.AVAILABLE
         assert "reloading failed: RuntimeError: bad new weights" in entry.reason
 
     h.run(test)

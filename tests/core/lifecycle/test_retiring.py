@@ -28,7 +28,10 @@ def test_new_version_serves_while_the_old_one_drains() -> None:
         assert await predict(h.manager, "m") == 2
         states = {s.id.version: s.state for s in h.manager.statuses("m")}
         assert states == {2: ServableState.AVAILABLE, 1: ServableState.UNLOADING}
-        assert [e.state for e in await h.manager.index()] == ["UNLOADING", "READY"]
+        assert [e.state for e in await h.manager.index()] == [
+            ServableState.UNLOADING,
+            ServableState.AVAILABLE,
+        ]
         await asyncio.wait_for(h.manager.load("m"), 2)  # the lock is free
         assert not h.loaders.predictors[("m", 1)].closed
         await asyncio.wait_for(h.manager.unload("m"), 2)  # waits for v2 only

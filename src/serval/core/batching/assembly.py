@@ -2,8 +2,8 @@
 
 Requests may share a batch when their ``batch_key`` is equal: the same inputs with the same
 datatypes and trailing shapes (everything but the first, batch, dimension), the same output
-selection and the same request parameters, leaving out those that only concern the transport or
-the queue (``binary_data_output``, ``timeout``, ``priority``...).
+selection and the same request parameters (adapters take the parameters that concern only the
+transport or the queue off a request when they decode it; see ``protocols/oip``).
 """
 
 from __future__ import annotations
@@ -16,11 +16,6 @@ import numpy as np
 
 from serval.core.errors import InvalidInputError, ModelExecutionError
 from serval.core.types import InferenceRequest, Parameters, Tensor
-
-# Parameters that change how a request travels or waits, never what the model computes.
-_TRANSPORT_PARAMETERS = frozenset(
-    {"binary_data_output", "binary_data", "binary_data_size", "timeout", "priority", "headers"}
-)
 
 
 def batch_rows(request: InferenceRequest, max_batch_size: int) -> int:
@@ -62,9 +57,7 @@ def batch_key(request: InferenceRequest) -> Hashable:
 
 
 def _model_parameters(parameters: Parameters) -> frozenset[tuple[str, Any]]:
-    return frozenset(
-        (key, value) for key, value in parameters.items() if key not in _TRANSPORT_PARAMETERS
-    )
+    return frozenset(parameters.items())
 
 
 def merge(requests: Sequence[InferenceRequest]) -> InferenceRequest:

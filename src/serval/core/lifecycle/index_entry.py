@@ -4,13 +4,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from serval.core.lifecycle.states import ServableState
+
 
 @dataclass(frozen=True, slots=True)
 class IndexEntry:
-    """One row of the repository index (Triton's states: READY, LOADING, UNLOADING,
-    UNAVAILABLE)."""
+    """One row of the repository index. ``state``: AVAILABLE, LOADING or UNLOADING for a
+    version in those states; START for a model or version not loaded, END for one that failed
+    or was unloaded (adapters render them in their protocol's words)."""
 
     name: str
     version: int | None
-    state: str
+    state: ServableState
     reason: str = ""

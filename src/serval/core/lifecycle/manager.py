@@ -34,6 +34,7 @@ from serval.core.lifecycle.options import ControlMode, ManagerOptions
 from serval.core.lifecycle.reconciler import Reconciler
 from serval.core.lifecycle.record import ModelRecord
 from serval.core.lifecycle.source import ModelSource, Source
+from serval.core.lifecycle.states import ServableState
 from serval.core.lifecycle.status import index_entries
 from serval.core.lifecycle.table import ModelTable
 from serval.core.load_override import LoadOverride
@@ -239,7 +240,7 @@ class LifecycleManager(ModelTable):
         for name in sorted(set(scanned) | set(self._models)):
             record = self._models.get(name)
             if record is None:
-                entries.append(IndexEntry(name, None, "UNAVAILABLE", "not loaded"))
+                entries.append(IndexEntry(name, None, ServableState.START, "not loaded"))
             else:
                 entries.extend(index_entries(record, self._missing(record)))
         return entries

@@ -27,26 +27,26 @@ def index_entries(record: ModelRecord, missing: tuple[str, ...] = ()) -> list[In
     name = record.name
     rows: dict[int, IndexEntry] = {}
     for version in record.unloaded:
-        rows[version] = IndexEntry(name, version, "UNAVAILABLE", "unloaded")
+        rows[version] = IndexEntry(name, version, ServableState.END, "unloaded")
     for failure in record.failures.values():
-        rows[failure.version] = IndexEntry(name, failure.version, "UNAVAILABLE", failure.error)
+        rows[failure.version] = IndexEntry(name, failure.version, ServableState.END, failure.error)
     for managed in record.retiring:
-        rows[managed.id.version] = IndexEntry(name, managed.id.version, "UNLOADING")
+        rows[managed.id.version] = IndexEntry(name, managed.id.version, ServableState.UNLOADING)
     for version in record.loading:
         retry = record.failures.get(version)
         reason = f"retrying; the last attempt failed: {retry.error}" if retry else ""
-        rows[version] = IndexEntry(name, version, "LOADING", reason)
+        rows[version] = IndexEntry(name, version, ServableState.LOADING, reason)
     for version in record.serving:
         reload = record.failures.get(version)
         # A failed reload leaves the previous load serving: say both.
         reason = f"serving the previous load; reloading failed: {reload.error}" if reload else ""
-        rows[version] = IndexEntry(name, version, "READY", reason)
+        rows[version] = IndexEntry(name, version, ServableState.AVAILABLE, reason)
     entries = [rows[v] for v in sorted(rows)]
     if record.config_error:
-        return [IndexEntry(name, None, "UNAVAILABLE", record.config_error), *entries]
+        return [IndexEntry(name, None, ServableState.END, record.config_error), *entries]
     if missing and record.wanted:
-        return [IndexEntry(name, None, "UNAVAILABLE", waiting_reason(missing)), *entries]
+        return [IndexEntry(name, None, ServableState.START, waiting_reason(missing)), *entries]
     if not entries:
         reason = "not loaded" if not record.wanted else record.no_version_reason()
-        return [IndexEntry(name, None, "UNAVAILABLE", reason)]
+        return [IndexEntry(name, None, ServableState.START, reason)]
     return entries

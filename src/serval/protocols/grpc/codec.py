@@ -15,11 +15,10 @@ from typing import Any
 
 import numpy as np
 
-from serval.core.deadlines import apply_schedule_parameters
 from serval.core.errors import InvalidInputError
 from serval.core.tensors.datatypes import DataType
 from serval.core.tensors.raw import decode_raw, encode_raw
-from serval.core.tensors.validation import check_shape
+from serval.core.tensors.shapes import check_shape
 from serval.core.types import (
     InferenceRequest,
     InferenceResponse,
@@ -29,6 +28,7 @@ from serval.core.types import (
     Tensor,
 )
 from serval.protocols.grpc.generated import grpc_service_pb2 as pb
+from serval.protocols.oip.parameters import take_binary_data, take_request_parameters
 
 # The InferTensorContents member that carries each datatype (FP16 has none: raw only).
 CONTENTS_FIELD: dict[DataType, str] = {
@@ -58,7 +58,9 @@ _INT64_MIN, _INT64_MAX, _UINT64_MAX = -(2**63), 2**63 - 1, 2**64 - 1
 # -- parameters ------------------------------------------------------------------------------
 
 
-def decode_parameters(params: Mapping[str, pb.InferParameter], *, where: str) -> Parameters:
+def decode_parameters(
+    params: Mapping[str, pb.InferParameter], *, where: str
+) -> dict[str, ParameterValue]:
     decoded: dict[str, ParameterValue] = {}
     for key, param in params.items():
         choice = param.WhichOneof("parameter_choice")
@@ -119,19 +121,22 @@ def decode_request(message: pb.ModelInferRequest) -> InferenceRequest:
         inputs.append(Tensor(tensor.name, datatype, data, parameters))
     outputs = None
     if message.outputs:
-        outputs = [
-            RequestedOutput(o.name, decode_parameters(o.parameters, where=f"output {o.name!r}"))
-            for o in message.outputs
-        ]
+        outputs = []
+        for output in message.outputs:
+            where = f"output {output.name!r}"
+            output_parameters = decode_parameters(output.parameters, where=where)
+            take_binary_data(output_parameters)  # REST's; here every output is raw bytes
+            outputs.append(RequestedOutput(output.name, output_parameters))
+    parameters = decode_parameters(message.parameters, where="request")
     request = InferenceRequest(
         model_name=message.model_name,
         inputs=inputs,
         model_version=message.model_version or None,
         id=message.id or None,
-        parameters=decode_parameters(message.parameters, where="request"),
+        parameters=parameters,
         outputs=outputs,
     )
-    apply_schedule_parameters(request)  # Triton's `timeout` (µs) and `priority`
+    take_request_parameters(request, parameters)  # Triton's `timeout` (µs) and `priority`
     return request
 
 

@@ -3,19 +3,19 @@ configuration, statistics, repository index), and the repository load parameters
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 from google.protobuf import json_format
 
+from serval.core.control import IndexEntry
 from serval.core.dataplane import ModelConfigView, ServerMetadata
-from serval.core.errors import InvalidInputError, UnsupportedError
-from serval.core.lifecycle.manager import IndexEntry
+from serval.core.errors import InvalidInputError
 from serval.core.statistics import Duration, VersionStatistics
 from serval.core.types import ModelMetadata, TensorSpec
 from serval.protocols.grpc.generated import grpc_service_pb2 as pb
 from serval.protocols.grpc.generated import model_config_pb2 as config_pb
+from serval.protocols.oip.repository import index_state
 from serval.protocols.oip.triton_config import triton_model_config
 
 
@@ -92,7 +92,7 @@ def repository_index(entries: Iterable[IndexEntry]) -> pb.RepositoryIndexRespons
             pb.RepositoryIndexResponse.ModelIndex(
                 name=e.name,
                 version="" if e.version is None else str(e.version),
-                state=e.state,
+                state=index_state(e.state),
                 reason=e.reason,
             )
             for e in entries
@@ -100,36 +100,12 @@ def repository_index(entries: Iterable[IndexEntry]) -> pb.RepositoryIndexRespons
     )
 
 
-def load_config(params: Mapping[str, pb.ModelRepositoryParameter]) -> dict[str, Any] | None:
-    """The ``config`` parameter of a load request (a JSON object of model.yaml's fields), or
-    None. Triton's file overrides (``file:<version>/<name>``) are refused as unsupported."""
-    files = sorted(key for key in params if key.startswith("file:"))
-    if files:
-        raise UnsupportedError(
-            f"load parameters {', '.join(files)}: file overrides are not supported; put the "
-            f"files in the model repository"
-        )
-    param = params.get("config")
-    if param is None:
-        return None
-    choice = param.WhichOneof("parameter_choice")
-    if choice == "string_param":
-        text = param.string_param
-    elif choice == "bytes_param":
-        try:
-            text = param.bytes_param.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise InvalidInputError(f"load parameter 'config' is not UTF-8: {exc}") from exc
-    else:
-        raise InvalidInputError(
-            f"load parameter 'config' must be a JSON object in string_param, received {choice}"
-        )
-    try:
-        config = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise InvalidInputError(f"load parameter 'config' is not valid JSON: {exc}") from exc
-    if not isinstance(config, dict):
-        raise InvalidInputError(
-            f"load parameter 'config' must be a JSON object, received {type(config).__name__}"
-        )
-    return config
+def load_parameters(params: Mapping[str, pb.ModelRepositoryParameter]) -> dict[str, Any]:
+    """A load request's parameters as plain values; the control plane validates them."""
+    values: dict[str, Any] = {}
+    for key, param in params.items():
+        choice = param.WhichOneof("parameter_choice")
+        if choice is None:
+            raise InvalidInputError(f"load parameter {key!r} has no value")
+        values[key] = getattr(param, choice)
+    return values

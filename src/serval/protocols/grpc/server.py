@@ -16,7 +16,6 @@ from grpc_reflection.v1alpha import reflection, reflection_pb2
 from serval.core.control import ControlPlane
 from serval.core.dataplane import DataPlane
 from serval.core.errors import PortInUseError
-from serval.observability.requests import RequestObserver
 from serval.protocols.grpc.access_log import AccessLogInterceptor
 from serval.protocols.grpc.auth import AuthInterceptor
 from serval.protocols.grpc.generated import grpc_service_pb2 as pb
@@ -84,7 +83,6 @@ class GrpcServer:
         port: int,
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
         reuse_port: bool = False,
-        observer: RequestObserver | None = None,
         access_log: bool = False,
         access: AccessPolicy | None = None,
         tls: TlsFiles | None = None,
@@ -97,7 +95,6 @@ class GrpcServer:
         self._address = _address(host, port)
         self._max_message_bytes = max_message_bytes
         self._reuse_port = reuse_port
-        self._observer = observer
         self._access_log = access_log
         self._access = access
         self._tls = tls
@@ -135,7 +132,7 @@ class GrpcServer:
             ],
         )
         self._health = HealthServicer(self._dataplane)
-        servicer = InferenceServicer(self._dataplane, self._control, observer=self._observer)
+        servicer = InferenceServicer(self._dataplane, self._control)
         pb_grpc.add_GRPCInferenceServiceServicer_to_server(  # type: ignore[no-untyped-call]
             servicer, server
         )

@@ -9,16 +9,14 @@ import grpc.aio
 
 from serval.core.control import ControlPlane
 from serval.core.dataplane import DataPlane
-from serval.core.deadlines import tighten_deadline
 from serval.core.errors import DeadlineExceededError, InvalidInputError
-from serval.core.types import InferenceResponse
+from serval.core.records import RequestRecord
 from serval.observability.logging import (
     REQUEST_ID_HEADER,
-    adopt_request_id,
+    RequestLogContext,
     begin_request,
     current_request,
 )
-from serval.observability.requests import RequestObserver
 from serval.protocols.grpc import codec, messages
 from serval.protocols.grpc.errors import translate_errors
 from serval.protocols.grpc.generated import grpc_service_pb2 as pb
@@ -54,12 +52,9 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         self,
         dataplane: DataPlane,
         control: ControlPlane,
-        *,
-        observer: RequestObserver | None = None,
     ) -> None:
         self._dataplane = dataplane
         self._control = control
-        self._observer = observer if observer is not None else RequestObserver()
 
     # -- health and metadata ---------------------------------------------------------------
 
@@ -117,58 +112,44 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
     async def ModelInfer(  # noqa: N802 - the RPC's name
         self, request: pb.ModelInferRequest, context: grpc.aio.ServicerContext
     ) -> pb.ModelInferResponse:
+        # One record per request, finished on every path (see core.records).
+        dataplane = self._dataplane
+        record = RequestRecord(PROTOCOL, _INFER_RPC, request.model_name, time.perf_counter_ns())
         metadata = _metadata(context)
+        if dataplane.wants_headers:
+            record.headers = metadata
         log_context = current_request() or begin_request(metadata.get(REQUEST_ID_HEADER))
-        started = time.perf_counter_ns()  # reported once, at the end (observability.requests)
         try:
-            reply, response, decoded, inferred = await self._infer(request, context)
+            reply = await self._infer(request, context, record, log_context)
         except BaseException as exc:
-            self._report(request, metadata, started, 0, 0, None, exc)
+            dataplane.finish(record, exc)
             raise
-        self._report(request, metadata, started, decoded, inferred, response, None)
+        dataplane.finish(record)
         await context.send_initial_metadata(((REQUEST_ID_HEADER, log_context.request_id),))
         return reply
 
-    def _report(
+    async def _infer(
         self,
         request: pb.ModelInferRequest,
-        metadata: dict[str, str],
-        started: int,
-        decoded: int,
-        inferred: int,
-        response: InferenceResponse | None,
-        error: BaseException | None,
-    ) -> None:
-        observer = self._observer
-        observer.finished(
-            PROTOCOL,
-            _INFER_RPC,
-            request.model_name,
-            started,
-            decoded,
-            inferred,
-            response,
-            error,
-            metadata if observer.wants_trace_context else None,
-        )
-
-    async def _infer(
-        self, request: pb.ModelInferRequest, context: grpc.aio.ServicerContext
-    ) -> tuple[pb.ModelInferResponse, InferenceResponse, int, int]:
-        """The reply, and for observers the response and when decoding and inference ended."""
+        context: grpc.aio.ServicerContext,
+        record: RequestRecord,
+        log_context: RequestLogContext,
+    ) -> pb.ModelInferResponse:
         _check_deadline(context)
         inference = codec.decode_request(request)
-        inference.context = PROTOCOL  # this adapter reports the request
-        adopt_request_id(inference.id)
-        decoded = time.perf_counter_ns()
+        inference.record = record
+        # The client's id (the request's `id`, else x-request-id metadata) or the server's:
+        # on the response and in its metadata, and the record's join key.
+        log_context.adopt(inference.id)
+        if inference.id is None:
+            inference.id = log_context.request_id
         remaining = _check_deadline(context)  # decoding a large request takes time too
         if remaining is not None:
             # The data plane answers DEADLINE_EXCEEDED at the deadline; a model's queue drops
             # the request if the deadline passes before it runs.
-            tighten_deadline(inference, time.monotonic() + remaining)
+            inference.tighten_deadline(time.monotonic() + remaining)
         response = await self._dataplane.infer(inference)
-        inferred = time.perf_counter_ns()
-        return codec.encode_response(response), response, decoded, inferred
+        return codec.encode_response(response)
 
     # -- model repository ------------------------------------------------------------------
 
@@ -184,7 +165,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         self, request: pb.RepositoryModelLoadRequest, context: grpc.aio.ServicerContext
     ) -> pb.RepositoryModelLoadResponse:
         name = _name(request.model_name, field="model_name")
-        await self._control.load(name, messages.load_config(request.parameters))
+        await self._control.load(name, messages.load_parameters(request.parameters))
         return pb.RepositoryModelLoadResponse()
 
     @translate_errors

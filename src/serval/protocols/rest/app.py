@@ -15,8 +15,11 @@ from starlette.types import ASGIApp
 from serval.core.control import ControlPlane
 from serval.core.dataplane import DataPlane
 from serval.core.errors import ServalError
-from serval.observability.requests import RequestObserver
-from serval.protocols.rest.errors import UnexpectedErrors, error_response, json_error
+from serval.protocols.rest.errors import (
+    UnexpectedErrors,
+    error_response,
+    json_error,
+)
 from serval.protocols.rest.middleware import RequestIdMiddleware
 from serval.protocols.rest.openapi import (
     METRICS_PATH,
@@ -48,7 +51,6 @@ def build_rest_app(
     control: ControlPlane,
     *,
     max_request_bytes: int,
-    observer: RequestObserver | None = None,
     metrics: Callable[[], tuple[bytes, str]] | None = None,
     access_log: bool = False,
     openapi_version: str | None = None,
@@ -59,10 +61,9 @@ def build_rest_app(
     ``openapi_version``: serve ``GET /openapi.json`` describing a server of that version; None
     leaves it out; ``bearer_auth`` and ``open_health`` describe the token check the
     composition root puts in front of the app."""
-    observer = observer if observer is not None else RequestObserver()
-    infer = V2InferEndpoint(dataplane, max_request_bytes, observer=observer, access_log=access_log)
+    infer = V2InferEndpoint(dataplane, max_request_bytes, access_log=access_log)
     v2 = V2Routes(dataplane, control, max_request_bytes, infer)
-    v1 = V1Routes(dataplane, max_request_bytes, observer=observer)
+    v1 = V1Routes(dataplane, max_request_bytes)
     routes = [*v2.routes(), *v1.routes()]
     if metrics is not None:
         routes.append(Route(METRICS_PATH, _metrics_endpoint(metrics), methods=["GET"]))

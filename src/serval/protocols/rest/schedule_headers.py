@@ -2,14 +2,14 @@
 
 The same keys as the V2 request parameters, for clients that cannot change the body (a V1
 request has no parameters at all; a proxy can add a header). When both are given, the earlier
-deadline wins and the parameter's priority wins.
+deadline wins and the parameter's priority wins (a header gives the priority when the
+parameters gave none, or 0: the model's default).
 """
 
 from __future__ import annotations
 
 import time
 
-from serval.core.deadlines import PRIORITY_PARAMETER, tighten_deadline
 from serval.core.errors import InvalidInputError
 from serval.core.types import InferenceRequest
 
@@ -30,10 +30,10 @@ def apply_schedule_headers(
         timeout_us = _non_negative_int(timeout, TIMEOUT_HEADER, "microseconds")
         if timeout_us:
             start = time.monotonic() if now is None else now
-            tighten_deadline(request, start + timeout_us / 1e6)
+            request.tighten_deadline(start + timeout_us / 1e6)
     if priority is not None:
         level = _non_negative_int(priority, PRIORITY_HEADER, "level; 1 is the highest")
-        if PRIORITY_PARAMETER not in request.parameters:
+        if not request.priority:  # the parameter, applied while decoding, wins
             request.priority = level
 
 

@@ -17,6 +17,7 @@ from starlette.routing import Route
 from serval.core.dataplane import DataPlane
 from serval.core.errors import InvalidInputError, ModelNotFoundError, UnsupportedError
 from serval.core.lifecycle.states import ServableState
+from serval.core.records import RequestRecord
 from serval.core.tensors.datatypes import DataType
 from serval.core.types import (
     InferenceRequest,
@@ -26,7 +27,7 @@ from serval.core.types import (
     Tensor,
     TensorSpec,
 )
-from serval.observability.requests import RequestObserver
+from serval.observability.logging import current_request
 from serval.protocols.rest.body import parse_json_object, read_body
 from serval.protocols.rest.json_tensors import array_to_json, dumps_json, json_to_array
 from serval.protocols.rest.schedule_headers import (
@@ -78,12 +79,9 @@ class V1Routes:
         self,
         dataplane: DataPlane,
         max_request_bytes: int,
-        *,
-        observer: RequestObserver | None = None,
     ) -> None:
         self._dataplane = dataplane
         self._limit = max_request_bytes
-        self._observer = observer if observer is not None else RequestObserver()
 
     def routes(self) -> list[Route]:
         return [
@@ -127,10 +125,11 @@ class V1Routes:
         )
 
     async def post(self, request: Request) -> Response:
-        # Timed with locals and reported once, at the end (see observability.requests).
-        started, decoded, inferred = time.perf_counter_ns(), 0, 0
-        name = ""
-        response: InferenceResponse | None = None
+        # One record per request, finished on every path (see core.records).
+        dataplane = self._dataplane
+        record = RequestRecord(PROTOCOL, _PREDICT_ROUTE, "", time.perf_counter_ns())
+        if dataplane.wants_headers:
+            record.headers = request.headers
         try:
             match = _PREDICT.match(request.path_params["path"])
             if match is None:
@@ -139,17 +138,23 @@ class V1Routes:
                     f"/v1/models/<name>[/versions/<n>|/labels/<label>]:predict"
                 )
             name, version, label, verb = match.groups()
+            record.model = name
             if verb.lower() != "predict":
                 raise UnsupportedError(f":{verb} is not supported; use :predict")
             doc = parse_json_object(await read_body(request, self._limit))
             if ("instances" in doc) == ("inputs" in doc):
                 raise InvalidInputError("request must have exactly one of 'instances' or 'inputs'")
+            log_context = current_request()  # the request-id middleware's: x-request-id
             infer_request = InferenceRequest(
-                model_name=name, model_version=version, inputs=[], context=PROTOCOL
+                model_name=name,
+                model_version=version,
+                inputs=[],
+                id=log_context.request_id if log_context is not None else None,
+                record=record,
             )
             # One handle decodes and runs the request, so a reload between the two can never
             # decode by one version's metadata and run on the next.
-            async with self._dataplane.lease(infer_request, label) as handle:
+            async with dataplane.lease(infer_request, label) as handle:
                 metadata = handle.metadata
                 row_format = "instances" in doc
                 if row_format:
@@ -160,41 +165,16 @@ class V1Routes:
                 apply_schedule_headers(
                     infer_request, headers.get(TIMEOUT_HEADER), headers.get(PRIORITY_HEADER)
                 )
-                decoded = time.perf_counter_ns()
-                response = await self._dataplane.infer(infer_request, handle=handle)
-                inferred = time.perf_counter_ns()
+                response = await dataplane.infer(infer_request, handle=handle)
             if row_format:
                 reply = _json({"predictions": _rows(response)})
             else:
                 reply = _json({"outputs": _columns(response)})
         except BaseException as exc:
-            self._report(request, name, started, decoded, inferred, response, exc)
+            dataplane.finish(record, exc)
             raise
-        self._report(request, name, started, decoded, inferred, response, None)
+        dataplane.finish(record)
         return reply
-
-    def _report(
-        self,
-        request: Request,
-        name: str,
-        started: int,
-        decoded: int,
-        inferred: int,
-        response: InferenceResponse | None,
-        error: BaseException | None,
-    ) -> None:
-        observer = self._observer
-        observer.finished(
-            PROTOCOL,
-            _PREDICT_ROUTE,
-            name,
-            started,
-            decoded,
-            inferred,
-            response,
-            error,
-            request.headers if observer.wants_trace_context else None,
-        )
 
 
 def _decode_instances(instances: Any, metadata: ServableMetadata) -> list[Tensor]:

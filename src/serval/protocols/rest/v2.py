@@ -10,12 +10,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from serval.core.control import ControlPlane
+from serval.core.control import ControlPlane, IndexEntry
 from serval.core.dataplane import DataPlane
 from serval.core.errors import InvalidInputError
-from serval.core.lifecycle.manager import IndexEntry
 from serval.core.statistics import Duration, VersionStatistics
 from serval.core.types import ModelMetadata, TensorSpec
+from serval.protocols.oip.repository import index_state
 from serval.protocols.oip.triton_config import triton_model_config
 from serval.protocols.rest.body import parse_json_object, read_body
 from serval.protocols.rest.v2_infer import V2InferEndpoint
@@ -131,22 +131,7 @@ class V2Routes:
         parameters = doc.get("parameters") or {}
         if not isinstance(parameters, dict):
             raise InvalidInputError("'parameters' must be an object")
-        file_overrides = [key for key in parameters if key.startswith("file:")]
-        if file_overrides:
-            raise InvalidInputError(
-                f"file overrides ({', '.join(file_overrides)}) are not supported; put the "
-                f"files in the model repository"
-            )
-        config = parameters.get("config")
-        parsed = None
-        if config is not None:
-            if not isinstance(config, str):
-                raise InvalidInputError("parameters.config must be a JSON string")
-            try:
-                parsed = orjson.loads(config)
-            except orjson.JSONDecodeError as exc:
-                raise InvalidInputError(f"parameters.config is not valid JSON: {exc}") from exc
-        await self._control.load(request.path_params["model"], parsed)
+        await self._control.load(request.path_params["model"], parameters)
         return json_response({})
 
     async def unload(self, request: Request) -> Response:
@@ -216,6 +201,6 @@ def _index_json(entry: IndexEntry) -> dict[str, Any]:
     row: dict[str, Any] = {"name": entry.name}
     if entry.version is not None:
         row["version"] = str(entry.version)
-    row["state"] = entry.state
+    row["state"] = index_state(entry.state)
     row["reason"] = entry.reason
     return row

@@ -11,17 +11,21 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from serval.core.deadlines import apply_schedule_parameters
 from serval.core.errors import InvalidInputError
 from serval.core.tensors.datatypes import DataType
 from serval.core.tensors.raw import decode_raw, element_count, encode_raw
-from serval.core.tensors.validation import check_shape
+from serval.core.tensors.shapes import check_shape
 from serval.core.types import (
     InferenceRequest,
     InferenceResponse,
     ParameterValue,
     RequestedOutput,
     Tensor,
+)
+from serval.protocols.oip.parameters import (
+    BINARY_DATA_SIZE,
+    take_binary_data,
+    take_request_parameters,
 )
 from serval.protocols.rest.body import parse_json_object
 from serval.protocols.rest.json_tensors import dumps_json, json_ready, json_to_array
@@ -36,9 +40,29 @@ class EncodedBody:
     json_length: int | None  # set when binary tensors follow the JSON header
 
 
+@dataclass(frozen=True, slots=True)
+class BinaryOutputs:
+    """Which outputs the client wants as binary data: ``default`` for all (the request's
+    ``binary_data_output``), ``chosen`` for those whose ``binary_data`` parameter says."""
+
+    default: bool = False
+    chosen: Mapping[str, bool] | None = None
+
+    def binary(self, name: str) -> bool:
+        chosen = self.chosen
+        if chosen is None:
+            return self.default
+        return chosen.get(name, self.default)
+
+
+JSON_OUTPUTS = BinaryOutputs()
+
+
 def decode_infer_request(
     body: bytes, header_length: str | None, model_name: str, model_version: str | None
-) -> InferenceRequest:
+) -> tuple[InferenceRequest, BinaryOutputs]:
+    """The core request, and how the client wants its outputs encoded. Triton's transport
+    and schedule parameters are taken off the request (``protocols.oip.parameters``)."""
     json_part, binary = _split(body, header_length)
     doc = parse_json_object(json_part)
     raw_inputs = doc.get("inputs")
@@ -55,16 +79,20 @@ def decode_infer_request(
             f"{len(binary) - offset} bytes of binary data follow the inputs that no input's "
             f"binary_data_size accounts for"
         )
+    parameters = _parameters(doc.get("parameters"), "parameters")
+    outputs, chosen = _requested_outputs(doc.get("outputs"))
     request = InferenceRequest(
         model_name=model_name,
         model_version=model_version,
         inputs=inputs,
         id=_request_id(doc.get("id")),
-        parameters=_parameters(doc.get("parameters"), "parameters"),
-        outputs=_requested_outputs(doc.get("outputs")),
+        parameters=parameters,
+        outputs=outputs,
     )
-    apply_schedule_parameters(request)  # Triton's `timeout` (µs) and `priority`
-    return request
+    binary_default = take_request_parameters(request, parameters)
+    if not binary_default and chosen is None:
+        return request, JSON_OUTPUTS
+    return request, BinaryOutputs(binary_default, chosen)
 
 
 def _split(body: bytes, header_length: str | None) -> tuple[bytes | memoryview, memoryview]:
@@ -99,7 +127,7 @@ def _decode_input(item: Any, index: int, binary: memoryview, offset: int) -> tup
     datatype = DataType.parse(item.get("datatype"), field=f"{what} datatype")
     shape = _shape(item.get("shape"), what)
     parameters = _parameters(item.get("parameters"), f"{what} parameters")
-    size = parameters.get("binary_data_size")
+    size = parameters.get(BINARY_DATA_SIZE)
     if size is not None:
         if "data" in item:
             raise InvalidInputError(f"{what}: give either 'data' or binary_data_size, not both")
@@ -151,26 +179,33 @@ def _parameters(value: Any, what: str) -> dict[str, ParameterValue]:
     return value
 
 
-def _requested_outputs(value: Any) -> list[RequestedOutput] | None:
+def _requested_outputs(
+    value: Any,
+) -> tuple[list[RequestedOutput] | None, dict[str, bool] | None]:
+    """The requested outputs, and the ``binary_data`` choice of those that make one."""
     if value is None:
-        return None
+        return None, None
     if not isinstance(value, list):
         raise InvalidInputError("'outputs' must be a list")
     outputs = []
+    chosen: dict[str, bool] | None = None
     for index, item in enumerate(value):
         if not isinstance(item, dict) or not isinstance(item.get("name"), str):
             raise InvalidInputError(f"outputs[{index}] must be an object with a string 'name'")
-        outputs.append(
-            RequestedOutput(item["name"], _parameters(item.get("parameters"), f"outputs[{index}]"))
-        )
-    return outputs
+        name = item["name"]
+        parameters = _parameters(item.get("parameters"), f"outputs[{index}]")
+        binary = take_binary_data(parameters)
+        if binary is not None:
+            if chosen is None:
+                chosen = {}
+            chosen[name] = binary
+        outputs.append(RequestedOutput(name, parameters))
+    return outputs, chosen
 
 
-def encode_infer_response(response: InferenceResponse, request: InferenceRequest) -> EncodedBody:
-    binary_default = bool(request.parameters.get("binary_data_output", False))
-    requested: Mapping[str, Mapping[str, ParameterValue]] = (
-        {o.name: o.parameters for o in request.outputs} if request.outputs else {}
-    )
+def encode_infer_response(
+    response: InferenceResponse, binary: BinaryOutputs = JSON_OUTPUTS
+) -> EncodedBody:
     outputs = []
     chunks = []
     for tensor in response.outputs:
@@ -179,9 +214,9 @@ def encode_infer_response(response: InferenceResponse, request: InferenceRequest
             "datatype": tensor.datatype.value,
             "shape": list(tensor.shape),
         }
-        if requested.get(tensor.name, {}).get("binary_data", binary_default):
+        if binary.binary(tensor.name):
             raw = encode_raw(tensor.data, tensor.datatype)
-            entry["parameters"] = {"binary_data_size": len(raw)}
+            entry["parameters"] = {BINARY_DATA_SIZE: len(raw)}
             chunks.append(raw)
         else:
             entry["data"] = _json_data(tensor)

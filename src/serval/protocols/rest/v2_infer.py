@@ -19,9 +19,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from serval.core.dataplane import DataPlane
 from serval.core.errors import ClientGoneError, ServalError
-from serval.core.types import InferenceResponse
+from serval.core.records import RequestRecord
 from serval.observability.logging import begin_request
-from serval.observability.requests import RequestObserver
 from serval.protocols.rest.body import ClientDisconnected, read_asgi_body
 from serval.protocols.rest.errors import (
     error_response,
@@ -68,12 +67,10 @@ class V2InferEndpoint:
         dataplane: DataPlane,
         max_request_bytes: int,
         *,
-        observer: RequestObserver | None = None,
         access_log: bool = False,
     ) -> None:
         self._dataplane = dataplane
         self._limit = max_request_bytes
-        self._observer = observer if observer is not None else RequestObserver()
         self._access_log = access_log
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -102,51 +99,62 @@ class V2InferEndpoint:
     ) -> int:
         """Answers the request; returns the status sent, or 499 (nginx's "client closed
         request", for the access log) when the client left before its body arrived."""
-        # Timed with locals and reported once, at the end (see observability.requests).
-        started, decoded, inferred = time.perf_counter_ns(), 0, 0
+        # One record per request, finished on every path (see core.records).
+        record = RequestRecord(
+            PROTOCOL,
+            INFER_OPERATION if version is None else VERSION_INFER_OPERATION,
+            model,
+            time.perf_counter_ns(),
+        )
+        dataplane = self._dataplane
+        if dataplane.wants_headers:
+            record.headers = _trace_headers(scope)
         headers = dict(scope["headers"])  # one pass in C; a repeated header: the last wins
         given_id = headers.get(_REQUEST_ID)
         log_context = begin_request(given_id.decode("latin-1") if given_id is not None else None)
-        response: InferenceResponse | None = None
         try:
             # An unknown model is a 404 whatever the body holds.
-            self._dataplane.model_ready(model, version)
+            dataplane.model_ready(model, version)
             body = await read_asgi_body(
                 receive,
                 _text(headers.get(_CONTENT_LENGTH)),
                 _text(headers.get(_CONTENT_ENCODING)),
                 self._limit,
             )
-            request = decode_infer_request(body, _text(headers.get(_JSON_LENGTH)), model, version)
+            request, binary = decode_infer_request(
+                body, _text(headers.get(_JSON_LENGTH)), model, version
+            )
             timeout, priority = headers.get(_TIMEOUT), headers.get(_PRIORITY)
             if timeout is not None or priority is not None:
                 apply_schedule_headers(request, _text(timeout), _text(priority))
-            request.context = PROTOCOL  # this adapter reports the request
+            request.record = record
             request.client_gone = partial(_until_disconnected, receive)
+            # The client's id (V2 `id`, else x-request-id) or the server's: on the response
+            # and its header, and the record's join key.
             log_context.adopt(request.id)
-            decoded = time.perf_counter_ns()
-            response = await self._dataplane.infer(request)
-            inferred = time.perf_counter_ns()
-            encoded = encode_infer_response(response, request)
+            if request.id is None:
+                request.id = log_context.request_id
+            response = await dataplane.infer(request)
+            encoded = encode_infer_response(response, binary)
         except ClientDisconnected:
-            self._report(scope, version, model, started, 0, 0, None, asyncio.CancelledError())
+            dataplane.finish(record, asyncio.CancelledError())
             return _CLIENT_CLOSED
         except ClientGoneError as exc:
-            self._report(scope, version, model, started, decoded, inferred, response, exc)
+            dataplane.finish(record, exc)
             return _CLIENT_CLOSED
         except ServalError as exc:
-            self._report(scope, version, model, started, decoded, inferred, response, exc)
+            dataplane.finish(record, exc)
             return await _send_error(error_response(exc), log_context.header_value(), send)
         except Exception as exc:
-            self._report(scope, version, model, started, decoded, inferred, response, exc)
+            dataplane.finish(record, exc)
             return await _send_error(unexpected_error(exc), log_context.header_value(), send)
         except asyncio.CancelledError as exc:  # the server is going away: a JSON 503
-            self._report(scope, version, model, started, decoded, inferred, response, exc)
+            dataplane.finish(record, exc)
             return await _send_error(shutdown_error(), log_context.header_value(), send)
         except BaseException as exc:  # SystemExit & co.: a JSON 500, and the server stays up
-            self._report(scope, version, model, started, decoded, inferred, response, exc)
+            dataplane.finish(record, exc)
             return await _send_error(unexpected_error(exc), log_context.header_value(), send)
-        self._report(scope, version, model, started, decoded, inferred, response, None)
+        dataplane.finish(record)
         response_headers = [
             (b"content-type", encoded.media_type.encode("latin-1")),
             (b"content-length", b"%d" % len(encoded.body)),
@@ -157,30 +165,6 @@ class V2InferEndpoint:
         await send({"type": "http.response.start", "status": 200, "headers": response_headers})
         await send({"type": "http.response.body", "body": encoded.body})
         return 200
-
-    def _report(
-        self,
-        scope: Scope,
-        version: str | None,
-        model: str,
-        started: int,
-        decoded: int,
-        inferred: int,
-        response: InferenceResponse | None,
-        error: BaseException | None,
-    ) -> None:
-        observer = self._observer
-        observer.finished(
-            PROTOCOL,
-            INFER_OPERATION if version is None else VERSION_INFER_OPERATION,
-            model,
-            started,
-            decoded,
-            inferred,
-            response,
-            error,
-            _trace_headers(scope) if observer.wants_trace_context else None,
-        )
 
 
 class InferFastPath:

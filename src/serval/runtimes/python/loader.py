@@ -116,10 +116,8 @@ class PythonPredictor:
         wanted = None if request.outputs is None else [o.name for o in request.outputs]
         signature = self._description.check_call(request.parameters, wanted)
         outputs: list[Tensor] = self._backend.run(request.inputs, signature, wanted)
-        first = request.inputs[0].data if request.inputs else None
         timings = InferenceTimings(
-            compute_infer_ns=time.perf_counter_ns() - started,
-            batch_size=int(first.shape[0]) if first is not None and first.ndim else 1,
+            compute_infer_ns=time.perf_counter_ns() - started, batch_size=request.rows
         )
         return InferenceResponse(request.model_name, outputs, timings=timings)
 

@@ -1,0 +1,64 @@
+"""The request parameters the Open Inference Protocol (and Triton's extensions) define for the
+transport and the queue, never for the model.
+
+An adapter takes them off a request while it decodes it, so that the core sees only the
+parameters meant for the model (a model's batches group requests by those): Triton's
+``schedule_policy`` parameters ``timeout`` (microseconds) and ``priority`` become
+``InferenceRequest.deadline`` and ``InferenceRequest.priority``; the binary tensor data
+extension's ``binary_data_output`` (request) and ``binary_data`` (requested output) tell the
+REST adapter how to encode the response. ``binary_data_size`` announces an input's raw bytes
+and stays on the input tensor, which no batch compares.
+"""
+
+from __future__ import annotations
+
+import time
+
+from serval.core.errors import InvalidInputError
+from serval.core.types import InferenceRequest, ParameterValue
+
+TIMEOUT = "timeout"  # microseconds; 0 or absent: no deadline
+PRIORITY = "priority"  # 1 is the highest; 0 or absent: the model's default
+BINARY_DATA_OUTPUT = "binary_data_output"  # every output as binary data (REST)
+BINARY_DATA = "binary_data"  # on a requested output: that output as binary data (REST)
+BINARY_DATA_SIZE = "binary_data_size"  # on a tensor: the bytes of its binary data (REST)
+HEADERS = "headers"  # Triton's clients forward HTTP headers in it; meaningless to a model
+
+
+def take_request_parameters(
+    request: InferenceRequest, parameters: dict[str, ParameterValue], *, now: float | None = None
+) -> bool:
+    """Take the transport and schedule parameters off ``parameters`` (the request's own dict,
+    decoded by the adapter and not yet shared): set ``request.deadline`` (the earlier one wins)
+    and ``request.priority``; return ``binary_data_output``. ``now`` is ``time.monotonic()``
+    when the request arrived."""
+    if not parameters:
+        return False
+    timeout_us = _non_negative_int(parameters.pop(TIMEOUT, None), TIMEOUT, "microseconds")
+    if timeout_us:
+        request.tighten_deadline((time.monotonic() if now is None else now) + timeout_us / 1e6)
+    priority = _non_negative_int(
+        parameters.pop(PRIORITY, None), PRIORITY, "level; 1 is the highest"
+    )
+    if priority is not None:
+        request.priority = priority
+    parameters.pop(HEADERS, None)
+    return bool(parameters.pop(BINARY_DATA_OUTPUT, False))
+
+
+def take_binary_data(parameters: dict[str, ParameterValue]) -> bool | None:
+    """Take ``binary_data`` off a requested output's ``parameters``: None when absent."""
+    if not parameters:
+        return None
+    binary = parameters.pop(BINARY_DATA, None)
+    return None if binary is None else bool(binary)
+
+
+def _non_negative_int(value: ParameterValue | None, key: str, unit: str) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise InvalidInputError(
+            f"parameter {key!r} must be a non-negative integer ({unit}), received {value!r}"
+        )
+    return value
