@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import math
 from typing import Any
 
 import numpy as np
@@ -17,6 +18,7 @@ import orjson
 from serval.core.errors import InvalidInputError
 from serval.core.tensors.datatypes import DataType
 
+_SUM = np.add.reduce
 _INTEGER_KINDS = frozenset("biu")
 _NUMBER_KINDS = frozenset("iuf")
 
@@ -57,8 +59,13 @@ def json_to_array(data: Any, datatype: DataType, what: str) -> np.ndarray[Any, A
                 f"{what}: a value is outside the range of {datatype} ({info.min}..{info.max})"
             )
     converted = raw.astype(target)
-    if kind == "f" and target.itemsize < raw.dtype.itemsize and np.isinf(converted).any():
-        # JSON has no infinities (orjson refuses them), so an infinity here is an overflow.
+    if (
+        kind == "f"
+        and target.itemsize < raw.dtype.itemsize
+        and not math.isfinite(_SUM(converted, axis=None, dtype=np.float64))
+    ):
+        # JSON has no infinities (orjson refuses them), so an infinity here is an overflow. One
+        # reduction in float64 (it cannot overflow on finite FP32 values) finds it cheaply.
         limit = np.finfo(target).max  # type: ignore[type-var]
         raise InvalidInputError(
             f"{what}: a value is outside the range of {datatype} (magnitude at most {limit:g})"

@@ -11,6 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from serval.core.errors import InvalidInputError
 from serval.core.tensors.datatypes import DataType
 from serval.core.tensors.raw import decode_raw, element_count, encode_raw
@@ -28,7 +30,7 @@ from serval.protocols.oip.parameters import (
     take_request_parameters,
 )
 from serval.protocols.rest.body import parse_json_object
-from serval.protocols.rest.json_tensors import dumps_json, json_ready, json_to_array
+from serval.protocols.rest.json_tensors import dumps_json, json_to_array
 
 HEADER_LENGTH = "inference-header-content-length"
 
@@ -208,13 +210,14 @@ def encode_infer_response(
 ) -> EncodedBody:
     outputs = []
     chunks = []
+    any_binary = binary is not JSON_OUTPUTS  # the common case asks no method per output
     for tensor in response.outputs:
         entry: dict[str, Any] = {
             "name": tensor.name,
             "datatype": tensor.datatype.value,
             "shape": list(tensor.shape),
         }
-        if binary.binary(tensor.name):
+        if any_binary and binary.binary(tensor.name):
             raw = encode_raw(tensor.data, tensor.datatype)
             entry["parameters"] = {BINARY_DATA_SIZE: len(raw)}
             chunks.append(raw)
@@ -246,5 +249,6 @@ def _json_data(tensor: Tensor) -> Any:
             item.decode("utf-8", errors="replace") if isinstance(item, bytes) else str(item)
             for item in tensor.data.reshape(-1)
         ]
-    # orjson serialises contiguous numpy arrays natively (float32 stays short).
-    return json_ready(tensor.data).reshape(-1)
+    # orjson serialises contiguous numpy arrays natively (float32 stays short), longlong and
+    # the other non-canonical integer dtypes included: json_ready is for rows (V1), not here.
+    return np.ascontiguousarray(tensor.data).reshape(-1)
