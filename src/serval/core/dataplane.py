@@ -23,10 +23,10 @@ from serval.core.lifecycle.handles import ServableHandle, Workload
 from serval.core.lifecycle.manager import LifecycleManager
 from serval.core.lifecycle.states import ServableId, ServableStatus
 from serval.core.model_spec import ModelSpec
-from serval.core.records import RequestRecord
+from serval.core.records import RequestRecord, record_statistics
 from serval.core.routing.policy import parse_version
 from serval.core.routing.router import Router
-from serval.core.statistics import VersionStatistics, record_statistics
+from serval.core.statistics import VersionStatistics
 from serval.core.tensors.validation import validate_request
 from serval.core.types import InferenceRequest, InferenceResponse, ModelMetadata
 

@@ -10,13 +10,17 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from serval.core.errors import DeadlineExceededError
 from serval.core.types import InferenceRequest, InferenceResponse
 
-if TYPE_CHECKING:  # servable.py imports this module
-    from serval.core.servable import Servable
+
+class _Predicts(Protocol):
+    """What a deadline is applied to: any servable (``core.servable`` imports this module,
+    so it is named here, not imported: no cycle)."""
+
+    async def predict(self, request: InferenceRequest) -> InferenceResponse: ...
 
 
 def raise_if_expired(request: InferenceRequest) -> None:
@@ -33,7 +37,7 @@ def expired_error(request: InferenceRequest) -> DeadlineExceededError:
     )
 
 
-async def predict_by_deadline(servable: Servable, request: InferenceRequest) -> InferenceResponse:
+async def predict_by_deadline(servable: _Predicts, request: InferenceRequest) -> InferenceResponse:
     """``servable.predict(request)``, answered ``DeadlineExceededError`` at the request's
     deadline if it has not finished by then (a batch already running is not stopped)."""
     if request.deadline is None:

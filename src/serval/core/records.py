@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
-from serval.core.types import InferenceTimings
+from serval.core.timings import InferenceTimings
 
 if TYPE_CHECKING:
     from serval.core.lifecycle.states import ServableId
@@ -64,3 +64,18 @@ class RequestRecord:
         # The request's transport headers or metadata (W3C trace context), only when a
         # subscriber asked for them (``EventBus.wants_headers``).
         self.headers: Mapping[str, str] | None = None
+
+
+def record_statistics(record: RequestRecord) -> None:
+    """Account ``record`` to the version that answered it (a request that failed before the
+    data plane chose a version belongs to none). The duration is the data plane's: Triton's
+    statistics leave out the protocol's decoding and encoding."""
+    statistics = record.statistics
+    if statistics is None:
+        return
+    duration = record.inferred_ns - record.decoded_ns
+    timings = record.timings
+    if record.error is None and timings is not None:
+        statistics.record_success(duration, timings, record.rows)
+    else:
+        statistics.record_failure(duration)

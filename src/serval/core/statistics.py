@@ -1,19 +1,15 @@
 """Per-version inference statistics, as Triton's statistics extension reports them.
 
-They are fed by the request records (``record_statistics`` subscribes to the event bus; the
-data plane subscribes it), one per request, like metrics and tracing.
+They are fed by the request records (``core.records.record_statistics``, which the data plane
+subscribes to the event bus), one per request, like metrics and tracing.
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
-from serval.core.types import InferenceTimings
-
-if TYPE_CHECKING:
-    from serval.core.records import RequestRecord
+from serval.core.timings import InferenceTimings
 
 
 @dataclass(slots=True)
@@ -73,18 +69,3 @@ class VersionStatistics:
     def record_failure(self, duration_ns: int) -> None:
         self.last_inference_ms = time.time_ns() // 1_000_000
         self.fail.add(duration_ns)
-
-
-def record_statistics(record: RequestRecord) -> None:
-    """Account ``record`` to the version that answered it (a request that failed before the
-    data plane chose a version belongs to none). The duration is the data plane's: Triton's
-    statistics leave out the protocol's decoding and encoding."""
-    statistics = record.statistics
-    if statistics is None:
-        return
-    duration = record.inferred_ns - record.decoded_ns
-    timings = record.timings
-    if record.error is None and timings is not None:
-        statistics.record_success(duration, timings, record.rows)
-    else:
-        statistics.record_failure(duration)

@@ -13,9 +13,23 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from serval.core.tensors.datatypes import DataType
+from serval.core.timings import InferenceTimings
 
 if TYPE_CHECKING:  # records.py imports this module
     from serval.core.records import RequestRecord
+
+__all__ = [
+    "InferenceRequest",
+    "InferenceResponse",
+    "InferenceTimings",
+    "ModelMetadata",
+    "ParameterValue",
+    "Parameters",
+    "RequestedOutput",
+    "ServableMetadata",
+    "Tensor",
+    "TensorSpec",
+]
 
 # Parameter values are scalars, as in the Open Inference Protocol.
 ParameterValue = str | int | float | bool
@@ -110,23 +124,6 @@ class InferenceRequest:
         """Keep the earlier of the request's deadline and ``deadline``."""
         if self.deadline is None or deadline < self.deadline:
             self.deadline = deadline
-
-
-@dataclass(slots=True)
-class InferenceTimings:
-    """Where a request's time went inside the servable, in nanoseconds."""
-
-    queue_ns: int = 0
-    compute_input_ns: int = 0
-    compute_infer_ns: int = 0
-    compute_output_ns: int = 0
-    batch_size: int = 1
-    # time.perf_counter_ns() when the request entered the servable's queue; 0 when unknown.
-    queued_at_ns: int = 0
-    # Model executions this response accounts for: 1 for a request run on its own; of the
-    # requests that shared a batch, one carries 1 and the others 0, so that the counts add up
-    # to executions (statistics' execution_count and batch_stats).
-    executions: int = 1
 
 
 @dataclass(slots=True)

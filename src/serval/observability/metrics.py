@@ -1,5 +1,8 @@
 """Prometheus metrics, on a ``CollectorRegistry`` the composition root creates and injects.
 
+A little over 300 lines: the subscriber and the collector share their accumulators, so they
+stay one class (the families themselves live in ``instruments`` and ``model_metrics``).
+
 ``ServalMetrics`` is three things at once:
 
 - a subscriber of the core's events: ``on_state_changed`` (model states, load times),

@@ -1,0 +1,24 @@
+"""Where a request's time went inside a servable: what the servable measures, the request
+record carries and statistics add up (a module of its own so that none of those import each
+other for it)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(slots=True)
+class InferenceTimings:
+    """Where a request's time went inside the servable, in nanoseconds."""
+
+    queue_ns: int = 0
+    compute_input_ns: int = 0
+    compute_infer_ns: int = 0
+    compute_output_ns: int = 0
+    batch_size: int = 1
+    # time.perf_counter_ns() when the request entered the servable's queue; 0 when unknown.
+    queued_at_ns: int = 0
+    # Model executions this response accounts for: 1 for a request run on its own; of the
+    # requests that shared a batch, one carries 1 and the others 0, so that the counts add up
+    # to executions (statistics' execution_count and batch_stats).
+    executions: int = 1
