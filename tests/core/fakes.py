@@ -77,3 +77,12 @@ async def predict(manager: LifecycleManager, name: str, version: int | None = No
     async with manager.lease(name, version) as handle:
         await handle.servable.predict(echo_request(name))
     return handle.id.version
+
+
+async def wait_until(condition: Callable[[], bool], timeout_s: float = 5.0) -> None:
+    """Poll ``condition`` on the event loop until it holds; fail the test past ``timeout_s``."""
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while not condition():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"condition not met within {timeout_s:g} s")
+        await asyncio.sleep(0.01)

@@ -16,7 +16,7 @@ from serval.core.records import RequestRecord
 from serval.core.tensors.datatypes import DataType
 from serval.core.types import InferenceRequest, Tensor
 from serval.testing import EchoPredictor
-from tests.core.fakes import Harness
+from tests.core.fakes import Harness, wait_until
 
 
 def request(datatype: DataType = DataType.FP32, name: str = "x") -> InferenceRequest:
@@ -112,8 +112,7 @@ def test_a_cancelled_inference_releases_its_lease() -> None:
     async def test(h: Harness) -> None:
         await h.manager.start()
         task = asyncio.create_task(plane.infer(request()))
-        while not any(w.inflight for w in h.manager.workload().values()):
-            await asyncio.sleep(0.01)
+        await wait_until(lambda: any(w.inflight for w in h.manager.workload().values()))
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task

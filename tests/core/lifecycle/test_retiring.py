@@ -10,7 +10,7 @@ import pytest
 
 from serval.core.lifecycle.states import ServableState
 from serval.testing import EchoPredictor
-from tests.core.fakes import Harness, echo_request, predict
+from tests.core.fakes import Harness, echo_request, predict, wait_until
 
 
 def test_new_version_serves_while_the_old_one_drains() -> None:
@@ -95,8 +95,7 @@ def test_a_cancelled_request_releases_its_lease() -> None:
                 await handle.servable.predict(echo_request("m"))
 
         task = asyncio.create_task(call())
-        while not h.manager.workload()[next(iter(h.manager.workload()))].inflight:
-            await asyncio.sleep(0.01)
+        await wait_until(lambda: any(w.inflight for w in h.manager.workload().values()))
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
