@@ -1,5 +1,7 @@
-"""The outermost ASGI layer turns whatever escapes a route into a JSON answer and ends the
-request normally, so that uvicorn neither answers plain text nor resets the connection."""
+"""The REST app's layers turn whatever escapes a route into a JSON answer and end the request
+normally, so that uvicorn neither answers plain text nor resets the connection: errors inside
+Starlette (``UnexpectedErrors``), a shutdown's cancellation outside (``RequestIdMiddleware``),
+composed as ``build_rest_app`` composes them."""
 
 from __future__ import annotations
 
@@ -9,11 +11,12 @@ from typing import Any
 import orjson
 import pytest
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from serval.protocols.rest.errors import unexpected_error
+from serval.protocols.rest.errors import UnexpectedErrors, unexpected_error
 from serval.protocols.rest.middleware import RequestIdMiddleware
 
 
@@ -31,7 +34,11 @@ async def _handler(request: Request, exc: Exception) -> Response:
 
 
 APP = RequestIdMiddleware(
-    Starlette(routes=[Route("/{kind}", _raise)], exception_handlers={Exception: _handler})
+    Starlette(
+        routes=[Route("/{kind}", _raise)],
+        exception_handlers={Exception: _handler},
+        middleware=[Middleware(UnexpectedErrors)],
+    )
 )
 
 

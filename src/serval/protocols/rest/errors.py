@@ -3,6 +3,7 @@ turns an unexpected exception into one logged 500."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 from collections.abc import Awaitable
@@ -59,10 +60,13 @@ def unexpected_error(exc: BaseException) -> Response:
 
 
 class UnexpectedErrors:
-    """Answers an exception no handler took with a 500 and logs it once.
+    """Answers an exception no handler took with a JSON 500 and logs it once; also a
+    ``SystemExit`` or ``KeyboardInterrupt`` a route let escape (the server keeps running).
 
     It sits inside Starlette's ``ServerErrorMiddleware``, which would answer too but then
-    re-raise, so that uvicorn logged the same traceback a second time.
+    re-raise, so that uvicorn logged the same traceback a second time and reset the
+    keep-alive connection. Cancellation (shutdown) passes through: ``RequestIdMiddleware``
+    answers it with a 503.
     """
 
     def __init__(self, app: ASGIApp) -> None:
@@ -82,7 +86,9 @@ class UnexpectedErrors:
 
         try:
             await self._app(scope, receive, send_tracked)
-        except Exception as exc:
+        except (asyncio.CancelledError, GeneratorExit):
+            raise
+        except BaseException as exc:
             if started:  # too late for an error response: let the server close the connection
                 raise
             await unexpected_error(exc)(scope, receive, send)

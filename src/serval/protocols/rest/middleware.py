@@ -14,7 +14,7 @@ from collections.abc import Awaitable
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from serval.observability.logging import begin_request, log_access
-from serval.protocols.rest.errors import shutdown_error, unexpected_error
+from serval.protocols.rest.errors import shutdown_error
 
 _HEADER = b"x-request-id"
 
@@ -52,14 +52,9 @@ class RequestIdMiddleware:
         except asyncio.CancelledError:
             # Cut off at shutdown: a JSON 503 if nothing was sent; either way the task ends
             # here, so the server does not answer a plain-text 500 or reset the connection.
+            # (Errors are answered inside the app, by ``errors.UnexpectedErrors``.)
             if not status:
                 await shutdown_error()(scope, receive, send_with_id)
-        except BaseException as exc:
-            # Starlette's handler has answered (and logged) an Exception already, then
-            # re-raised it: ending here keeps the keep-alive connection usable. Anything
-            # else (SystemExit from a handler) gets its JSON 500 now.
-            if not status:
-                await unexpected_error(exc)(scope, receive, send_with_id)
         finally:
             if self._access_log:
                 log_request(scope, status or 500, time.perf_counter_ns() - started)
