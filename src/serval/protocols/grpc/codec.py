@@ -61,6 +61,9 @@ _INT64_MIN, _INT64_MAX, _UINT64_MAX = -(2**63), 2**63 - 1, 2**64 - 1
 def decode_parameters(
     params: Mapping[str, pb.InferParameter], *, where: str
 ) -> dict[str, ParameterValue]:
+    """A parameter map as plain values: inference parameters, and a load request's
+    (``ModelRepositoryParameter`` has the same ``parameter_choice``), which the control plane
+    then validates."""
     decoded: dict[str, ParameterValue] = {}
     for key, param in params.items():
         choice = param.WhichOneof("parameter_choice")

@@ -3,14 +3,12 @@ configuration, statistics, repository index), and the repository load parameters
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from typing import Any
+from collections.abc import Iterable
 
 from google.protobuf import json_format
 
 from serval.core.control import IndexEntry
 from serval.core.dataplane import ModelConfigView, ServerMetadata
-from serval.core.errors import InvalidInputError
 from serval.core.statistics import Duration, VersionStatistics
 from serval.core.types import ModelMetadata, TensorSpec
 from serval.protocols.grpc.generated import grpc_service_pb2 as pb
@@ -98,14 +96,3 @@ def repository_index(entries: Iterable[IndexEntry]) -> pb.RepositoryIndexRespons
             for e in entries
         ]
     )
-
-
-def load_parameters(params: Mapping[str, pb.ModelRepositoryParameter]) -> dict[str, Any]:
-    """A load request's parameters as plain values; the control plane validates them."""
-    values: dict[str, Any] = {}
-    for key, param in params.items():
-        choice = param.WhichOneof("parameter_choice")
-        if choice is None:
-            raise InvalidInputError(f"load parameter {key!r} has no value")
-        values[key] = getattr(param, choice)
-    return values

@@ -165,7 +165,8 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         self, request: pb.RepositoryModelLoadRequest, context: grpc.aio.ServicerContext
     ) -> pb.RepositoryModelLoadResponse:
         name = _name(request.model_name, field="model_name")
-        await self._control.load(name, messages.load_parameters(request.parameters))
+        parameters = codec.decode_parameters(request.parameters, where="load request")
+        await self._control.load(name, parameters)
         return pb.RepositoryModelLoadResponse()
 
     @translate_errors
