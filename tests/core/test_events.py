@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from serval.core.events import EventBus, PredictionEvent
+from serval.core.feedback import Feedback
 from serval.core.lifecycle.states import ServableId
 from serval.core.records import RequestRecord
 from serval.core.types import InferenceRequest
@@ -63,3 +64,19 @@ def test_request_records_reach_each_subscriber_and_headers_are_asked_for() -> No
     record = RequestRecord("grpc", "op", "m", 1)
     bus.emit_request(record)
     assert seen == [record]
+
+
+def test_feedback_reaches_every_subscriber_even_after_one_raises() -> None:
+    bus = EventBus()
+    received: list[Feedback] = []
+
+    def broken(_: Feedback) -> None:
+        raise RuntimeError("subscriber bug")
+
+    bus.on_feedback(broken)
+    bus.on_feedback(received.append)
+    item = Feedback("m", "req-1", ServableId("m", 2), received=0.0, reward=1.0)
+    bus.emit_feedback(item)
+    assert received == [item]
+    assert item.matched
+    assert not Feedback("m", "req-2", None, received=0.0).matched

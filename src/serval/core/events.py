@@ -2,8 +2,9 @@
 
 ``StateChanged`` when a version moves through its lifecycle; a ``RequestRecord`` (core.records)
 once per inference request, whichever way it came; a ``PredictionEvent`` with the request's
-tensors, built only for the requests a subscriber wants (tensor statistics). The core never
-imports its subscribers.
+tensors, built only for the requests a subscriber wants (tensor statistics); a ``Feedback``
+(core.feedback) for each reward or ground truth a client sends. The core never imports its
+subscribers.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from serval.core.feedback import Feedback
 from serval.core.lifecycle.states import ServableId, ServableState
 from serval.core.model_spec import ModelSpec
 from serval.core.records import RequestRecord
@@ -55,6 +57,7 @@ class EventBus:
         # Asked before a PredictionEvent is built; None in the tuple: every prediction.
         self._prediction_filters: tuple[Callable[[InferenceRequest], bool] | None, ...] = ()
         self._request_subscribers: tuple[Callable[[RequestRecord], None], ...] = ()
+        self._feedback_subscribers: tuple[Callable[[Feedback], None], ...] = ()
         # Whether a request subscriber reads ``RequestRecord.headers`` (tracing): adapters
         # attach them only then.
         self.wants_headers = False
@@ -78,6 +81,14 @@ class EventBus:
                 callback(record)
             except Exception:
                 logger.exception("request subscriber %r failed", callback)
+
+    def on_feedback(self, callback: Callable[[Feedback], None]) -> None:
+        """Call ``callback`` with each item of feedback (a reward, a ground truth)."""
+        self._feedback_subscribers = (*self._feedback_subscribers, callback)
+
+    def emit_feedback(self, feedback: Feedback) -> None:
+        for callback in self._feedback_subscribers:
+            self._deliver(callback, feedback)
 
     def on_prediction(
         self,
@@ -110,7 +121,7 @@ class EventBus:
                 self._deliver(on_prediction, event)
 
     @staticmethod
-    def _deliver(callback: Callable[[Any], None], event: Event) -> None:
+    def _deliver(callback: Callable[[Any], None], event: Event | Feedback) -> None:
         try:
             callback(event)
         except Exception:
