@@ -38,6 +38,7 @@ class RequestRecord:
         "operation",
         "protocol",
         "request_id",
+        "role",
         "rows",
         "servable",
         "started_ns",
@@ -58,6 +59,9 @@ class RequestRecord:
         self.servable: ServableId | None = None
         self.statistics: VersionStatistics | None = None
         self.request_id: str | None = None  # InferenceRequest.id: the join key for feedback
+        # "primary": the answer the client gets; "shadow": a copy a traffic policy sent to
+        # another version, whose answer is compared and never returned.
+        self.role = "primary"
         self.timings: InferenceTimings | None = None  # the servable's, on success
         self.rows = 0  # batch elements the request carried (its inputs' first dimension)
         self.error: BaseException | None = None  # why it failed; None: it succeeded
