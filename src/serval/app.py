@@ -6,7 +6,7 @@ import ipaddress
 import logging
 import math
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
@@ -17,7 +17,9 @@ from prometheus_client import CollectorRegistry
 from serval import __version__
 from serval.config import Settings
 from serval.core.batching.servable import BatchingOptions, BatchingServable
-from serval.core.composition.layers import Composition, no_layers
+from serval.core.composition.keys import keys_layer
+from serval.core.composition.layers import Composition, Layer
+from serval.core.composition.provider import ServableProvider
 from serval.core.composition.time_limit import TimeLimitedServable
 from serval.core.control import ControlPlane
 from serval.core.dataplane import DataPlane, ServerMetadata
@@ -78,7 +80,7 @@ def build(settings: Settings, *, span_exporter: SpanExporter | None = None) -> S
     manager = LifecycleManager(
         FileSystemSource(settings.model_repository),
         RuntimeRegistry.default(),
-        Composition(base, no_layers),  # cache, features and keys layers join the plan
+        Composition(base, layer_plan),
         load_pool,
         events,
         ManagerOptions(
@@ -119,6 +121,15 @@ def build(settings: Settings, *, span_exporter: SpanExporter | None = None) -> S
         [inference_pool, load_pool],
         on_stop=telemetry.on_stop,
     )
+
+
+def layer_plan(spec: ModelSpec, provider: ServableProvider) -> Sequence[Layer]:
+    """The layers around a version's base servable, innermost first. A model that asks for
+    none gets none: its requests pay for no layer."""
+    if not spec.keys:
+        return ()
+    # Keys outermost: batching and caches inside never see them (docs/keys.md).
+    return (keys_layer,)
 
 
 def call_limits(spec: ModelSpec, threads: int) -> CallLimits:

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from serval.core.errors import ModelConfigError
 from serval.core.lifecycle.version_policy import VersionPolicy
+from serval.core.specs.keys import MAX_KEYS, KeySpec, unique_keys
 from serval.core.tensors.datatypes import DataType
 
 _LABEL = re.compile(r"^[A-Za-z0-9_]+$")
@@ -286,6 +287,14 @@ class ModelSpec(_Strict):
         max_length=256,
         description="Free-form values handed to the runtime and model.",
     )
+    keys: tuple[KeySpec, ...] = Field(
+        default=(),
+        max_length=MAX_KEYS,
+        description="Inputs the model never sees, returned untouched as outputs of the same "
+        "name, row-aligned with the answers (docs/keys.md): `[request_id]` (BYTES keys) or "
+        "`[{name: customer, datatype: INT64}]`. A key may not share a name with an input or "
+        "output of the model (a load error).",
+    )
 
     @field_validator("labels")
     @classmethod
@@ -296,6 +305,8 @@ class ModelSpec(_Strict):
             if version < 1:
                 raise ValueError(f"label {label!r} must name a positive version")
         return labels
+
+    _keys_unique = field_validator("keys")(unique_keys)
 
     @property
     def policy(self) -> VersionPolicy:

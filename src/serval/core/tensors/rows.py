@@ -1,0 +1,40 @@
+"""Rows of a request: the first dimension its tensors share.
+
+What keeps row-aligned data row-aligned: keys (``core.composition.keys``) check that each key
+has the request's rows; a composite that regroups rows (a cascade sends a subset of them to
+the next stage) selects them with ``take_rows`` and answers in request order; batch serving
+(``serval batch``) calls a model per record batch and relies on the same alignment.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from serval.core.errors import InvalidInputError
+from serval.core.types import Tensor
+
+
+def row_count(tensor: Tensor) -> int | None:
+    """The tensor's rows (its first dimension); None for a scalar, which has no rows."""
+    shape = tensor.data.shape
+    return int(shape[0]) if shape else None
+
+
+def check_rows(tensors: Sequence[Tensor], rows: int, why: str) -> None:
+    """Raise ``InvalidInputError`` naming the first tensor whose first dimension is not
+    ``rows``; ``why`` says where ``rows`` comes from (``"input 'x' has 3"``)."""
+    for tensor in tensors:
+        got = row_count(tensor)
+        if got != rows:
+            has = "no rows (a scalar)" if got is None else f"{got} rows"
+            raise InvalidInputError(f"{tensor.name!r} has {has}, but {why}: one per row")
+
+
+def take_rows(tensor: Tensor, indices: np.ndarray[Any, Any] | Sequence[int]) -> Tensor:
+    """The rows ``indices`` of ``tensor`` (a subset, or a reordering), as a new tensor of the
+    same name and datatype; ``tensor`` is left as it is."""
+    index = np.asarray(indices, dtype=np.intp)
+    return Tensor(tensor.name, tensor.datatype, np.take(tensor.data, index, axis=0))
