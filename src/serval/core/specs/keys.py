@@ -12,7 +12,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    GetJsonSchemaHandler,
+    field_validator,
+    model_validator,
+)
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema
 
 from serval.core.tensors.datatypes import DataType
 from serval.core.types import TensorSpec
@@ -50,6 +59,15 @@ class KeySpec(BaseModel):
     def _accept_a_bare_name(cls, value: Any) -> Any:
         # `keys: [request_id]` is `keys: [{name: request_id}]`.
         return {"name": value} if isinstance(value, str) else value
+
+    @classmethod
+    def __get_pydantic_json_schema__(
+        cls, core_schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        # docs/model.schema.json: the short form (a bare name) is valid too.
+        long_form = handler(core_schema)
+        short_form = {"type": "string", "minLength": 1, "maxLength": 256, "title": "Key name"}
+        return {"anyOf": [short_form, long_form]}
 
     @field_validator("shape")
     @classmethod
