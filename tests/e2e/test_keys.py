@@ -224,7 +224,9 @@ def test_a_missing_key_is_a_400_naming_it(http: httpx.Client) -> None:
 def test_a_key_with_other_rows_is_a_400_naming_it(http: httpx.Client) -> None:
     reply = http.post("/v2/models/scorer/infer", json=v2_body(customers=[1, 2]))
     assert reply.status_code == 400
-    assert reply.json() == {"error": "'customer' has 2 rows, but input 'x' has 3: one per row"}
+    assert reply.json() == {
+        "error": "key 'customer' has 2 rows, but input 'x' has 3: a key has one value per row"
+    }
 
 
 def test_a_key_named_like_an_input_is_a_load_error_naming_it(http: httpx.Client) -> None:

@@ -120,6 +120,26 @@ class InferenceRequest:
             return 1
         return int(inputs[0].data.shape[0])
 
+    def with_tensors(
+        self, inputs: list[Tensor], outputs: list[RequestedOutput] | None
+    ) -> InferenceRequest:
+        """This request with other inputs and requested outputs, sharing everything else (its
+        record and deadline included): what a layer hands the servable it wraps (the keys
+        layer). Ten times cheaper than ``dataclasses.replace``; lists every field, so a new
+        field must be added here too (a test checks)."""
+        return InferenceRequest(
+            model_name=self.model_name,
+            inputs=inputs,
+            model_version=self.model_version,
+            id=self.id,
+            parameters=self.parameters,
+            outputs=outputs,
+            record=self.record,
+            deadline=self.deadline,
+            priority=self.priority,
+            client_gone=self.client_gone,
+        )
+
     def tighten_deadline(self, deadline: float) -> None:
         """Keep the earlier of the request's deadline and ``deadline``."""
         if self.deadline is None or deadline < self.deadline:

@@ -155,7 +155,8 @@ def test_a_key_with_other_rows_than_the_request_is_refused_naming_it() -> None:
     async def test(h: Harness) -> None:
         await h.manager.start()
         with pytest.raises(
-            InvalidInputError, match=r"'customer' has 2 rows, but input 'x' has 3: one per row"
+            InvalidInputError,
+            match=r"key 'customer' has 2 rows, but input 'x' has 3: a key has one value per row",
         ):
             await plane.infer(keyed_request([1, 2, 3], ["a", "b", "c"], [1, 2]))
         assert h.loaders.predictors[("m", 1)].calls == 0

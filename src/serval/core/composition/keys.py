@@ -50,45 +50,45 @@ def split_keys(
     its requested outputs) and the keys taken off it. ``request`` itself is left as it is (the
     prediction record keeps the keys). Raises ``InvalidInputError`` naming a key the request
     lacks, or one whose first dimension is not the request's rows."""
-    keyed = set(names)
     found: dict[str, Tensor] = {}
     inputs: list[Tensor] = []
     for tensor in request.inputs:
-        if tensor.name in keyed:
-            found[tensor.name] = tensor
+        if tensor.name in names:
+            # Untouched data; parameters that came with an input (a wire hint) are not the
+            # output's, so a tensor that has any is rebuilt without them.
+            found[tensor.name] = (
+                Tensor(tensor.name, tensor.datatype, tensor.data) if tensor.parameters else tensor
+            )
         else:
             inputs.append(tensor)
-    if len(found) != len(keyed):
+    if len(found) != len(names):
         missing = ", ".join(repr(name) for name in names if name not in found)
         raise InvalidInputError(
             f"missing key input(s) {missing} for model {request.model_name!r}: a keyed model "
             f"takes each key as an input, one value per row, and returns it as an output"
         )
-    # Untouched data, as new tensors: parameters that came with an input (a wire hint) are
-    # not the output's.
-    keys = tuple(Tensor(found[n].name, found[n].datatype, found[n].data) for n in names)
+    keys = tuple(found[name] for name in names)
     if inputs:
         rows = row_count(inputs[0])
+        if rows is None:
+            raise InvalidInputError(
+                f"model {request.model_name!r} has keys, so its inputs need rows (a first "
+                f"dimension); input {inputs[0].name!r} is a scalar"
+            )
         why = f"input {inputs[0].name!r} has {rows}"
     else:  # a model without inputs: the keys agree with each other
-        rows = row_count(keys[0])
+        rows = row_count(keys[0]) or 0
         why = f"key {keys[0].name!r} has {rows}"
-    if rows is None:
-        raise InvalidInputError(
-            f"model {request.model_name!r} has keys, so its inputs need rows (a first "
-            f"dimension); input {inputs[0].name!r} is a scalar"
-        )
-    check_rows(keys, rows, why)
+    check_rows(keys, rows, why, "key")
     outputs = request.outputs
     keys_only = False
     if outputs is not None:
-        model_outputs = [output for output in outputs if output.name not in keyed]
+        model_outputs = [output for output in outputs if output.name not in names]
         keys_only = not model_outputs
         chosen = {output.name for output in outputs}
         keys = tuple(key for key in keys if key.name in chosen)
         outputs = model_outputs or None  # only keys asked for: the model runs as asked nothing
-    inner = replace(request, inputs=inputs, outputs=outputs)
-    return inner, TakenKeys(keys, keys_only)
+    return request.with_tensors(inputs, outputs), TakenKeys(keys, keys_only)
 
 
 def attach_keys(response: InferenceResponse, keys: TakenKeys) -> InferenceResponse:
@@ -124,8 +124,9 @@ class KeyedServable(WrappingServable):
     @property
     def metadata(self) -> ServableMetadata:
         inner = self.inner.metadata
-        if inner is not self._inner_metadata:  # a composite whose steps changed
-            self._metadata = keyed_metadata(inner, self._keys)
+        if inner is not self._inner_metadata:  # runtimes keep theirs: rarely taken
+            if inner != self._inner_metadata:  # a composite whose steps changed
+                self._metadata = keyed_metadata(inner, self._keys)
             self._inner_metadata = inner
         return self._metadata
 

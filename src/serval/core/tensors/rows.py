@@ -23,14 +23,21 @@ def row_count(tensor: Tensor) -> int | None:
     return int(shape[0]) if shape else None
 
 
-def check_rows(tensors: Sequence[Tensor], rows: int, why: str) -> None:
+def check_rows(tensors: Sequence[Tensor], rows: int, why: str, what: str = "tensor") -> None:
     """Raise ``InvalidInputError`` naming the first tensor whose first dimension is not
-    ``rows``; ``why`` says where ``rows`` comes from (``"input 'x' has 3"``)."""
+    ``rows``; ``why`` says where ``rows`` comes from (``"input 'x' has 3"``), ``what`` what the
+    tensors are (``"key"``)."""
     for tensor in tensors:
         got = row_count(tensor)
         if got != rows:
-            has = "no rows (a scalar)" if got is None else f"{got} rows"
-            raise InvalidInputError(f"{tensor.name!r} has {has}, but {why}: one per row")
+            has = "no rows (it is a scalar)" if got is None else f"{got} row{_s(got)}"
+            raise InvalidInputError(
+                f"{what} {tensor.name!r} has {has}, but {why}: a {what} has one value per row"
+            )
+
+
+def _s(count: int) -> str:
+    return "" if count == 1 else "s"
 
 
 def take_rows(tensor: Tensor, indices: np.ndarray[Any, Any] | Sequence[int]) -> Tensor:
