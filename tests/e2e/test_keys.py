@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
+from tritonclient.utils import InferenceServerException
 
 from serval.testing import RunningServer, run_server
 from tests.e2e.workload import wait_for_workload
@@ -164,6 +165,20 @@ def test_grpc_returns_keys_in_raw_output_contents(server: RunningServer) -> None
     assert_answers(result.as_numpy("probabilities"), result.as_numpy("label"))
     grpc_inputs = {i["name"]: i for i in metadata["inputs"]}
     assert grpc_inputs["customer"] == {"name": "customer", "datatype": "INT64", "shape": ["-1"]}
+
+
+def test_grpc_refuses_a_missing_key_naming_it(server: RunningServer) -> None:
+    x = grpcclient.InferInput("x", list(X.shape), "FP32")
+    x.set_data_from_numpy(X)
+    request_id = grpcclient.InferInput("request_id", [3], "BYTES")
+    request_id.set_data_from_numpy(np.array([i.encode() for i in IDS], dtype=np.object_))
+    with (
+        grpcclient.InferenceServerClient(server.grpc_address) as client,
+        pytest.raises(InferenceServerException) as caught,
+    ):
+        client.infer("scorer", [x, request_id])
+    assert caught.value.status() == "StatusCode.INVALID_ARGUMENT"
+    assert "'customer'" in caught.value.message()
 
 
 def test_v1_instances_answer_keyed_predictions(http: httpx.Client) -> None:
