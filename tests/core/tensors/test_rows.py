@@ -21,14 +21,17 @@ def test_row_count_is_the_first_dimension_and_none_for_a_scalar() -> None:
 
 
 def test_check_rows_names_the_tensor_that_does_not_fit() -> None:
-    check_rows([tensor("a", [1, 2]), tensor("b", [[1], [2]])], 2, "input 'x' has 2")
+    x = tensor("x", [[1, 2], [3, 4]])
+    check_rows([tensor("a", [1, 2]), tensor("b", [[1], [2]])], x)
     with pytest.raises(InvalidInputError) as caught:
-        check_rows([tensor("a", [1, 2]), tensor("b", [1])], 2, "input 'x' has 2", "key")
+        check_rows([tensor("a", [1, 2]), tensor("b", [1])], x, "key")
     assert caught.value.message == (
         "key 'b' has 1 row, but input 'x' has 2: a key has one value per row"
     )
     with pytest.raises(InvalidInputError, match=r"tensor 's' has no rows \(it is a scalar\)"):
-        check_rows([tensor("s", 1)], 2, "input 'x' has 2")
+        check_rows([tensor("s", 1)], x)
+    with pytest.raises(InvalidInputError, match=r"'b' has 3 rows, but key 'a' has 2"):
+        check_rows([tensor("b", [1, 2, 3])], tensor("a", [1, 2]), "key", "key")
 
 
 def test_take_rows_selects_and_reorders_without_touching_the_original() -> None:

@@ -16,14 +16,15 @@ elsewhere (batch serving's ``--key`` columns).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
+from typing import NamedTuple
 
 from serval.core.composition.wrapper import WrappingServable
 from serval.core.errors import InvalidInputError, ModelConfigError
 from serval.core.model_spec import ModelSpec
 from serval.core.servable import Servable
 from serval.core.specs.keys import KeySpec
-from serval.core.tensors.rows import check_rows, row_count
+from serval.core.tensors.rows import check_rows
 from serval.core.types import (
     InferenceRequest,
     InferenceResponse,
@@ -32,8 +33,7 @@ from serval.core.types import (
 )
 
 
-@dataclass(frozen=True, slots=True)
-class TakenKeys:
+class TakenKeys(NamedTuple):
     """The key tensors taken off one request (in the order the keys are declared), and which
     of them the client asked to get back."""
 
@@ -69,17 +69,14 @@ def split_keys(
         )
     keys = tuple(found[name] for name in names)
     if inputs:
-        rows = row_count(inputs[0])
-        if rows is None:
+        if not inputs[0].data.shape:
             raise InvalidInputError(
                 f"model {request.model_name!r} has keys, so its inputs need rows (a first "
                 f"dimension); input {inputs[0].name!r} is a scalar"
             )
-        why = f"input {inputs[0].name!r} has {rows}"
+        check_rows(keys, inputs[0], "key")
     else:  # a model without inputs: the keys agree with each other
-        rows = row_count(keys[0]) or 0
-        why = f"key {keys[0].name!r} has {rows}"
-    check_rows(keys, rows, why, "key")
+        check_rows(keys[1:], keys[0], "key", "key")
     outputs = request.outputs
     keys_only = False
     if outputs is not None:

@@ -23,16 +23,20 @@ def row_count(tensor: Tensor) -> int | None:
     return int(shape[0]) if shape else None
 
 
-def check_rows(tensors: Sequence[Tensor], rows: int, why: str, what: str = "tensor") -> None:
-    """Raise ``InvalidInputError`` naming the first tensor whose first dimension is not
-    ``rows``; ``why`` says where ``rows`` comes from (``"input 'x' has 3"``), ``what`` what the
-    tensors are (``"key"``)."""
+def check_rows(
+    tensors: Sequence[Tensor], reference: Tensor, what: str = "tensor", reference_is: str = "input"
+) -> None:
+    """Raise ``InvalidInputError`` naming the first of ``tensors`` whose first dimension is not
+    that of ``reference`` (which has rows); ``what`` says what the tensors are (``"key"``),
+    ``reference_is`` what the reference is. The message is built only on that path."""
+    rows = reference.data.shape[0]
     for tensor in tensors:
-        got = row_count(tensor)
-        if got != rows:
-            has = "no rows (it is a scalar)" if got is None else f"{got} row{_s(got)}"
+        shape = tensor.data.shape
+        if not shape or shape[0] != rows:
+            has = f"{shape[0]} row{_s(shape[0])}" if shape else "no rows (it is a scalar)"
             raise InvalidInputError(
-                f"{what} {tensor.name!r} has {has}, but {why}: a {what} has one value per row"
+                f"{what} {tensor.name!r} has {has}, but {reference_is} {reference.name!r} has "
+                f"{rows}: a {what} has one value per row"
             )
 
 
