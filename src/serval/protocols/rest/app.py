@@ -20,7 +20,6 @@ from serval.protocols.rest.errors import (
     error_response,
     json_error,
 )
-from serval.protocols.rest.feedback import FeedbackRoute
 from serval.protocols.rest.middleware import RequestIdMiddleware
 from serval.protocols.rest.openapi import (
     METRICS_PATH,
@@ -65,8 +64,7 @@ def build_rest_app(
     infer = V2InferEndpoint(dataplane, max_request_bytes, access_log=access_log)
     v2 = V2Routes(dataplane, control, max_request_bytes, infer)
     v1 = V1Routes(dataplane, max_request_bytes)
-    feedback = FeedbackRoute(dataplane, max_request_bytes)
-    routes = [*v2.routes(), *feedback.routes(), *v1.routes()]
+    routes = [*v2.routes(), *v1.routes()]
     if metrics is not None:
         routes.append(Route(METRICS_PATH, _metrics_endpoint(metrics), methods=["GET"]))
     if openapi_version is not None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -23,7 +24,6 @@ from serval.core.dataplane import DataPlane
 from serval.core.errors import InvalidInputError, PayloadTooLargeError
 from serval.core.feedback import FeedbackItem, JsonValue
 from serval.protocols.rest.body import parse_json_object, read_body
-from serval.protocols.rest.v2 import json_response
 
 MAX_FEEDBACK_ITEMS = 10_000
 FEEDBACK_PATH = "/v2/models/{model}/feedback"
@@ -43,7 +43,8 @@ class FeedbackRoute:
         self._dataplane.model_status(model)  # an unknown model is a 404 whatever the body
         items = parse_feedback(parse_json_object(await read_body(request, self._limit)))
         accepted, matched = self._dataplane.feedback(model, items)
-        return json_response({"accepted": accepted, "matched": matched})
+        body = orjson.dumps({"accepted": accepted, "matched": matched})
+        return Response(body, media_type="application/json")
 
 
 def parse_feedback(doc: dict[str, Any]) -> list[FeedbackItem]:
