@@ -22,10 +22,23 @@ M1 = ServableId("m", 1)
 M2 = ServableId("m", 2)
 
 
-def answered(request_id: str, servable: ServableId = M1, age_s: float = 0.0) -> RequestRecord:
+class Clock:
+    """A clock the test moves (nanoseconds)."""
+
+    def __init__(self) -> None:
+        self.now_ns = 10**12
+
+    def __call__(self) -> int:
+        return self.now_ns
+
+    def advance(self, seconds: float) -> None:
+        self.now_ns += int(seconds * 1e9)
+
+
+def answered(request_id: str, servable: ServableId = M1, at_ns: int | None = None) -> RequestRecord:
     record = RequestRecord("rest_v2", "op", servable.name, time.perf_counter_ns())
     record.servable, record.request_id = servable, request_id
-    record.finished_ns = time.perf_counter_ns() - int(age_s * 1e9)
+    record.finished_ns = time.perf_counter_ns() if at_ns is None else at_ns
     return record
 
 
@@ -41,13 +54,29 @@ def test_remembers_at_most_max_ids_oldest_first() -> None:
     assert ledger.answered("m", "r2") == M1
 
 
-def test_forgets_ids_older_than_ttl() -> None:
-    ledger = AnswerLedger(ttl_s=60.0)
-    ledger.on_request(answered("old", age_s=61.0))
-    ledger.on_request(answered("new", age_s=1.0))
+def test_forgets_ids_older_than_ttl_to_within_a_sixtieth() -> None:
+    clock = Clock()
+    ledger = AnswerLedger(ttl_s=60.0, clock=clock)
+    ledger.on_request(answered("old", at_ns=clock()))
+    clock.advance(30.0)
+    ledger.on_request(answered("new", at_ns=clock()))
+    clock.advance(30.0)  # "old" is 60 s old: still remembered (its slice closed later)
+    assert ledger.answered("m", "old") == M1
+    clock.advance(31.0)  # 91 s: "old" is gone, "new" (61 s) is not yet, to within 1 s
     assert ledger.answered("m", "old") is None
     assert ledger.answered("m", "new") == M1
-    assert len(ledger) == 1
+    clock.advance(1.1)
+    assert ledger.answered("m", "new") is None
+    assert len(ledger) == 0
+
+
+def test_a_million_ids_fit_in_slices_of_a_sixty_first() -> None:
+    ledger = AnswerLedger(max_ids=61_000)
+    for index in range(70_000):
+        ledger.on_request(answered(f"r{index}"))
+    assert 60_000 <= len(ledger) <= 61_000
+    assert ledger.answered("m", "r0") is None
+    assert ledger.answered("m", "r69999") == M1
 
 
 def test_only_successful_primary_answers_of_the_model_match() -> None:
