@@ -11,6 +11,7 @@ left out, so that one bad value cannot poison the mean).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -63,10 +64,15 @@ def compare_answers(primary: InferenceResponse, shadow: InferenceResponse) -> Co
         if a.ndim == 2 and a.shape[1] > 1:  # class scores: the label is the argmax
             labelled = True
             agreed = agreed and bool(np.array_equal(a.argmax(axis=1), b.argmax(axis=1)))
-        differences = np.abs(a.astype(np.float64) - b.astype(np.float64))
-        finite: np.ndarray[Any, Any] = differences[np.isfinite(differences)]
-        diff_sum += float(finite.sum())
-        values += int(finite.size)
+        differences = np.abs(np.subtract(a, b, dtype=np.float64))
+        total = float(differences.sum())
+        if math.isfinite(total):  # the common case: no NaN or infinity to leave out
+            diff_sum += total
+            values += differences.size
+        else:
+            finite: np.ndarray[Any, Any] = differences[np.isfinite(differences)]
+            diff_sum += float(finite.sum())
+            values += int(finite.size)
     return Comparison(labelled, agreed, diff_sum, values)
 
 
