@@ -174,15 +174,15 @@ class V1Routes:
                         infer_request, headers.get(TIMEOUT_HEADER), headers.get(PRIORITY_HEADER)
                     )
                     response = await dataplane.infer(infer_request, handle=handle)
-                except ServalError as exc:  # decoded by this version: its error says so
+                    version_header = {MODEL_VERSION_HEADER: response.model_version or ""}
+                    if row_format:
+                        reply = _json({"predictions": _rows(response)}, headers=version_header)
+                    else:
+                        reply = _json({"outputs": _columns(response)}, headers=version_header)
+                except ServalError as exc:  # on this version: its error says so
                     if exc.servable is None:
                         exc.servable = handle.id
                     raise
-            version_header = {MODEL_VERSION_HEADER: response.model_version or ""}
-            if row_format:
-                reply = _json({"predictions": _rows(response)}, headers=version_header)
-            else:
-                reply = _json({"outputs": _columns(response)}, headers=version_header)
         except BaseException as exc:
             dataplane.finish(record, exc)
             raise
