@@ -27,6 +27,7 @@ from serval.core.events import EventBus
 from serval.core.lifecycle.manager import LifecycleManager, ManagerOptions
 from serval.core.lifecycle.source import FileSystemSource
 from serval.core.model_spec import ModelSpec
+from serval.core.routing.shadow import ShadowBook
 from serval.core.servable import (
     CallLimits,
     Predictor,
@@ -34,8 +35,10 @@ from serval.core.servable import (
     ThreadPoolServable,
     TimedPredictor,
 )
+from serval.core.shadow import SHADOWS_PER_THREAD, ShadowRunner
 from serval.observability.metrics import ServalMetrics, exposition
 from serval.observability.model_log import ModelStateLog
+from serval.observability.shadow_metrics import ShadowReport
 from serval.protocols.rest.app import build_rest_app
 from serval.protocols.rest.auth import AuthMiddleware
 from serval.protocols.rest.v2 import EXTENSIONS
@@ -91,9 +94,16 @@ def build(settings: Settings, *, span_exporter: SpanExporter | None = None) -> S
             drain_timeout_s=settings.exit_timeout_s,
         ),
     )
-    dataplane = DataPlane(manager, events, ServerMetadata("serval", __version__, EXTENSIONS))
+    # Shadow copies in flight, over the whole server: a small multiple of the inference
+    # threads; beyond it copies are dropped and counted (docs/rollout.md).
+    shadows = ShadowRunner(manager, events, ShadowBook(), SHADOWS_PER_THREAD * threads)
+    dataplane = DataPlane(
+        manager, events, ServerMetadata("serval", __version__, EXTENSIONS), shadows=shadows
+    )
     control = ControlPlane(manager)
-    telemetry = build_telemetry(settings, events, dataplane, inference_pool, span_exporter)
+    telemetry = build_telemetry(
+        settings, events, dataplane, inference_pool, span_exporter, shadows.book.every_model
+    )
     rest_app = build_rest_app(
         dataplane,
         control,
@@ -120,6 +130,7 @@ def build(settings: Settings, *, span_exporter: SpanExporter | None = None) -> S
         grpc_service,
         [inference_pool, load_pool],
         on_stop=telemetry.on_stop,
+        before_unload=[dataplane.close],
     )
 
 
@@ -192,6 +203,7 @@ def build_telemetry(
     dataplane: DataPlane,
     inference_pool: ThreadPoolExecutor,
     span_exporter: SpanExporter | None = None,
+    shadow_report: ShadowReport | None = None,
 ) -> Telemetry:
     """Metrics on a registry of their own (never prometheus_client's global one), tracing
     only when asked; each subscribes to the events it needs (one record per request)."""
@@ -202,9 +214,11 @@ def build_telemetry(
             registry,
             workload=dataplane.workload,
             pool_queue_depth=inference_pool._work_queue.qsize,  # jobs no thread has taken
+            shadow_report=shadow_report,
         )
         events.on_state_changed(metrics.on_state_changed)
         events.on_request(metrics.on_request)
+        events.on_feedback(metrics.feedback.on_feedback)
         events.on_prediction(metrics.on_prediction, metrics.wants_prediction)
         telemetry.metrics_endpoint = partial(exposition, registry)
     if settings.tracing:

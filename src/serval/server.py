@@ -17,7 +17,7 @@ import socket
 import ssl
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import Executor
 from typing import Any, Protocol
 
@@ -51,8 +51,11 @@ class Server:
         grpc_service: GrpcService | None,
         executors: Sequence[Executor],
         on_stop: Sequence[Callable[[], None]] = (),
+        before_unload: Sequence[Callable[[], Awaitable[None]]] = (),
     ) -> None:
-        """``on_stop``: called last when the server stops (e.g. flush buffered traces)."""
+        """``on_stop``: called last when the server stops (e.g. flush buffered traces);
+        ``before_unload``: awaited once requests have drained, before models unload (e.g.
+        stop background work that holds leases)."""
         self._settings = settings
         self._tls = tls
         self._manager = manager
@@ -60,6 +63,7 @@ class Server:
         self._grpc = grpc_service
         self._executors = executors
         self._on_stop = on_stop
+        self._before_unload = before_unload
         self._stop = asyncio.Event()
 
     def request_stop(self) -> None:
@@ -134,6 +138,8 @@ class Server:
         left_s = max(_UNLOAD_GRACE_S, self._settings.exit_timeout_s - (time.monotonic() - stopping))
         try:
             async with asyncio.timeout(left_s):
+                for before in self._before_unload:
+                    await before()
                 await self._manager.stop()
         except TimeoutError:
             logger.error("models did not unload within %.1f s; stopping without them", left_s)

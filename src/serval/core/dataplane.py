@@ -2,13 +2,17 @@
 
 A request's version is chosen by routing (``core.routing``: the version or label it names,
 else its model's traffic policy) from the manager's snapshot of the model, then leased from
-the manager as a handle that the request holds until it is answered, on every path.
+the manager as a handle that the request holds until it is answered, on every path. When the
+policy names shadow versions, the answered request is copied to them off the request path
+(``core.shadow``). Feedback on answers is matched to the version that answered by request id
+(``core.feedback_ledger``) and handed to the event bus.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from serval.core.deadlines import predict_by_deadline
@@ -19,6 +23,8 @@ from serval.core.errors import (
     ServalError,
 )
 from serval.core.events import EventBus, PredictionEvent
+from serval.core.feedback import Feedback, FeedbackItem
+from serval.core.feedback_ledger import AnswerLedger
 from serval.core.lifecycle.handles import ServableHandle, Workload
 from serval.core.lifecycle.manager import LifecycleManager
 from serval.core.lifecycle.states import ServableId, ServableStatus
@@ -26,6 +32,8 @@ from serval.core.model_spec import ModelSpec
 from serval.core.records import RequestRecord, record_statistics
 from serval.core.routing.policy import parse_version
 from serval.core.routing.router import Router
+from serval.core.routing.shadow import ShadowStatistics
+from serval.core.shadow import ShadowedHandle, ShadowRunner
 from serval.core.statistics import VersionStatistics
 from serval.core.tensors.validation import validate_request
 from serval.core.types import InferenceRequest, InferenceResponse, ModelMetadata
@@ -62,13 +70,22 @@ class DataPlane:
         events: EventBus,
         server: ServerMetadata,
         router: Router | None = None,
+        *,
+        shadows: ShadowRunner | None = None,
+        ledger: AnswerLedger | None = None,
     ) -> None:
+        """``shadows`` runs shadow copies (default: at most 8 in flight); ``ledger``
+        remembers which version answered each request id (default: an hour, a million
+        ids)."""
         self._manager = manager
         self._router = router if router is not None else Router()
         self._events = events
         self._server = server
         self._live = True
+        self._shadows = shadows if shadows is not None else ShadowRunner(manager, events)
+        self._ledger = ledger if ledger is not None else AnswerLedger()
         events.on_request(record_statistics)
+        events.on_request(self._ledger.on_request)
 
     def live(self) -> bool:
         return self._live
@@ -140,7 +157,8 @@ class DataPlane:
         the handle, then ``infer(request, handle=handle)``; release it (``async with``)."""
         snapshot = self._manager.snapshot(request.model_name)
         choice = self._router.choose(request, snapshot, label)
-        return self._manager.lease(snapshot.name, choice.primary)
+        handle = self._manager.lease(snapshot.name, choice.primary)
+        return ShadowedHandle(handle, choice.shadows) if choice.shadows else handle
 
     async def infer(
         self,
@@ -153,10 +171,12 @@ class DataPlane:
         on a version chosen and leased here and released before this returns."""
         if handle is None:  # self.lease(request, label), inlined: this is the hot path
             snapshot = self._manager.snapshot(request.model_name)
-            version = self._router.choose(request, snapshot, label).primary
-            managed = self._manager.lease(snapshot.name, version)
+            choice = self._router.choose(request, snapshot, label)
+            managed = self._manager.lease(snapshot.name, choice.primary)
+            shadows = choice.shadows
         else:
             managed = handle
+            shadows = handle.shadows if isinstance(handle, ShadowedHandle) else ()
         started = time.perf_counter_ns()
         response: InferenceResponse | None = None
         error: Exception | None = None
@@ -193,7 +213,35 @@ class DataPlane:
         response.model_name = managed.id.name
         response.model_version = str(managed.id.version)
         response.id = request.id
+        if shadows:  # copies run after the answer is returned, in tasks of their own
+            self._shadows.submit(request, response, managed.id, shadows)
         return response
+
+    def shadow_statistics(self, name: str) -> dict[int, ShadowStatistics]:
+        """What the shadow versions of ``name`` have shown so far (version -> counters)."""
+        return self._shadows.book.statistics(name)
+
+    def feedback(self, name: str, items: Sequence[FeedbackItem]) -> tuple[int, int]:
+        """Hand each item of feedback on ``name``'s answers to the event bus, matched to the
+        version that answered its request id when that is still remembered; returns
+        (accepted, matched). ``ModelNotFoundError`` for a model the server does not know;
+        an unknown id is not an error (it is unmatched)."""
+        self._manager.statuses(name)  # raises for an unknown model
+        received = time.time()
+        matched = 0
+        answered = self._ledger.answered
+        for item in items:
+            servable = answered(name, item.request_id)
+            matched += servable is not None
+            self._events.emit_feedback(
+                Feedback(name, item.request_id, servable, received, item.reward, item.ground_truth)
+            )
+        return len(items), matched
+
+    async def close(self) -> None:
+        """Stop the shadow copies in flight (the server stops): before models unload, so
+        that no copy holds a lease that unloading would wait for."""
+        await self._shadows.close()
 
     def _record(
         self,

@@ -7,6 +7,7 @@ evaluation subscribe (``EventBus.on_feedback``). The core never imports them.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -36,3 +37,21 @@ class Feedback:
     @property
     def matched(self) -> bool:
         return self.servable is not None
+
+
+@dataclass(frozen=True, slots=True)
+class FeedbackItem:
+    """One item a client sent: a ``reward`` (a finite number), a ``ground_truth`` (any JSON
+    value but null), or both, on the answer to ``request_id``."""
+
+    request_id: str
+    reward: float | None = None
+    ground_truth: JsonValue = None
+
+    def __post_init__(self) -> None:
+        if not self.request_id:
+            raise ValueError("a feedback item needs the request id")
+        if self.reward is None and self.ground_truth is None:
+            raise ValueError("a feedback item needs a reward or a ground truth")
+        if self.reward is not None and not math.isfinite(self.reward):
+            raise ValueError(f"a reward must be a finite number, received {self.reward!r}")

@@ -7,8 +7,9 @@ stay one class (the families themselves live in ``instruments`` and ``model_metr
 
 - a subscriber of the core's events: ``on_state_changed`` (model states, load times),
   ``on_request`` (one record per request: requests by outcome and protocol, end-to-end, decode
-  and encode times, queue and compute times, batch sizes) and ``on_prediction`` (monitored
-  inputs and outputs, only while a model monitors them);
+  and encode times, queue and compute times, batch sizes; shadow copies apart, in
+  ``shadow_metrics``) and ``on_prediction`` (monitored inputs and outputs, only while a model
+  monitors them);
 - a collector: at scrape time it turns its accumulators into metric families, and reads the
   gauges of the moment (requests in flight and queued per version, the inference pool's
   queue).
@@ -49,6 +50,7 @@ from serval.observability.instruments import (
 )
 from serval.observability.model_metrics import ModelMetrics
 from serval.observability.requests import SUCCESS, outcome_of
+from serval.observability.shadow_metrics import FeedbackMetrics, ShadowMetrics, ShadowReport
 
 _REQUEST = ("model", "version", "protocol")
 _MODEL = ("model", "version")
@@ -56,6 +58,7 @@ _NS = 1e-9
 _FLUSH_EVERY = 1024
 # started, decoded, inferred, finished (ns), queue, compute (ns), batch size, executions
 _NUMBERS = 8
+_PRIMARY = "primary"  # RequestRecord.role of the requests clients made
 
 
 def _timing_values(timings: InferenceTimings) -> tuple[int, int, int, int]:
@@ -110,13 +113,17 @@ class ServalMetrics:
         *,
         workload: Callable[[], Mapping[ServableId, Workload]] = dict,
         pool_queue_depth: Callable[[], int] | None = None,
+        shadow_report: ShadowReport | None = None,
         process: bool = True,
     ) -> None:
         """``workload``: the requests on each version now (the data plane's); ``pool_queue_depth``:
-        jobs waiting for a thread of the shared inference pool."""
+        jobs waiting for a thread of the shared inference pool; ``shadow_report``: every
+        model's shadow statistics now. Subscribe ``feedback.on_feedback`` to count feedback."""
         self._workload = workload
         self._pool_queue_depth = pool_queue_depth
         self.models = ModelMetrics()
+        self.shadows = ShadowMetrics(shadow_report)
+        self.feedback = FeedbackMetrics()
         self._requests: dict[Labels, _RequestSeries] = {}  # by model, version, protocol
         self._versions: dict[Labels, _ModelSeries] = {}  # by model, version
         # The journal: per successful request, its (model, version), protocol and _NUMBERS
@@ -151,7 +158,9 @@ class ServalMetrics:
     def on_request(self, record: RequestRecord) -> None:
         timings = record.timings
         servable = record.servable
-        if record.error is not None or timings is None or servable is None:  # rare: a failure
+        if (
+            record.error is not None or timings is None or servable is None
+        ) or record.role != _PRIMARY:  # rare: a failure, or a shadow copy
             self._fold(record)
             return
         self._journal_versions.append(servable)
@@ -193,6 +202,9 @@ class ServalMetrics:
             model.batch_size.observe_many(batch[executions != 0].astype(np.float64))
 
     def _fold(self, record: RequestRecord) -> None:
+        if record.role != _PRIMARY:
+            self.shadows.on_shadow(record)
+            return
         servable = record.servable
         version: Labels | None = None
         if servable is not None:
@@ -314,6 +326,8 @@ class ServalMetrics:
                 [((), float(self._pool_queue_depth()))],
             )
         yield from self.models.collect()
+        yield from self.shadows.collect()
+        yield from self.feedback.collect()
 
 
 def exposition(registry: CollectorRegistry) -> tuple[bytes, str]:

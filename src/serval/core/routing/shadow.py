@@ -62,6 +62,10 @@ class ShadowBook:
         """A copy of the mapping: shadow version -> its statistics."""
         return dict(self._models.get(model, {}))
 
+    def every_model(self) -> dict[str, dict[int, ShadowStatistics]]:
+        """A copy of every model's mapping (for metrics, at scrape time)."""
+        return {model: dict(versions) for model, versions in self._models.items()}
+
     def forget(self, model: str) -> None:
         """Start over (a new traffic policy for ``model``)."""
         self._models.pop(model, None)

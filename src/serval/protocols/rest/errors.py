@@ -33,13 +33,19 @@ HTTP_STATUS: dict[ErrorCode, int] = {
 
 # Statuses that tell a client to come back later get a Retry-After header.
 _RETRY_STATUSES = {429, 503}
+# The version that answered an inference request (or failed it, once one was chosen).
+MODEL_VERSION_HEADER = "x-model-version"
 
 
 def error_response(exc: ServalError) -> Response:
+    """The JSON error for ``exc``; with ``x-model-version`` when a version was chosen and
+    the error happened on it (the data plane names it on the error)."""
     status = HTTP_STATUS.get(exc.code, 500)
     headers = {}
     if status in _RETRY_STATUSES:
         headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after_s or 1)))
+    if exc.servable is not None:
+        headers[MODEL_VERSION_HEADER] = str(exc.servable.version)
     return json_error(status, client_message(exc), headers)
 
 

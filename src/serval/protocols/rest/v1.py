@@ -15,7 +15,12 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from serval.core.dataplane import DataPlane
-from serval.core.errors import InvalidInputError, ModelNotFoundError, UnsupportedError
+from serval.core.errors import (
+    InvalidInputError,
+    ModelNotFoundError,
+    ServalError,
+    UnsupportedError,
+)
 from serval.core.lifecycle.states import ServableState
 from serval.core.records import RequestRecord
 from serval.core.tensors.datatypes import DataType
@@ -29,6 +34,7 @@ from serval.core.types import (
 )
 from serval.observability.logging import current_request
 from serval.protocols.rest.body import parse_json_object, read_body
+from serval.protocols.rest.errors import MODEL_VERSION_HEADER
 from serval.protocols.rest.json_tensors import array_to_json, dumps_json, json_to_array
 from serval.protocols.rest.schedule_headers import (
     PRIORITY_HEADER,
@@ -65,12 +71,13 @@ _TF_DTYPES = {
 }
 
 
-def _json(content: Any, status: int = 200) -> Response:
+def _json(content: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
     # TF Serving accepts and emits NaN/Infinity; orjson writes them as null.
     return Response(
         dumps_json(content),
         status_code=status,
         media_type="application/json",
+        headers=headers,
     )
 
 
@@ -155,21 +162,27 @@ class V1Routes:
             # One handle decodes and runs the request, so a reload between the two can never
             # decode by one version's metadata and run on the next.
             async with dataplane.lease(infer_request, label) as handle:
-                metadata = handle.metadata
-                row_format = "instances" in doc
-                if row_format:
-                    infer_request.inputs = _decode_instances(doc["instances"], metadata)
-                else:
-                    infer_request.inputs = _decode_columns(doc["inputs"], metadata)
-                headers = request.headers
-                apply_schedule_headers(
-                    infer_request, headers.get(TIMEOUT_HEADER), headers.get(PRIORITY_HEADER)
-                )
-                response = await dataplane.infer(infer_request, handle=handle)
-            if row_format:
-                reply = _json({"predictions": _rows(response)})
-            else:
-                reply = _json({"outputs": _columns(response)})
+                try:
+                    metadata = handle.metadata
+                    row_format = "instances" in doc
+                    if row_format:
+                        infer_request.inputs = _decode_instances(doc["instances"], metadata)
+                    else:
+                        infer_request.inputs = _decode_columns(doc["inputs"], metadata)
+                    headers = request.headers
+                    apply_schedule_headers(
+                        infer_request, headers.get(TIMEOUT_HEADER), headers.get(PRIORITY_HEADER)
+                    )
+                    response = await dataplane.infer(infer_request, handle=handle)
+                    version_header = {MODEL_VERSION_HEADER: response.model_version or ""}
+                    if row_format:
+                        reply = _json({"predictions": _rows(response)}, headers=version_header)
+                    else:
+                        reply = _json({"outputs": _columns(response)}, headers=version_header)
+                except ServalError as exc:  # on this version: its error says so
+                    if exc.servable is None:
+                        exc.servable = handle.id
+                    raise
         except BaseException as exc:
             dataplane.finish(record, exc)
             raise

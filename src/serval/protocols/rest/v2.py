@@ -18,6 +18,7 @@ from serval.core.types import ModelMetadata, TensorSpec
 from serval.protocols.oip.repository import index_state
 from serval.protocols.oip.triton_config import triton_model_config
 from serval.protocols.rest.body import parse_json_object, read_body
+from serval.protocols.rest.feedback import FeedbackRoute
 from serval.protocols.rest.v2_infer import V2InferEndpoint
 from serval.security.access import public_message
 
@@ -40,6 +41,7 @@ class V2Routes:
         self._control = control
         self._limit = max_request_bytes
         self._infer = infer
+        self._feedback = FeedbackRoute(dataplane, max_request_bytes)
 
     def routes(self) -> list[Route]:
         model = "/v2/models/{model}"
@@ -52,6 +54,7 @@ class V2Routes:
             Route("/v2/repository/index", self.repository_index, methods=["POST"]),
             Route("/v2/repository/models/{model}/load", self.load, methods=["POST"]),
             Route("/v2/repository/models/{model}/unload", self.unload, methods=["POST"]),
+            *self._feedback.routes(),
             *[
                 route
                 for prefix in (model, version)

@@ -43,6 +43,7 @@ _CONTENT_LENGTH = b"content-length"
 _CONTENT_ENCODING = b"content-encoding"
 _JSON_LENGTH = b"inference-header-content-length"
 _REQUEST_ID = b"x-request-id"
+_MODEL_VERSION = b"x-model-version"
 _TIMEOUT = b"timeout"
 _PRIORITY = b"priority"
 _CLIENT_CLOSED = 499
@@ -159,6 +160,7 @@ class V2InferEndpoint:
             (b"content-type", encoded.media_type.encode("latin-1")),
             (b"content-length", b"%d" % len(encoded.body)),
             (_REQUEST_ID, log_context.header_value()),
+            (_MODEL_VERSION, (response.model_version or "").encode("latin-1")),
         ]
         if encoded.json_length is not None:
             response_headers.append((_JSON_LENGTH, b"%d" % encoded.json_length))
