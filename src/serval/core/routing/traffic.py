@@ -11,6 +11,7 @@ Everything runs on the event loop; a model without a policy costs a request noth
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -84,7 +85,7 @@ class TrafficController:
             logger.warning("model %s: traffic policy not applied: %s", model, problem)
             return
         self._install(model, traffic, "model.yaml")
-        logger.info("model %s: traffic policy from model.yaml: %s", model, traffic.as_json())
+        logger.info("model %s: traffic policy from model.yaml: %s", model, _text(traffic))
 
     def put(self, model: str, body: object) -> dict[str, Any]:
         """Replace ``model``'s live policy with ``body`` (the model.yaml ``traffic`` schema);
@@ -102,7 +103,7 @@ class TrafficController:
         if problem is not None:
             raise InvalidInputError(problem)
         self._install(model, traffic, "api")
-        logger.info("model %s: traffic policy set through the API: %s", model, traffic.as_json())
+        logger.info("model %s: traffic policy set through the API: %s", model, _text(traffic))
         return self.state(model)
 
     def rollback(self, model: str, to: object = None) -> dict[str, Any]:
@@ -270,3 +271,7 @@ def _served_version(to: object, served: set[int]) -> int:
         serves = ", ".join(str(v) for v in sorted(served)) or "no version"
         raise InvalidInputError(f"to: version {to} is not served (version_policy serves {serves})")
     return version
+
+
+def _text(traffic: TrafficSpec) -> str:
+    return json.dumps(traffic.as_json(), separators=(",", ":"))
