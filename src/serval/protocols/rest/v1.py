@@ -82,7 +82,6 @@ class V1Routes:
     ) -> None:
         self._dataplane = dataplane
         self._limit = max_request_bytes
-        self._sticky_headers = dataplane.sticky_headers  # one mapping, changed in place
 
     def routes(self) -> list[Route]:
         return [
@@ -153,7 +152,7 @@ class V1Routes:
                 id=log_context.request_id if log_context is not None else None,
                 record=record,
             )
-            sticky = self._sticky_headers
+            sticky = dataplane.sticky_headers  # empty unless a traffic policy keeps users
             if sticky and (sticky_header := sticky.get(name)) is not None:
                 infer_request.routing_key = request.headers.get(sticky_header)
             # One handle decodes and runs the request, so a reload between the two can never
