@@ -181,9 +181,9 @@ def test_put_get_and_rollback(
     ("method", "path", "body", "status", "message"),
     [
         ("PUT", "/v2/models/m/traffic", {"routes": {"9": 1}}, 400, "traffic.routes.9: version 9"),
-        ("PUT", "/v2/models/m/traffic", {"routes": {"x": 1}}, 400, "traffic: routes: route 'x'"),
+        ("PUT", "/v2/models/m/traffic", {"routes": {"x": 1}}, 400, "traffic.routes: route 'x'"),
         ("PUT", "/v2/models/m/traffic", {"bandit": {"versions": ["1"]}}, 400, "bandit.versions"),
-        ("PUT", "/v2/models/m/traffic", {"rutes": {}}, 400, "rutes: unknown key (did you mean"),
+        ("PUT", "/v2/models/m/traffic", {"rutes": {}}, 400, "traffic.rutes: unknown key (did you"),
         ("PUT", "/v2/models/m/traffic", [1], 400, "JSON object"),
         ("PUT", "/v2/models/nope/traffic", {"routes": {"1": 1}}, 404, "unknown model 'nope'"),
         ("GET", "/v2/models/nope/traffic", None, 404, "unknown model 'nope'"),

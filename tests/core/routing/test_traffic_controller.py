@@ -103,7 +103,7 @@ def test_put_and_rollback_refuse_bad_requests_naming_the_field() -> None:
             controller.put("nope", {"routes": {"1": 1}})
         with pytest.raises(InvalidInputError, match=r"traffic.routes.3: version 3 is not served"):
             controller.put("m", {"routes": {"1": 1, "3": 1}})
-        with pytest.raises(InvalidInputError, match=r"^traffic: canary.steps: steps must not"):
+        with pytest.raises(InvalidInputError, match=r"^traffic.canary.steps: steps must not"):
             controller.put("m", {"canary": {"version": "2", "steps": [9, 1]}})
         with pytest.raises(InvalidInputError, match="body must be a JSON object"):
             controller.put("m", ["routes"])

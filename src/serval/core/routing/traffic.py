@@ -96,9 +96,7 @@ class TrafficController:
         try:
             traffic = TrafficSpec.model_validate(body)
         except ValidationError as exc:
-            raise InvalidInputError(
-                f"traffic: {describe_validation_error(exc, TrafficSpec)}"
-            ) from exc
+            raise InvalidInputError(_where_in_traffic(exc)) from exc
         problem = traffic.unserved(served)
         if problem is not None:
             raise InvalidInputError(problem)
@@ -275,3 +273,14 @@ def _served_version(to: object, served: set[int]) -> int:
 
 def _text(traffic: TrafficSpec) -> str:
     return json.dumps(traffic.as_json(), separators=(",", ":"))
+
+
+def _where_in_traffic(exc: ValidationError) -> str:
+    """The errors of a body as those of model.yaml's section: ``traffic.<field>: reason``."""
+    parts = describe_validation_error(exc, TrafficSpec).split("; ")
+    return "; ".join(
+        f"traffic: {part.removeprefix('(top level): ')}"
+        if part.startswith("(top level): ")
+        else f"traffic.{part}"
+        for part in parts
+    )
