@@ -8,7 +8,13 @@ from types import MappingProxyType
 import numpy as np
 
 from serval.core.lifecycle.snapshot import VersionSnapshot
-from serval.core.routing.weighted import StickyKey, WeightedRoutes, rendezvous, sticky_seed
+from serval.core.routing.weighted import (
+    StickyKey,
+    WeightedRoutes,
+    rendezvous,
+    routes_of,
+    sticky_seed,
+)
 from serval.core.specs.traffic import StickySpec
 from serval.core.tensors.datatypes import DataType
 from serval.core.types import InferenceRequest, Tensor
@@ -26,8 +32,8 @@ def request(key: str | None = None, **parameters: str) -> InferenceRequest:
 
 
 def assignment(weights: dict[int, float]) -> dict[str, int]:
-    live = tuple(weights.items())
-    return {key: rendezvous(sticky_seed("m", key), live) for key in KEYS}
+    routes = routes_of(weights)
+    return {key: rendezvous(sticky_seed("m", key), routes) for key in KEYS}
 
 
 def within_binomial(count: int, n: int, p: float) -> bool:

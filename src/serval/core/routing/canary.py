@@ -20,7 +20,7 @@ from serval.core.errors import ErrorCode, ServalError
 from serval.core.lifecycle.snapshot import VersionSnapshot
 from serval.core.records import RequestRecord
 from serval.core.routing.policy import LATEST, Choice
-from serval.core.routing.weighted import StickyKey, rendezvous
+from serval.core.routing.weighted import StickyKey, rendezvous, version_salt
 from serval.core.specs.traffic import CanarySpec
 from serval.core.types import InferenceRequest
 
@@ -44,6 +44,7 @@ class CanaryRamp:
     """The ``canary`` policy and its state (``state``, ``reason``)."""
 
     __slots__ = (
+        "_canary_salt",
         "_errors",
         "_latencies",
         "_requests",
@@ -69,6 +70,7 @@ class CanaryRamp:
     ) -> None:
         self.spec = spec
         self.version = spec.version_number
+        self._canary_salt = version_salt(self.version)
         self.sticky = sticky
         self.clock = clock
         self.started_at = clock() if started_at is None else started_at
@@ -123,7 +125,9 @@ class CanaryRamp:
         if seed is None:
             to_canary = random.random() * 100.0 < percent
             return Choice.of(self.version if to_canary else stable)
-        return Choice.of(rendezvous(seed, ((self.version, percent), (stable, 100.0 - percent))))
+        canary = (self.version, percent, self._canary_salt)
+        routes = (canary, (stable, 100.0 - percent, version_salt(stable)))
+        return Choice.of(rendezvous(seed, routes))
 
     # -- the guardrails --------------------------------------------------------------------
 

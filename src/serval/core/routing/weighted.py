@@ -12,9 +12,9 @@ split of [0, 1) would shift the keys of the versions after the changed one too).
 
 from __future__ import annotations
 
-import hashlib
 import math
 import random
+import zlib
 from collections.abc import Mapping, Sequence
 
 from serval.core.lifecycle.snapshot import VersionSnapshot
@@ -22,48 +22,63 @@ from serval.core.routing.policy import LATEST, Choice
 from serval.core.specs.traffic import StickySpec
 from serval.core.types import InferenceRequest
 
-_MASK = (1 << 64) - 1
-_GOLDEN = 0x9E3779B97F4A7C15
-_TO_UNIT = 2.0**-53
+_MASK32 = 0xFFFFFFFF
+_TO_UNIT = 2.0**-32
 
 
 def sticky_seed(model: str, key: str) -> int:
-    """The one hash of a request's sticky key: 64 bits of BLAKE2b over (model, key), the same
-    in every process (unlike ``hash()``, which Python salts per process)."""
-    digest = hashlib.blake2b(f"{model}\0{key}".encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "little")
+    """The one hash of a request's sticky key: CRC-32 of (model, key), the same in every
+    process and on every platform (unlike ``hash()``, which Python salts per process). CRC is
+    no good mixer by itself: ``_unit`` mixes it with each version's salt."""
+    return zlib.crc32(key.encode(), zlib.crc32(f"{model}\0".encode()))
 
 
-def _unit(seed: int, version: int) -> float:
-    """A uniform number in (0, 1) from ``seed`` and ``version``: SplitMix64's finaliser, so
-    versions get independent draws from one hash."""
-    z = (seed + (version * _GOLDEN)) & _MASK
-    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK
-    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK
-    z ^= z >> 31
-    return ((z >> 11) + 0.5) * _TO_UNIT
+def version_salt(version: int) -> int:
+    """A 32-bit constant per version, xored into the key's hash before mixing."""
+    return _mix(version * 0x9E3779B9 & _MASK32)
 
 
-def rendezvous(seed: int, weighted: Sequence[tuple[int, float]]) -> int:
-    """The version ``seed`` lands on among (version, weight) pairs with a weight above 0."""
-    best = weighted[0][0]
+def _mix(z: int) -> int:
+    """MurmurHash3's 32-bit finaliser: every input bit flips each output bit half the time.
+    32 bits, not 64: Python's integers stay small and this stays cheap (once per version per
+    request)."""
+    z = ((z ^ (z >> 16)) * 0x85EBCA6B) & _MASK32
+    z = ((z ^ (z >> 13)) * 0xC2B2AE35) & _MASK32
+    return z ^ (z >> 16)
+
+
+Route = tuple[int, float, int]  # version, weight, the version's salt
+
+
+def routes_of(weights: Mapping[int, float]) -> tuple[Route, ...]:
+    """(version, weight, salt) in version order, for ``rendezvous``."""
+    return tuple((v, float(w), version_salt(v)) for v, w in sorted(weights.items()))
+
+
+def rendezvous(seed: int, routes: Sequence[Route]) -> int:
+    """The version ``seed`` lands on among ``routes`` with a weight above 0: the lowest
+    ``-ln(u) / weight``, ``u`` uniform in (0, 1) from the seed and the version's salt."""
+    best = routes[0][0]
     best_score = math.inf
-    for version, weight in weighted:
+    for version, weight, salt in routes:
         if weight > 0.0:
-            score = -math.log(_unit(seed, version)) / weight
+            z = seed ^ salt  # _mix, inlined: once per version per request
+            z = ((z ^ (z >> 16)) * 0x85EBCA6B) & _MASK32
+            z = ((z ^ (z >> 13)) * 0xC2B2AE35) & _MASK32
+            score = -math.log(((z ^ (z >> 16)) + 0.5) * _TO_UNIT) / weight
             if score < best_score:
                 best, best_score = version, score
     return best
 
 
-def draw(weighted: Sequence[tuple[int, float]], total: float) -> int:
+def draw(routes: Sequence[Route], total: float) -> int:
     """A version drawn at random by weight (one random number)."""
     point = random.random() * total
-    for version, weight in weighted:
+    for version, weight, _ in routes:
         point -= weight
         if point < 0.0:
             return version
-    return weighted[-1][0]  # rounding left a sliver: the last
+    return routes[-1][0]  # rounding left a sliver: the last
 
 
 class StickyKey:
@@ -90,32 +105,30 @@ class WeightedRoutes:
     that are not available now are left out and their share goes to the others; with none of
     them available, the highest available version answers."""
 
-    __slots__ = ("_available", "_live", "_total", "sticky", "weights")
+    __slots__ = ("_available", "_live", "_total", "routes", "sticky", "weights")
 
     def __init__(self, weights: Mapping[int, float], sticky: StickyKey | None = None) -> None:
         self.weights = dict(sorted(weights.items()))
+        self.routes = routes_of(self.weights)
         self.sticky = sticky
         self._available: tuple[int, ...] | None = None  # the snapshot's versions last seen
-        self._live: tuple[tuple[int, float], ...] = ()
+        self._live: tuple[Route, ...] = ()
         self._total = 0.0
 
-    def live_weights(self, available: tuple[int, ...]) -> tuple[tuple[int, float], ...]:
-        """(version, weight) of the routes that can answer now; kept until the snapshot's
-        versions change (the same tuple object until then)."""
-        if available is not self._available:
-            self._live = tuple(
-                (v, w) for v, w in self.weights.items() if w > 0.0 and v in available
-            )
-            self._total = sum(w for _, w in self._live)
-            self._available = available
-        return self._live
+    def _refresh(self, available: tuple[int, ...]) -> None:
+        """The routes that can answer now; kept until the snapshot's versions change (the
+        same tuple object until then)."""
+        self._live = tuple(r for r in self.routes if r[1] > 0.0 and r[0] in available)
+        self._total = sum(r[1] for r in self._live)
+        self._available = available
 
     def choose(self, request: InferenceRequest, snapshot: VersionSnapshot) -> Choice:
-        live = self.live_weights(snapshot.versions)
-        if not live:  # the highest available version, or why none is
-            return LATEST.choose(request, snapshot)
-        if len(live) == 1:
-            return Choice.of(live[0][0])
-        seed = None if self.sticky is None else self.sticky.seed(snapshot.name, request)
+        if snapshot.versions is not self._available:
+            self._refresh(snapshot.versions)
+        live = self._live
+        if len(live) < 2:  # one route left, or none: the highest available version
+            return Choice.of(live[0][0]) if live else LATEST.choose(request, snapshot)
+        sticky = self.sticky
+        seed = None if sticky is None else sticky.seed(snapshot.name, request)
         version = draw(live, self._total) if seed is None else rendezvous(seed, live)
         return Choice.of(version)
