@@ -11,7 +11,8 @@ from serval.core.lifecycle.snapshot import VersionSnapshot
 from serval.core.lifecycle.states import ServableId
 from serval.core.records import RequestRecord
 from serval.core.routing.canary import CanaryRamp
-from serval.core.specs.traffic import CanarySpec, GuardrailsSpec
+from serval.core.routing.weighted import StickyKey
+from serval.core.specs.traffic import CanarySpec, GuardrailsSpec, StickySpec
 from serval.core.tensors.datatypes import DataType
 from serval.core.types import InferenceRequest, Tensor
 
@@ -113,3 +114,25 @@ def test_without_the_canary_or_a_stable_version_the_other_answers() -> None:
     assert {canary.choose(REQUEST, only_stable).primary for _ in range(50)} == {2}
     only_canary = VersionSnapshot("m", (3,), MappingProxyType({}))
     assert {canary.choose(REQUEST, only_canary).primary for _ in range(50)} == {3}
+
+
+def test_sticky_users_only_move_from_stable_to_canary_as_it_ramps() -> None:
+    clock = Clock()
+    spec = CanarySpec(version="3", steps=(10.0, 50.0), step_s=60.0)
+    canary = CanaryRamp(spec, StickyKey(StickySpec(header="x-user")), clock=clock)
+    users = [f"user-{i}" for i in range(2000)]
+
+    def versions() -> dict[str, int]:
+        chosen = {}
+        for user in users:
+            request = InferenceRequest("m", REQUEST.inputs, routing_key=user)
+            chosen[user] = canary.choose(request, SNAPSHOT).primary
+        return chosen
+
+    first = versions()
+    assert first == versions()  # sticky
+    clock.now += 60
+    second = versions()
+    assert all(second[u] == 3 for u in users if first[u] == 3)  # canary users stay
+    moved = sum(first[u] != second[u] for u in users)
+    assert 0.3 * len(users) < moved < 0.5 * len(users)  # about 40% move, all to the canary
