@@ -129,6 +129,9 @@ def test_rollback_sends_everything_to_the_stable_version_or_to_the_one_named() -
         assert state["canary"]["state"] == "rolled_back"
         assert state["canary"]["reason"] == "manual"
         assert state["rollback"] == {"to": "2", "reason": "manual"}
+        assert state["source"] == "api"
+        assert set(await versions(dataplane, 20)) == {2}
+        await h.sync()  # model.yaml unchanged: the rollback stays
         assert set(await versions(dataplane, 20)) == {2}
         assert controller.rollback("m", "1")["rollback"] == {"to": "1", "reason": "manual"}
         assert set(await versions(dataplane, 20)) == {1}

@@ -124,6 +124,7 @@ class TrafficController:
         if state.canary is not None:
             state.canary.roll_back("manual")
         state.rollback = Rollback(target, "manual")
+        state.source = "api"
         state.policy = self._with_shadows(state.spec, Pinned(target))
         self._router.set_policy(model, state.policy)
         self.rollbacks[model] = self.rollbacks.get(model, 0) + 1
@@ -153,7 +154,10 @@ class TrafficController:
         if candidates:
             return candidates[0]
         if not available:
-            raise ModelNotReadyError(f"model {state.model!r} has no available version")
+            raise ModelNotReadyError(
+                f"model {state.model!r} has no available version to roll back to",
+                retry_after_s=1.0,
+            )
         return available[-1]
 
     def _install(self, model: str, traffic: TrafficSpec, source: PolicySource) -> None:
