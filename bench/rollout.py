@@ -8,7 +8,7 @@ with its own x-user-id (bench/rollout.lua, for both servers alike), alternating 
 first each round. Reports req/s, p50, p99 and the server's CPU time per request per round, the
 medians, and policy / no policy. Target: >= 0.95 x req/s at 64 connections.
 
-Usage: python bench/rollout.py [--connections 64] [--rounds 3] [--duration 5]
+Usage: python bench/rollout.py [--connections 64] [--rounds 3] [--duration 5] [--routes JSON]
 """
 
 from __future__ import annotations
@@ -32,7 +32,11 @@ sys.path.insert(0, str(ROOT))
 from bench.models import MODELS, build, model_yaml, single_row  # noqa: E402
 from bench.servers import cpu_seconds, free_port  # noqa: E402
 
-POLICY = 'traffic:\n  routes: {"1": 50, "2": 50}\n  sticky: {header: x-user-id}\n'
+ROUTES = '{"1": 50, "2": 50}'
+
+
+def policy(routes: str) -> str:
+    return f"traffic:\n  routes: {routes}\n  sticky: {{header: x-user-id}}\n"
 
 
 def repository(root: Path, traffic: str) -> Path:
@@ -92,6 +96,13 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--duration", type=float, default=5.0)
+    parser.add_argument(
+        "--routes",
+        default=ROUTES,
+        help=f'the policy\'s routes (default {ROUTES}); e.g. \'{{"1": 1, "2": 99}}\' keeps '
+        "the per-request policy work but sends nearly everything to one version, as without a "
+        "policy (each version batches on its own instance: a split halves the batches)",
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as temp:
         folder = Path(temp)
@@ -102,7 +113,7 @@ def main() -> None:
         body.write_text(json.dumps(doc))
         servers = {
             name: start(repository(folder / name, traffic), folder / f"{name}.log")
-            for name, traffic in (("none", ""), ("policy", POLICY))
+            for name, traffic in (("none", ""), ("policy", policy(args.routes)))
         }
         results: dict[str, list[tuple[float, float]]] = {name: [] for name in servers}
         try:

@@ -96,3 +96,10 @@ def test_a_request_without_a_key_is_routed_at_random() -> None:
     routes = WeightedRoutes({1: 50, 2: 50}, StickyKey(StickySpec(header="x-user")))
     chosen = {routes.choose(request(), snapshot(1, 2)).primary for _ in range(200)}
     assert chosen == {1, 2}
+
+
+def test_the_seed_is_the_same_whichever_model_the_key_was_read_for_first() -> None:
+    sticky = StickyKey(StickySpec(header="x-user"))
+    for model in ("a", "b", "a"):
+        assert sticky.seed(model, request("alice")) == sticky_seed(model, "alice")
+    assert sticky_seed("a", "alice") != sticky_seed("b", "alice")

@@ -60,12 +60,13 @@ def rendezvous(seed: int, routes: Sequence[Route]) -> int:
     ``-ln(u) / weight``, ``u`` uniform in (0, 1) from the seed and the version's salt."""
     best = routes[0][0]
     best_score = math.inf
+    log = math.log
     for version, weight, salt in routes:
         if weight > 0.0:
             z = seed ^ salt  # _mix, inlined: once per version per request
             z = ((z ^ (z >> 16)) * 0x85EBCA6B) & _MASK32
             z = ((z ^ (z >> 13)) * 0xC2B2AE35) & _MASK32
-            score = -math.log(((z ^ (z >> 16)) + 0.5) * _TO_UNIT) / weight
+            score = -log(((z ^ (z >> 16)) + 0.5) * _TO_UNIT) / weight
             if score < best_score:
                 best, best_score = version, score
     return best
@@ -85,19 +86,26 @@ class StickyKey:
     """Reads a request's sticky key: the header the adapter put on ``routing_key``, or a
     request parameter. None when the request carries none (it is routed at random)."""
 
-    __slots__ = ("header", "parameter")
+    __slots__ = ("_model", "_model_crc", "header", "parameter")
 
     def __init__(self, spec: StickySpec) -> None:
         self.header = spec.header.lower() if spec.header is not None else None
         self.parameter = spec.parameter
+        self._model = ""  # the model whose name's CRC is cached: the policy's, in practice
+        self._model_crc = zlib.crc32(b"\0")
 
     def seed(self, model: str, request: InferenceRequest) -> int | None:
+        """``sticky_seed(model, key)``, with the model's part computed once."""
         if self.parameter is not None:
             value = request.parameters.get(self.parameter)
             key = None if value is None else str(value)
         else:
             key = request.routing_key
-        return None if key is None else sticky_seed(model, key)
+        if key is None:
+            return None
+        if model != self._model:
+            self._model, self._model_crc = model, zlib.crc32(f"{model}\0".encode())
+        return zlib.crc32(key.encode(), self._model_crc)
 
 
 class WeightedRoutes:
