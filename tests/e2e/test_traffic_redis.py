@@ -53,8 +53,12 @@ def test_replicas_share_the_bandit_s_arms(tmp_path: Path, prefix: str) -> None:
             v2(second)
         # Each replica adds what it learned to Redis every half second and reads the totals.
         wait_for(lambda: pulls(first) == 42 and pulls(second) == 42, 10, "both see 42 pulls")
-    stored = redis.Redis.from_url(URL, decode_responses=True).hgetall(f"{prefix}bandit:m")
+    client = redis.Redis.from_url(URL, decode_responses=True)
+    (key,) = client.keys(f"{prefix}bandit:m:*")  # one hash: both replicas have one policy
+    stored = client.hgetall(key)
     assert int(stored.get("1:pulls", 0)) + int(stored.get("2:pulls", 0)) == 42
+    assert 0 < client.ttl(key) <= 30 * 86400  # forgotten when no replica uses it any more
+    client.close()
 
 
 def test_an_unreachable_redis_is_logged_once_and_serving_goes_on(tmp_path: Path) -> None:

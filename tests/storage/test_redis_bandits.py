@@ -61,6 +61,9 @@ def test_replicas_learn_from_each_other_s_feedback(prefix: str) -> None:
         assert two.arms[1] == ArmCounts(1, 1, 0.0)
         await sync_one.exchange_all()
         assert one.arms == two.arms
+        other = Bandit("m", BanditSpec(versions=("1", "2"), algorithm="ucb1"))
+        assert other.key != one.key  # another policy counts apart
+        assert (await RedisBanditStore(URL, prefix=prefix).exchange(other.key, {})) == {}
         two.rewarded(2, 1.0)  # learned since: counted at once, locally
         assert two.arms[2].rewards == 11
         await sync_one.stop()

@@ -1,6 +1,8 @@
-"""Bandit arms shared by replicas in Redis (``--redis-url``): one hash per model,
-``<prefix>bandit:<model>``, fields ``<version>:pulls``, ``<version>:rewards`` and
-``<version>:reward_sum``, added to atomically (HINCRBY, HINCRBYFLOAT) and read back whole."""
+"""Bandit arms shared by replicas in Redis (``--redis-url``): one hash per bandit,
+``<prefix>bandit:<model>:<digest of its bandit section>`` (a changed policy starts afresh; the
+same policy on every replica, or after a restart, goes on), fields ``<version>:pulls``,
+``<version>:rewards`` and ``<version>:reward_sum``, added to atomically (HINCRBY,
+HINCRBYFLOAT) and read back whole. A hash no replica touched for ``EXPIRE_S`` goes away."""
 
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from serval.core.routing.bandit_store import ArmCounts
 
 _TIMEOUT_S = 0.5  # a store slower than this is treated as unreachable for that exchange
+EXPIRE_S = 30 * 86400
 
 
 class RedisBanditStore:
@@ -30,16 +33,16 @@ class RedisBanditStore:
             decode_responses=True,
         )
 
-    def key(self, model: str) -> str:
-        return f"{self._prefix}bandit:{model}"
+    def key(self, bandit: str) -> str:
+        return f"{self._prefix}bandit:{bandit}"
 
     def describe(self) -> str:
         parts = urlsplit(self._url)
         host = parts.hostname or "localhost"
         return f"redis://{host}:{parts.port or 6379}"  # never the password
 
-    async def exchange(self, model: str, deltas: Mapping[int, ArmCounts]) -> dict[int, ArmCounts]:
-        key = self.key(model)
+    async def exchange(self, bandit: str, deltas: Mapping[int, ArmCounts]) -> dict[int, ArmCounts]:
+        key = self.key(bandit)
         try:
             async with self._client.pipeline(transaction=True) as pipe:
                 for version, delta in deltas.items():
@@ -48,6 +51,7 @@ class RedisBanditStore:
                     if delta.rewards:
                         pipe.hincrby(key, f"{version}:rewards", delta.rewards)
                         pipe.hincrbyfloat(key, f"{version}:reward_sum", delta.reward_sum)
+                pipe.expire(key, EXPIRE_S)
                 pipe.hgetall(key)
                 replies = await pipe.execute()
         except (RedisConnectionError, RedisTimeoutError) as exc:

@@ -12,6 +12,8 @@ algorithm. Counts live in memory; with a ``BanditStore`` they are shared (``band
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import random
 from collections.abc import Mapping
@@ -27,10 +29,14 @@ class Bandit:
     """The ``bandit`` policy and its arms. ``arms`` are the counts it chooses from: the shared
     totals last fetched plus what this replica learned since (``pending``)."""
 
-    __slots__ = ("_available", "_live", "algorithm", "arms", "epsilon", "model", "pending")
+    __slots__ = ("_available", "_live", "algorithm", "arms", "epsilon", "key", "model", "pending")
 
     def __init__(self, model: str, spec: BanditSpec) -> None:
         self.model = model
+        # What replicas share counts under: the model and its bandit section, so that a new
+        # policy starts afresh and the same one (every replica, a restart) goes on.
+        section = json.dumps(spec.model_dump(mode="json"), sort_keys=True).encode()
+        self.key = f"{model}:{hashlib.sha1(section).hexdigest()[:12]}"
         self.algorithm = spec.algorithm
         self.epsilon = spec.epsilon
         self.arms = {version: ArmCounts() for version in spec.version_numbers}

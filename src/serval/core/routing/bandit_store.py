@@ -39,11 +39,12 @@ class ArmCounts:
 
 
 class BanditStore(Protocol):
-    """Totals of each model's arms, shared by replicas."""
+    """Totals of each bandit's arms, shared by replicas."""
 
-    async def exchange(self, model: str, deltas: Mapping[int, ArmCounts]) -> dict[int, ArmCounts]:
-        """Add ``deltas`` to ``model``'s totals and return the totals of every arm; raises
-        ``ConnectionError`` or ``OSError`` when the store cannot be reached."""
+    async def exchange(self, key: str, deltas: Mapping[int, ArmCounts]) -> dict[int, ArmCounts]:
+        """Add ``deltas`` to the totals of the bandit ``key`` (``Bandit.key``) and return the
+        totals of every arm; raises ``ConnectionError`` or ``OSError`` when the store cannot be
+        reached."""
         ...
 
     async def close(self) -> None: ...
@@ -56,7 +57,7 @@ class BanditStore(Protocol):
 class SharedArms(Protocol):
     """What ``BanditSync`` exchanges for one bandit."""
 
-    model: str
+    key: str  # the model and its bandit section: replicas with the same policy share it
 
     def take_deltas(self) -> dict[int, ArmCounts]:
         """The counts learned since the last call (and forget them)."""
@@ -102,7 +103,7 @@ class BanditSync:
         for arms in list(self._bandits()):
             deltas = arms.take_deltas()
             try:
-                totals = await self._store.exchange(arms.model, deltas)
+                totals = await self._store.exchange(arms.key, deltas)
             except (ConnectionError, OSError, TimeoutError) as exc:
                 arms.give_back(deltas)
                 if self._reachable:
