@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 
 from serval.core.errors import ModelConfigError
+from serval.core.lifecycle.version_policy import VersionPolicy
 from serval.core.model_spec import ModelSpec
 from serval.core.specs.traffic import TrafficSpec
 
@@ -75,10 +76,27 @@ def test_bad_policies_name_the_field(traffic: Any, message: str) -> None:
 
 def test_unserved_names_the_first_field_with_a_version_not_served() -> None:
     traffic = parse({"routes": {"1": 1, "2": 1}, "shadow": {"versions": ["4"]}})
-    assert traffic.unserved({1, 2, 4}) is None
-    assert traffic.unserved({1, 4}) == (
+    every = VersionPolicy("all")
+    assert traffic.unserved(every, {1, 2, 4}, missing_ok=False) is None
+    assert traffic.unserved(every, {1, 4}, missing_ok=False) == (
         "traffic.routes.2: version 2 is not served (version_policy serves 1, 4)"
     )
-    assert traffic.unserved({1, 2}) == (
+    # model.yaml: a version whose folder is missing is fine if the version policy would serve it
+    assert traffic.unserved(every, {1, 4}, missing_ok=True) is None
+    specific = VersionPolicy("specific", versions=(1, 2))
+    assert traffic.unserved(specific, {1, 2}, missing_ok=True) == (
         "traffic.shadow.versions.0: version 4 is not served (version_policy serves 1, 2)"
     )
+    latest_two = VersionPolicy("latest", 2)
+    assert traffic.unserved(latest_two, {2, 3}, missing_ok=True) == (
+        "traffic.routes.1: version 1 is not served (version_policy serves 2, 3)"
+    )
+
+
+def test_a_canary_needs_a_stable_version_the_policy_serves() -> None:
+    traffic = parse({"canary": {"version": "2"}})
+    assert traffic.unserved(VersionPolicy("all"), {1, 2}, missing_ok=False) is None
+    message = "traffic.canary.version: a canary needs a stable version beside it"
+    for policy in (VersionPolicy("latest", 1), VersionPolicy("specific", versions=(2,))):
+        problem = traffic.unserved(policy, {1, 2}, missing_ok=True)
+        assert problem is not None and problem.startswith(message)

@@ -15,7 +15,7 @@ import pytest
 import tritonclient.grpc as triton
 
 from serval.testing import RunningServer, run_server
-from tests.onnx_models import linear, write_model
+from tests.onnx_models import linear, remove_version, write_model
 from tests.runtimes.builders import write_python_model
 
 pytestmark = pytest.mark.e2e
@@ -216,13 +216,12 @@ def traffic_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running
 def test_a_bad_model_yaml_policy_is_reported_and_the_previous_one_kept(
     tmp_path: Path, http: Callable[[RunningServer], httpx.Client]
 ) -> None:
-    repo = repository(tmp_path, 'version_policy: all\ntraffic:\n  routes: {"1": 1}\n')
+    served = "version_policy: {specific: [1, 2, 3]}\n"
+    repo = repository(tmp_path, served + 'traffic:\n  routes: {"1": 1}\n')
     with run_server(repo, "--poll-interval-s", "0.2", grpc=False) as server:
         client = http(server)
         assert {v2(client) for _ in range(10)} == {1}
-        (repo / "m" / "model.yaml").write_text(
-            'version_policy: all\ntraffic:\n  routes: {"1": 1, "4": 1}\n'
-        )
+        (repo / "m" / "model.yaml").write_text(served + 'traffic:\n  routes: {"1": 1, "4": 1}\n')
 
         def reported() -> bool:
             index = client.post("/v2/repository/index").json()
@@ -233,12 +232,27 @@ def test_a_bad_model_yaml_policy_is_reported_and_the_previous_one_kept(
         assert {v2(client) for _ in range(10)} == {1}  # the previous policy
         assert client.get("/v2/models/m/traffic").json()["policy"] == {"routes": {"1": 1.0}}
         # Fixed, with a change of the traffic section only: applied, nothing reloaded.
-        (repo / "m" / "model.yaml").write_text(
-            'version_policy: all\ntraffic:\n  routes: {"2": 1}\n'
-        )
+        (repo / "m" / "model.yaml").write_text(served + 'traffic:\n  routes: {"2": 1}\n')
         wait_for(lambda: v2(client) == 2, 10, "the new policy applies")
         for version in (1, 2, 3):
             assert server.log().count(f"model m version {version} loading") == 1
+
+
+def test_a_removed_version_hands_its_share_to_the_others(
+    tmp_path: Path, http: Callable[[RunningServer], httpx.Client]
+) -> None:
+    repo = repository(tmp_path, 'version_policy: all\ntraffic:\n  routes: {"1": 50, "3": 50}\n')
+    with run_server(repo, "--poll-interval-s", "0.2", grpc=False) as server:
+        client = http(server)
+        assert {v2(client) for _ in range(60)} == {1, 3}
+        remove_version(repo, "m", 3)
+
+        def reported() -> bool:
+            state = client.get("/v2/models/m/traffic").json()
+            return state.get("unavailable", {}).get("versions") == ["3"]
+
+        wait_for(reported, 10, "the traffic state reports version 3 unavailable")
+        assert {v2(client) for _ in range(30)} == {1}  # not 2, the latest: the policy's 1
 
 
 def test_a_canary_with_one_second_steps_is_promoted(

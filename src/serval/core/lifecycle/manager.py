@@ -38,6 +38,7 @@ from serval.core.lifecycle.source import ModelSource, Source
 from serval.core.lifecycle.states import ServableState
 from serval.core.lifecycle.status import index_entries
 from serval.core.lifecycle.table import ModelTable
+from serval.core.lifecycle.version_policy import VersionPolicy
 from serval.core.load_override import LoadOverride
 from serval.core.model_spec import ModelSpec
 
@@ -87,13 +88,19 @@ class LifecycleManager(ModelTable):
             except Exception:
                 logger.exception("model %s: applying its configuration failed", name)
 
-    def served_versions(self, name: str) -> set[int]:
-        """The versions the model's version policy serves from its folders (loaded or not)."""
+    def version_folders(self, name: str) -> tuple[VersionPolicy, set[int]]:
+        """The model's version policy and its version folders (for a traffic policy to check
+        the versions it names against)."""
         record = self._models.get(name)
         if record is None or record.spec is None:
             raise ModelNotFoundError(f"unknown model {name!r}")
-        found = record.source.versions if record.source is not None else {}
-        return record.spec.policy.select(found)
+        found = set(record.source.versions) if record.source is not None else set()
+        return record.spec.policy, found
+
+    def served_versions(self, name: str) -> set[int]:
+        """The versions the model's version policy serves from its folders (loaded or not)."""
+        policy, found = self.version_folders(name)
+        return policy.select(found)
 
     @property
     def control_mode(self) -> ControlMode:

@@ -157,7 +157,7 @@ class FileSystemSource:
                 fingerprint = _fingerprint(child, spec_digest)
                 versions[version] = VersionSource(version, child, fingerprint)
         if spec.traffic is not None:
-            unserved = spec.traffic.unserved(spec.policy.select(set(versions)))
+            unserved = spec.traffic.unserved(spec.policy, set(versions), missing_ok=True)
             if unserved is not None:
                 return ModelSource(path.name, path, None, f"{spec_path}: {unserved}")
         found_file = spec_path if spec_digest else None

@@ -80,7 +80,8 @@ class TrafficController:
         if traffic is None:
             self._uninstall(model)
             return
-        problem = traffic.unserved(self._manager.served_versions(model))
+        policy, found = self._manager.version_folders(model)
+        problem = traffic.unserved(policy, found, missing_ok=True)
         if problem is not None:  # model.yaml's were checked; a load request's override not
             logger.warning("model %s: traffic policy not applied: %s", model, problem)
             return
@@ -90,14 +91,14 @@ class TrafficController:
     def put(self, model: str, body: object) -> dict[str, Any]:
         """Replace ``model``'s live policy with ``body`` (the model.yaml ``traffic`` schema);
         returns the new state. 400 naming the field on a bad body, 404 for an unknown model."""
-        served = self._manager.served_versions(model)  # 404 first
+        policy, found = self._manager.version_folders(model)  # 404 first
         if not isinstance(body, Mapping):
             raise InvalidInputError("the body must be a JSON object: the traffic section")
         try:
             traffic = TrafficSpec.model_validate(body)
         except ValidationError as exc:
             raise InvalidInputError(_where_in_traffic(exc)) from exc
-        problem = traffic.unserved(served)
+        problem = traffic.unserved(policy, found, missing_ok=False)
         if problem is not None:
             raise InvalidInputError(problem)
         self._install(model, traffic, "api")

@@ -11,13 +11,19 @@ its ``version_policy`` where the version folders are known (``unserved``).
 from __future__ import annotations
 
 import itertools
-from collections.abc import Collection, Mapping
-from typing import Any, Literal
+from collections.abc import Collection, Iterable, Mapping
+from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 MAX_VERSIONS = 64  # versions one policy may name
 MAX_STEPS = 100
+
+
+class SelectsVersions(Protocol):
+    """A version policy (``core.lifecycle.version_policy``): which versions it serves."""
+
+    def select(self, available: Iterable[int]) -> set[int]: ...
 
 
 class _Strict(BaseModel):
@@ -270,21 +276,32 @@ class TrafficSpec(_Strict):
             named += [(f"shadow.versions.{i}", v) for i, v in enumerate(shadows)]
         return named
 
-    def unserved(self, served: Collection[int]) -> str | None:
-        """Why the policy cannot apply when the model serves ``served``: the first version it
-        names that is not served, with the field; None when every one is."""
+    def unserved(
+        self, policy: SelectsVersions, found: Collection[int], *, missing_ok: bool
+    ) -> str | None:
+        """Why the policy cannot apply to a model whose version ``policy`` serves from the
+        version folders ``found``: the first version it names that is not served, with the
+        field; None when every one is. ``missing_ok`` (model.yaml): a version whose folder is
+        missing counts as served if the version policy would serve it, so that a policy may
+        name a version before its folder arrives or after it went (meanwhile its share goes to
+        the others); without it (the API), only versions served now count."""
+        served = policy.select(found)
         for field, version in self.named_versions():
-            if version not in served:
-                serves = ", ".join(str(v) for v in sorted(served)) or "no version"
-                return (
-                    f"traffic.{field}: version {version} is not served "
-                    f"(version_policy serves {serves})"
-                )
-        if self.canary is not None and not set(served) - {self.canary.version_number}:
+            if version in served:
+                continue
+            if missing_ok and version not in found and version in policy.select({*found, version}):
+                continue
+            serves = ", ".join(str(v) for v in sorted(served)) or "no version"
             return (
-                f"traffic.canary.version: a canary needs a stable version beside it (version "
-                f"{self.canary.version}; version_policy serves no other)"
+                f"traffic.{field}: version {version} is not served (version_policy serves {serves})"
             )
+        if self.canary is not None:
+            canary = self.canary.version_number
+            if not policy.select({*found, canary}) - {canary}:
+                return (
+                    f"traffic.canary.version: a canary needs a stable version beside it (version "
+                    f"{canary}; version_policy serves no other)"
+                )
         return None
 
     def as_json(self) -> dict[str, Any]:
