@@ -95,7 +95,9 @@ def build(settings: Settings, *, span_exporter: SpanExporter | None = None) -> S
         ),
     )
     router = Router()
-    traffic = TrafficController(manager, router, events, ShadowBook(), store=bandit_store(settings))
+    # One book of shadow statistics: the shadow runner writes it, the traffic API reads it.
+    shadows = ShadowBook()
+    traffic = TrafficController(manager, router, events, shadows, store=bandit_store(settings))
     dataplane = DataPlane(
         manager, events, ServerMetadata("serval", __version__, EXTENSIONS), router
     )
