@@ -140,6 +140,13 @@ class Settings(BaseSettings):
             return tuple(p.strip() for item in items for p in str(item).split(",") if p.strip())
         return value
 
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_scheme(cls, url: str | None) -> str | None:
+        if url is not None and not url.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must start with redis://, rediss:// or unix:// (redis://host:6379/0)")
+        return url
+
     @model_validator(mode="after")
     def _security_settings_agree(self) -> Settings:
         if (self.tls_cert is None) != (self.tls_key is None):

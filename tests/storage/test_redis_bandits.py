@@ -7,10 +7,13 @@ import asyncio
 import logging
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import redis
+from pydantic import ValidationError
 
+from serval.config import Settings
 from serval.core.routing.bandit import Bandit
 from serval.core.routing.bandit_store import ArmCounts, BanditSync
 from serval.core.specs.traffic import BanditSpec
@@ -93,3 +96,9 @@ def test_an_unreachable_redis_is_logged_once_and_the_counts_stay_local(
         await sync.stop()
 
     asyncio.run(test())
+
+
+def test_the_redis_url_setting_names_its_scheme(tmp_path: Path) -> None:
+    assert Settings(model_repository=tmp_path, redis_url=URL).redis_url == URL
+    with pytest.raises(ValidationError, match="must start with redis://, rediss:// or unix://"):
+        Settings(model_repository=tmp_path, redis_url="http://127.0.0.1:6379")
