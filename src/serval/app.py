@@ -27,7 +27,10 @@ from serval.core.events import EventBus
 from serval.core.lifecycle.manager import LifecycleManager, ManagerOptions
 from serval.core.lifecycle.source import FileSystemSource
 from serval.core.model_spec import ModelSpec
+from serval.core.routing.bandit_store import BanditStore
+from serval.core.routing.router import Router
 from serval.core.routing.shadow import ShadowBook
+from serval.core.routing.traffic import TrafficController
 from serval.core.servable import (
     CallLimits,
     Predictor,
@@ -39,6 +42,7 @@ from serval.core.shadow import SHADOWS_PER_THREAD, ShadowRunner
 from serval.observability.metrics import ServalMetrics, exposition
 from serval.observability.model_log import ModelStateLog
 from serval.observability.shadow_metrics import ShadowReport
+from serval.observability.traffic_metrics import TrafficMetrics
 from serval.protocols.rest.app import build_rest_app
 from serval.protocols.rest.auth import AuthMiddleware
 from serval.protocols.rest.v2 import EXTENSIONS
@@ -94,16 +98,26 @@ def build(settings: Settings, *, span_exporter: SpanExporter | None = None) -> S
             drain_timeout_s=settings.exit_timeout_s,
         ),
     )
+    router = Router()
     # Shadow copies in flight, over the whole server: a small multiple of the inference
-    # threads; beyond it copies are dropped and counted (docs/rollout.md).
+    # threads; beyond it copies are dropped and counted (docs/rollout.md). The runner writes
+    # the book of shadow statistics; the traffic API and the metrics read it.
     shadows = ShadowRunner(manager, events, ShadowBook(), SHADOWS_PER_THREAD * threads)
+    traffic = TrafficController(manager, router, events, shadows.book, store=bandit_store(settings))
     dataplane = DataPlane(
-        manager, events, ServerMetadata("serval", __version__, EXTENSIONS), shadows=shadows
+        manager,
+        events,
+        ServerMetadata("serval", __version__, EXTENSIONS),
+        router,
+        shadows=shadows,
     )
-    control = ControlPlane(manager)
+    control = ControlPlane(manager, traffic)
     telemetry = build_telemetry(
         settings, events, dataplane, inference_pool, span_exporter, shadows.book.every_model
     )
+    telemetry.on_stop.append(traffic.close)
+    if telemetry.registry is not None:
+        TrafficMetrics(telemetry.registry, traffic.models, traffic.rollbacks)
     rest_app = build_rest_app(
         dataplane,
         control,
@@ -141,6 +155,22 @@ def layer_plan(spec: ModelSpec, provider: ServableProvider) -> Sequence[Layer]:
         return ()
     # Keys outermost: batching and caches inside never see them (docs/keys.md).
     return (keys_layer,)
+
+
+def bandit_store(settings: Settings) -> BanditStore | None:
+    """Redis for the bandits' arms when ``--redis-url`` is set (else each process keeps its
+    own); an unreachable Redis is noticed, and logged, at the first exchange."""
+    if settings.redis_url is None:
+        return None
+    try:
+        from serval.storage.redis_bandits import RedisBanditStore  # noqa: PLC0415 - extra
+    except ImportError as exc:
+        logger.warning(
+            "--redis-url is ignored: %s is not installed (pip install 'serval-server[redis]')",
+            exc.name,
+        )
+        return None
+    return RedisBanditStore(settings.redis_url, prefix=settings.redis_prefix)
 
 
 def call_limits(spec: ModelSpec, threads: int) -> CallLimits:
@@ -194,7 +224,8 @@ class Telemetry:
     off) and what to call when the server stops."""
 
     metrics_endpoint: Callable[[], tuple[bytes, str]] | None = None
-    on_stop: list[Callable[[], None]] = field(default_factory=list)
+    on_stop: list[Callable[[], object]] = field(default_factory=list)
+    registry: CollectorRegistry | None = None  # the metrics' registry, when metrics are on
 
 
 def build_telemetry(
@@ -221,6 +252,7 @@ def build_telemetry(
         events.on_feedback(metrics.feedback.on_feedback)
         events.on_prediction(metrics.on_prediction, metrics.wants_prediction)
         telemetry.metrics_endpoint = partial(exposition, registry)
+        telemetry.registry = registry
     if settings.tracing:
         try:
             from serval.observability.tracing import Tracing  # noqa: PLC0415 - optional extra

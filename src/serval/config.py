@@ -101,6 +101,16 @@ class Settings(BaseSettings):
         ge=0,
         description="Open HTTP connections served at once; 0: half the process's file limit.",
     )
+    # State shared by replicas (docs/rollout.md#bandits).
+    redis_url: str | None = Field(
+        default=None,
+        description="Redis holding state that replicas share (bandit arms), e.g. "
+        "redis://localhost:6379/0; without it, state is per process. Unreachable: each "
+        "replica keeps its own, logged once, and serving continues.",
+    )
+    redis_prefix: str = Field(
+        default="serval:", max_length=200, description="Prefix of every Redis key serval uses."
+    )
     # Observability (docs/observability.md).
     log_format: Literal["auto", "json", "text"] = Field(
         default="auto", description="auto: JSON lines unless stderr is a terminal."
@@ -129,6 +139,13 @@ class Settings(BaseSettings):
         if isinstance(items, list | tuple):
             return tuple(p.strip() for item in items for p in str(item).split(",") if p.strip())
         return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_scheme(cls, url: str | None) -> str | None:
+        if url is not None and not url.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must start with redis://, rediss:// or unix:// (redis://host:6379/0)")
+        return url
 
     @model_validator(mode="after")
     def _security_settings_agree(self) -> Settings:

@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import errno
 import gc
+import inspect
 import logging
 import resource
 import signal
@@ -50,12 +51,12 @@ class Server:
         rest_app: ASGIApp,
         grpc_service: GrpcService | None,
         executors: Sequence[Executor],
-        on_stop: Sequence[Callable[[], None]] = (),
+        on_stop: Sequence[Callable[[], object]] = (),
         before_unload: Sequence[Callable[[], Awaitable[None]]] = (),
     ) -> None:
-        """``on_stop``: called last when the server stops (e.g. flush buffered traces);
-        ``before_unload``: awaited once requests have drained, before models unload (e.g.
-        stop background work that holds leases)."""
+        """``on_stop``: called last when the server stops (e.g. flush buffered traces); an
+        awaitable one gets a moment to finish. ``before_unload``: awaited once requests have
+        drained, before models unload (e.g. stop background work that holds leases)."""
         self._settings = settings
         self._tls = tls
         self._manager = manager
@@ -147,7 +148,10 @@ class Server:
             executor.shutdown(wait=False, cancel_futures=True)
         for hook in self._on_stop:
             try:
-                hook()
+                outcome = hook()
+                if inspect.isawaitable(outcome):  # e.g. a last flush to a state store
+                    async with asyncio.timeout(_UNLOAD_GRACE_S):
+                        await outcome
             except Exception:
                 logger.exception("stopping %r failed", hook)
         logger.info("stopped")

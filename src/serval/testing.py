@@ -254,9 +254,11 @@ class MemorySource:
 
     def set_spec(self, name: str, spec: ModelSpec | dict[str, object]) -> None:
         """Give ``name`` this model.yaml (a spec, or its fields, validated as a file's are);
-        an invalid one is the model's config error. Every version's fingerprint changes."""
+        an invalid one is the model's config error. Every version's fingerprint changes,
+        unless only the ``traffic`` section did (as on disk: it reloads nothing)."""
         self._versions.setdefault(name, {})
         self._errors.pop(name, None)
+        previous = self._specs.get(name)
         try:
             where = f"{name}/model.yaml"
             parsed = spec if isinstance(spec, ModelSpec) else ModelSpec.parse(spec, source=where)
@@ -265,6 +267,8 @@ class MemorySource:
             self._specs[name] = None
         else:
             self._specs[name] = parsed
+            if previous is not None and _without_traffic(previous) == _without_traffic(parsed):
+                return
         self._edits += 1
         for version in self._versions[name]:
             self._versions[name][version] = f"edit-{self._edits}"
@@ -282,6 +286,10 @@ class MemorySource:
         }
         error = self._errors.get(name)
         return ModelSource(name, path, self._specs.get(name), error, versions)
+
+
+def _without_traffic(spec: ModelSpec) -> ModelSpec:
+    return spec.model_copy(update={"traffic": None})
 
 
 def write_version(

@@ -125,6 +125,22 @@ def test_admin_token_administers(http: httpx.Client) -> None:
     assert load.status_code == 200, load.text
 
 
+def test_traffic_changes_need_admin_and_reading_needs_read(http: httpx.Client) -> None:
+    assert http.get("/v2/models/linear/traffic", headers=bearer(READ)).status_code == 200
+    assert http.get("/v2/models/linear/traffic").status_code == 401
+    policy = {"routes": {"1": 1}}
+    for token in (READ, INFER):
+        refused = http.put("/v2/models/linear/traffic", json=policy, headers=bearer(token))
+        assert refused.status_code == 403, refused.text
+        assert "'admin' role" in refused.json()["error"]
+        rollback = http.post("/v2/models/linear/traffic/rollback", headers=bearer(token))
+        assert rollback.status_code == 403, rollback.text
+    put = http.put("/v2/models/linear/traffic", json=policy, headers=bearer(ADMIN))
+    assert put.status_code == 200, put.text
+    rolled = http.post("/v2/models/linear/traffic/rollback", headers=bearer(ADMIN))
+    assert rolled.json()["rollback"] == {"to": "1", "reason": "manual"}
+
+
 def test_errors_hide_details_from_all_but_admin(http: httpx.Client, repository: Path) -> None:
     hidden = http.post("/v2/models/broken/infer", json=INFER_BODY, headers=bearer(INFER))
     assert hidden.status_code == 503, hidden.text

@@ -12,7 +12,12 @@ from prometheus_client import CollectorRegistry
 from serval.core.events import StateChanged
 from serval.core.lifecycle.states import ServableId, ServableState
 from serval.core.model_spec import ModelSpec
+from serval.core.routing.bandit import Bandit
+from serval.core.routing.canary import CanaryRamp
+from serval.core.routing.traffic_state import ModelTraffic
+from serval.core.specs.traffic import BanditSpec, CanarySpec
 from serval.observability.metrics import ServalMetrics
+from serval.observability.traffic_metrics import TrafficMetrics
 
 ROOT = Path(__file__).resolve().parents[2]
 NAME = re.compile(r"\bserval_[a-z_]+")
@@ -27,6 +32,14 @@ def families() -> dict[str, str]:
         source="test",
     )
     metrics.on_state_changed(StateChanged(ServableId("m", 1), ServableState.AVAILABLE, spec=spec))
+    canary = CanaryRamp(CanarySpec(version="2"))
+    bandit = Bandit("b", BanditSpec(versions=("1", "2")))
+    bandit.rewarded(1, 1.0)
+    policies = [
+        ModelTraffic("c", None, "api", canary, canary=canary),
+        ModelTraffic("b", None, "api", bandit, bandit=bandit),
+    ]
+    TrafficMetrics(registry, lambda: policies, {"c": 1})
     return {
         family.name + ("_total" if family.type == "counter" else ""): family.type
         for family in registry.collect()

@@ -90,6 +90,7 @@ class _FailingDataPlane:
     """V1 predict leases the version first (one handle for decoding and inference)."""
 
     wants_headers = False
+    sticky_headers: dict[str, str] = {}
 
     def finish(self, *args: Any, **kwargs: Any) -> None:
         pass

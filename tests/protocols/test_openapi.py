@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+from types import SimpleNamespace
 from typing import Any
 
 import httpx
@@ -16,6 +17,7 @@ from serval import __version__
 from serval.cli.serve import register, settings_from_args
 from serval.protocols.rest.app import build_rest_app
 from serval.protocols.rest.openapi import openapi_document
+from serval.protocols.rest.traffic import TrafficRoutes
 from serval.protocols.rest.v1 import V1Routes
 from serval.protocols.rest.v2 import V2Routes
 
@@ -33,7 +35,11 @@ def _operations(document: dict[str, Any]) -> set[tuple[str, str]]:
 
 def _routes() -> list[Route]:
     # The route tables only: building them touches neither the data plane nor the models.
-    return [*V2Routes(None, None, 1024, None).routes(), *V1Routes(None, 1024).routes()]  # type: ignore[arg-type]
+    return [
+        *V2Routes(None, None, 1024, None).routes(),  # type: ignore[arg-type]
+        *TrafficRoutes(None).routes(),  # type: ignore[arg-type]
+        *V1Routes(None, 1024).routes(),  # type: ignore[arg-type]
+    ]
 
 
 def test_every_v2_route_is_described() -> None:
@@ -87,7 +93,10 @@ def test_metrics_and_version_follow_the_server() -> None:
 
 
 def _get_openapi(**options: Any) -> httpx.Response:
-    app = build_rest_app(None, None, max_request_bytes=1024, **options)  # type: ignore[arg-type]
+    # The route tables only: no request reaches the data plane (the inference endpoint keeps
+    # its sticky-header mapping).
+    dataplane = SimpleNamespace(sticky_headers={})
+    app = build_rest_app(dataplane, None, max_request_bytes=1024, **options)  # type: ignore[arg-type]
 
     async def get() -> httpx.Response:
         transport = httpx.ASGITransport(app=app)

@@ -146,6 +146,7 @@ async def close_sends_what_is_held_first() -> None:
 
 class ReadyDataPlane:
     wants_headers = False
+    sticky_headers: dict[str, str] = {}
 
     def __init__(self) -> None:
         self.records: list[RequestRecord] = []

@@ -62,6 +62,10 @@ _FLAGS: dict[str, dict[str, Any]] = {
         "type": int,
         "help": "open HTTP connections served (default 0: half the open-file limit)",
     },
+    "--redis-url": {
+        "help": "Redis for state replicas share (bandit arms), e.g. redis://host:6379/0"
+    },
+    "--redis-prefix": {"help": "prefix of serval's Redis keys (default serval:)"},
     "--log-level": {
         "choices": ["debug", "info", "warning", "error"],
         "help": "the least severe log lines written (default info)",

@@ -6,11 +6,12 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from serval.core.errors import InvalidInputError
+from serval.core.errors import InvalidInputError, UnsupportedError
 from serval.core.lifecycle.index_entry import IndexEntry
 from serval.core.lifecycle.manager import LifecycleManager
 from serval.core.lifecycle.states import ServableState
 from serval.core.load_override import LoadOverride
+from serval.core.routing.traffic import TrafficController
 
 __all__ = ["CONFIG_PARAMETER", "ControlPlane", "IndexEntry"]
 
@@ -21,8 +22,29 @@ _FILE_PREFIX = "file:"  # Triton's file overrides: "file:<version>/<file name>"
 
 
 class ControlPlane:
-    def __init__(self, manager: LifecycleManager) -> None:
+    def __init__(self, manager: LifecycleManager, traffic: TrafficController | None = None) -> None:
         self._manager = manager
+        self._traffic = traffic
+
+    # -- traffic policies (docs/rollout.md) -------------------------------------------------
+
+    def traffic(self, name: str) -> dict[str, Any]:
+        """The model's live traffic policy and its state."""
+        return self._traffic_controller().state(name)
+
+    def set_traffic(self, name: str, body: object) -> dict[str, Any]:
+        """Replace the model's live traffic policy (``body``: the model.yaml ``traffic``
+        section); it lasts until that section changes in model.yaml, or a restart."""
+        return self._traffic_controller().put(name, body)
+
+    def rollback_traffic(self, name: str, to: object = None) -> dict[str, Any]:
+        """All of the model's traffic to version ``to``, else to its stable version."""
+        return self._traffic_controller().rollback(name, to)
+
+    def _traffic_controller(self) -> TrafficController:
+        if self._traffic is None:
+            raise UnsupportedError("traffic policies are not enabled on this server")
+        return self._traffic
 
     async def index(self, ready_only: bool = False) -> list[IndexEntry]:
         entries = await self._manager.index()

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from serval.core.deadlines import predict_by_deadline
@@ -270,6 +270,14 @@ class DataPlane:
             record.finished_ns = ended
             record.error = error
             self._events.emit_request(record)
+
+    @property
+    def sticky_headers(self) -> Mapping[str, str]:
+        """Model -> the (lower-case) header holding its traffic policy's sticky key. The same
+        mapping for the server's life, changed in place: an adapter keeps it, and for each
+        request tests it for emptiness, then puts that header's value on
+        ``InferenceRequest.routing_key`` for the models it names."""
+        return self._router.sticky_headers
 
     @property
     def wants_headers(self) -> bool:

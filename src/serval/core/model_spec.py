@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from serval.core.errors import ModelConfigError
 from serval.core.lifecycle.version_policy import VersionPolicy
 from serval.core.specs.keys import MAX_KEYS, KeySpec, unique_keys
+from serval.core.specs.traffic import TrafficSpec
 from serval.core.tensors.datatypes import DataType
 
 _LABEL = re.compile(r"^[A-Za-z0-9_]+$")
@@ -295,6 +296,12 @@ class ModelSpec(_Strict):
         "`[{name: customer, datatype: INT64}]`. A key may not share a name with an input or "
         "output of the model (a load error).",
     )
+    traffic: TrafficSpec | None = Field(
+        default=None,
+        description="How requests that name no version are routed over the served versions: "
+        "weighted routes (A/B, sticky), a canary ramp with guardrails, a bandit, shadow copies "
+        "(docs/rollout.md). A change of this section alone reloads no version.",
+    )
 
     @field_validator("labels")
     @classmethod
@@ -376,7 +383,7 @@ def describe_validation_error(exc: ValidationError, schema: type[BaseModel] | No
     parts = []
     for error in exc.errors():
         location = ".".join(str(part) for part in error["loc"]) or "(top level)"
-        reason = error["msg"]
+        reason = error["msg"].removeprefix("Value error, ")
         if error["type"] == "extra_forbidden":
             reason = "unknown key"
             if schema is not None and len(error["loc"]) == 1:

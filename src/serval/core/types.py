@@ -110,6 +110,9 @@ class InferenceRequest:
     # (REST: the connection closed). A request that must wait for the model watches it and is
     # dropped, never run, if its client leaves first. None: cancellation tells (gRPC).
     client_gone: Callable[[], Awaitable[object]] | None = None
+    # The sticky key of a traffic policy that keeps a user on one version (the header its
+    # ``sticky`` names), set by adapters only for a model whose policy asks for one.
+    routing_key: str | None = None
 
     @property
     def rows(self) -> int:

@@ -27,9 +27,9 @@ def test_short_and_long_forms() -> None:
 @pytest.mark.parametrize(
     ("keys", "message"),
     [
-        (["id", "id"], "keys: Value error, key 'id' is named more than once"),
-        ([{"name": "id", "shape": [3]}], "keys.0.shape: Value error, the first dimension"),
-        ([{"name": "id", "shape": [-1, 0]}], "keys.0.shape: Value error, dimensions after"),
+        (["id", "id"], "keys: key 'id' is named more than once"),
+        ([{"name": "id", "shape": [3]}], "keys.0.shape: the first dimension"),
+        ([{"name": "id", "shape": [-1, 0]}], "keys.0.shape: dimensions after"),
         ([{"name": "id", "shape": []}], "keys.0.shape"),
         ([{"name": "id", "datatype": "TEXT"}], "keys.0.datatype"),
         ([{"name": "id", "type": "BYTES"}], "keys.0.type: unknown key"),

@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 from concurrent.futures import Executor
 
 from serval.core.composition.layers import ServableBuilder
@@ -37,7 +38,9 @@ from serval.core.lifecycle.source import ModelSource, Source
 from serval.core.lifecycle.states import ServableState
 from serval.core.lifecycle.status import index_entries
 from serval.core.lifecycle.table import ModelTable
+from serval.core.lifecycle.version_policy import VersionPolicy
 from serval.core.load_override import LoadOverride
+from serval.core.model_spec import ModelSpec
 
 __all__ = ["ControlMode", "IndexEntry", "LifecycleManager", "ManagerOptions"]
 
@@ -68,7 +71,36 @@ class LifecycleManager(ModelTable):
             is_available=self._available,
             on_available=self._wake_dependents,
             on_retired=self._forget_if_gone,
+            on_configured=self._configured,
         )
+        self._configured_subscribers: tuple[Callable[[str, ModelSpec | None], None], ...] = ()
+
+    def on_configured(self, callback: Callable[[str, ModelSpec | None], None]) -> None:
+        """Call ``callback(model, spec)`` at each reconcile that accepts the model's spec (the
+        traffic policy applies it: a change of the traffic section reloads nothing), and with
+        None when the model has left the repository."""
+        self._configured_subscribers = (*self._configured_subscribers, callback)
+
+    def _configured(self, name: str, spec: ModelSpec | None) -> None:
+        for callback in self._configured_subscribers:
+            try:
+                callback(name, spec)
+            except Exception:
+                logger.exception("model %s: applying its configuration failed", name)
+
+    def version_folders(self, name: str) -> tuple[VersionPolicy, set[int]]:
+        """The model's version policy and its version folders (for a traffic policy to check
+        the versions it names against)."""
+        record = self._models.get(name)
+        if record is None or record.spec is None:
+            raise ModelNotFoundError(f"unknown model {name!r}")
+        found = set(record.source.versions) if record.source is not None else set()
+        return record.spec.policy, found
+
+    def served_versions(self, name: str) -> set[int]:
+        """The versions the model's version policy serves from its folders (loaded or not)."""
+        policy, found = self.version_folders(name)
+        return policy.select(found)
 
     @property
     def control_mode(self) -> ControlMode:

@@ -46,6 +46,7 @@ class Reconciler:
         is_available: Callable[[str], bool],
         on_available: Callable[[ModelRecord], None],
         on_retired: Callable[[ModelRecord], None],
+        on_configured: Callable[[str, ModelSpec | None], None] = lambda name, spec: None,
     ) -> None:
         self._loader_factory = loader_factory
         self._build = build
@@ -56,6 +57,7 @@ class Reconciler:
         self._is_available = is_available
         self._on_available = on_available
         self._on_retired = on_retired
+        self._on_configured = on_configured
         self.retirements: set[asyncio.Task[None]] = set()
 
     async def reconcile(self, record: ModelRecord) -> None:
@@ -64,11 +66,15 @@ class Reconciler:
         record.missing = ()
         if record.source is None or not record.wanted:
             aspired: set[int] = set()  # removed from the repository, or unloaded
+            if record.source is None:
+                self._on_configured(record.name, None)
         elif record.config_error is not None or spec is None:
             record.changed()
             return  # keep serving what is loaded; readiness reports the error
         else:
             record.last_good_spec = spec
+            # Sections that need no reload (traffic) apply now, loaded versions or not.
+            self._on_configured(record.name, spec)
             aspired = spec.policy.select(record.source.versions)
             record.needs = spec.dependencies()
             record.missing = tuple(d for d in record.needs if not self._is_available(d))
@@ -205,7 +211,8 @@ class Reconciler:
 def _with_override(fingerprint: str, override: LoadOverride | None) -> str:
     if override is None:
         return fingerprint
-    return f"{fingerprint}+{hash(override.spec.model_dump_json())}"
+    # Without the traffic section: a new traffic policy reloads no version.
+    return f"{fingerprint}+{hash(override.spec.model_dump_json(exclude={'traffic'}))}"
 
 
 def _describe(exc: BaseException) -> str:

@@ -12,6 +12,7 @@ they appear or change: a scan runs every poll interval, and the log is read by p
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import threading
 from collections.abc import Iterable
@@ -137,8 +138,9 @@ class FileSystemSource:
         try:
             if spec_path.is_file():
                 text = spec_path.read_text(encoding="utf-8")
-                spec_digest = hashlib.sha1(text.encode()).hexdigest()
-                spec = ModelSpec.parse(yaml.safe_load(text), source=str(spec_path))
+                document = yaml.safe_load(text)
+                spec_digest = _spec_digest(document)
+                spec = ModelSpec.parse(document, source=str(spec_path))
             else:
                 spec = ModelSpec()
         except ModelConfigError as exc:
@@ -154,6 +156,10 @@ class FileSystemSource:
             if version is not None and child.is_dir():
                 fingerprint = _fingerprint(child, spec_digest)
                 versions[version] = VersionSource(version, child, fingerprint)
+        if spec.traffic is not None:
+            unserved = spec.traffic.unserved(spec.policy, set(versions), missing_ok=True)
+            if unserved is not None:
+                return ModelSource(path.name, path, None, f"{spec_path}: {unserved}")
         found_file = spec_path if spec_digest else None
         return ModelSource(path.name, path, spec, None, versions, spec_file=found_file)
 
@@ -174,6 +180,19 @@ def _loggable(model: ModelSource) -> list[str]:
             f"configuration (if it had one)"
         )
     return problems
+
+
+def _spec_digest(document: object) -> str:
+    """What of model.yaml a version's fingerprint covers: every section but ``traffic``, which
+    applies on the next reconcile without reloading a version. Over the parsed document, so
+    comments and formatting reload nothing either."""
+    if isinstance(document, dict):
+        document = {key: value for key, value in document.items() if key != "traffic"}
+    try:
+        text = json.dumps(document, sort_keys=True, default=str)
+    except TypeError:  # keys of mixed types (1 and "a") do not sort: the file's order then
+        text = json.dumps(document, default=str)
+    return hashlib.sha1(text.encode()).hexdigest()
 
 
 def _fingerprint(folder: Path, spec_digest: str) -> str:

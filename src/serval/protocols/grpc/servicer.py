@@ -55,6 +55,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
     ) -> None:
         self._dataplane = dataplane
         self._control = control
+        self._sticky_headers = dataplane.sticky_headers  # one mapping, changed in place
 
     # -- health and metadata ---------------------------------------------------------------
 
@@ -120,7 +121,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
             record.headers = metadata
         log_context = current_request() or begin_request(metadata.get(REQUEST_ID_HEADER))
         try:
-            reply = await self._infer(request, context, record, log_context)
+            reply = await self._infer(request, context, record, log_context, metadata)
         except BaseException as exc:
             dataplane.finish(record, exc)
             raise
@@ -134,10 +135,14 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         context: grpc.aio.ServicerContext,
         record: RequestRecord,
         log_context: RequestLogContext,
+        metadata: dict[str, str],
     ) -> pb.ModelInferResponse:
         _check_deadline(context)
         inference = codec.decode_request(request)
         inference.record = record
+        sticky = self._sticky_headers
+        if sticky and (sticky_key := sticky.get(inference.model_name)) is not None:
+            inference.routing_key = metadata.get(sticky_key)  # metadata keys are lower-case
         # The client's id (the request's `id`, else x-request-id metadata) or the server's:
         # on the response and in its metadata, and the record's join key.
         log_context.adopt(inference.id)

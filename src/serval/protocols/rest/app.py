@@ -27,6 +27,7 @@ from serval.protocols.rest.openapi import (
     openapi_document,
     openapi_endpoint,
 )
+from serval.protocols.rest.traffic import TrafficRoutes
 from serval.protocols.rest.v1 import V1Routes
 from serval.protocols.rest.v2 import V2Routes
 from serval.protocols.rest.v2_infer import InferFastPath, V2InferEndpoint
@@ -64,7 +65,7 @@ def build_rest_app(
     infer = V2InferEndpoint(dataplane, max_request_bytes, access_log=access_log)
     v2 = V2Routes(dataplane, control, max_request_bytes, infer)
     v1 = V1Routes(dataplane, max_request_bytes)
-    routes = [*v2.routes(), *v1.routes()]
+    routes = [*v2.routes(), *TrafficRoutes(control).routes(), *v1.routes()]
     if metrics is not None:
         routes.append(Route(METRICS_PATH, _metrics_endpoint(metrics), methods=["GET"]))
     if openapi_version is not None:

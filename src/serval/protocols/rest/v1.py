@@ -159,6 +159,9 @@ class V1Routes:
                 id=log_context.request_id if log_context is not None else None,
                 record=record,
             )
+            sticky = dataplane.sticky_headers  # empty unless a traffic policy keeps users
+            if sticky and (sticky_header := sticky.get(name)) is not None:
+                infer_request.routing_key = request.headers.get(sticky_header)
             # One handle decodes and runs the request, so a reload between the two can never
             # decode by one version's metadata and run on the next.
             async with dataplane.lease(infer_request, label) as handle:

@@ -73,6 +73,7 @@ class V2InferEndpoint:
         self._dataplane = dataplane
         self._limit = max_request_bytes
         self._access_log = access_log
+        self._sticky_headers = dataplane.sticky_headers  # one mapping, changed in place
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """As the router's route (reached only if ``InferFastPath`` is not in front)."""
@@ -130,6 +131,8 @@ class V2InferEndpoint:
                 apply_schedule_headers(request, _text(timeout), _text(priority))
             request.record = record
             request.client_gone = partial(_until_disconnected, receive)
+            if self._sticky_headers:  # some model's traffic policy keeps users by a header
+                request.routing_key = _sticky_key(self._sticky_headers, model, headers)
             # The client's id (V2 `id`, else x-request-id) or the server's: on the response
             # and its header, and the record's join key.
             log_context.adopt(request.id)
@@ -209,3 +212,12 @@ def _text(value: bytes | None) -> str | None:
 
 def _trace_headers(scope: Scope) -> Mapping[str, str]:
     return {key.decode("latin-1"): value.decode("latin-1") for key, value in scope["headers"]}
+
+
+def _sticky_key(sticky: Mapping[str, str], model: str, headers: dict[bytes, bytes]) -> str | None:
+    """The value of the header ``model``'s traffic policy keeps users by, if any."""
+    name = sticky.get(model)
+    if name is None:
+        return None
+    value = headers.get(name.encode("latin-1"))
+    return value.decode("latin-1") if value is not None else None

@@ -1,0 +1,151 @@
+"""Throughput with a traffic policy against the same server without one (issue 12's target).
+
+Two servers of the working tree on two repositories holding the same ``tiny`` bench model as
+versions 1 and 2 (``version_policy: all``): one with no traffic policy (every request to the
+latest version), one with two routes and sticky users (``routes: {"1": 50, "2": 50}``,
+``sticky: {header: x-user-id}``). wrk drives each in turn with one-row V2 JSON requests, each
+with its own x-user-id (bench/rollout.lua, for both servers alike), alternating which goes
+first each round. Reports req/s, p50, p99 and the server's CPU time per request per round, the
+medians, and policy / no policy. Target: >= 0.95 x req/s at 64 connections.
+
+Usage: python bench/rollout.py [--connections 64] [--rounds 3] [--duration 5] [--routes JSON]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import onnx
+
+BENCH = Path(__file__).resolve().parent
+ROOT = BENCH.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.models import MODELS, build, model_yaml, single_row  # noqa: E402
+from bench.servers import cpu_seconds, free_port  # noqa: E402
+
+ROUTES = '{"1": 50, "2": 50}'
+
+
+def policy(routes: str) -> str:
+    return f"traffic:\n  routes: {routes}\n  sticky: {{header: x-user-id}}\n"
+
+
+def repository(root: Path, traffic: str) -> Path:
+    """``tiny`` as versions 1 and 2, both served; ``traffic``: the model.yaml section, or ""."""
+    for version in (1, 2):
+        folder = root / "tiny" / str(version)
+        folder.mkdir(parents=True, exist_ok=True)
+        onnx.save(build("tiny"), folder / "model.onnx")
+    spec = model_yaml(MODELS["tiny"], 1, 1024) + "version_policy: all\n" + traffic
+    (root / "tiny" / "model.yaml").write_text(spec, encoding="utf-8")
+    return root
+
+
+def start(repository: Path, log: Path) -> tuple[subprocess.Popen[bytes], int]:
+    port = free_port()
+    command = [sys.executable, "-m", "serval", "serve", str(repository), "--host", "127.0.0.1"]
+    command += ["--http-port", str(port), "--grpc-port", "0", "--log-level", "warning"]
+    process = subprocess.Popen(
+        command,
+        env=dict(os.environ, PYTHONPATH=str(ROOT / "src")),
+        stdout=subprocess.DEVNULL,
+        stderr=log.open("wb"),
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/health/ready", timeout=1):
+                return process, port
+        except OSError:
+            time.sleep(0.1)
+    process.kill()
+    raise RuntimeError(f"server on {repository} did not become ready; see {log}")
+
+
+def run_wrk(port: int, body: Path, connections: int, seconds: float) -> dict[str, int]:
+    env = dict(os.environ, BENCH_PATH="/v2/models/tiny/infer", BENCH_BODY=str(body))
+    script = str(BENCH / "rollout.lua")
+    command = ["wrk", "-t1", f"-c{connections}", f"-d{seconds:g}s", "-s", script]
+    out = subprocess.run(
+        [*command, f"http://127.0.0.1:{port}"], env=env, capture_output=True, text=True, check=True
+    ).stdout
+    line = next(line for line in out.splitlines() if line.startswith("BENCH_RESULT"))
+    result: dict[str, int] = json.loads(line.split(" ", 1)[1])
+    return result
+
+
+def served(port: int) -> dict[str, int]:
+    """Requests per version since the policy was set (the policy's server only)."""
+    url = f"http://127.0.0.1:{port}/v2/models/tiny/traffic"
+    with urllib.request.urlopen(url, timeout=5) as response:
+        counts: dict[str, int] = json.load(response)["served"]
+    return counts
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--duration", type=float, default=5.0)
+    parser.add_argument(
+        "--routes",
+        default=ROUTES,
+        help=f'the policy\'s routes (default {ROUTES}); e.g. \'{{"1": 1, "2": 99}}\' keeps '
+        "the per-request policy work but sends nearly everything to one version, as without a "
+        "policy (each version batches on its own instance: a split halves the batches)",
+    )
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as temp:
+        folder = Path(temp)
+        row = single_row("tiny")
+        doc = {"inputs": [{"name": "x", "datatype": "FP32", "shape": list(row.shape)}]}
+        doc["inputs"][0]["data"] = row.ravel().tolist()
+        body = folder / "body.json"
+        body.write_text(json.dumps(doc))
+        servers = {
+            name: start(repository(folder / name, traffic), folder / f"{name}.log")
+            for name, traffic in (("none", ""), ("policy", policy(args.routes)))
+        }
+        results: dict[str, list[tuple[float, float]]] = {name: [] for name in servers}
+        try:
+            for round_index in range(args.rounds):
+                order = list(servers) if round_index % 2 == 0 else list(reversed(servers))
+                for name in order:
+                    process, port = servers[name]
+                    cpu_before = cpu_seconds(process.pid)
+                    wrk = run_wrk(port, body, args.connections, args.duration)
+                    cpu_per_request = (cpu_seconds(process.pid) - cpu_before) / wrk["requests"]
+                    rate = wrk["requests"] / (wrk["duration_us"] / 1e6)
+                    results[name].append((rate, cpu_per_request * 1e6))
+                    print(
+                        f"{name:6} {rate:8,.0f} req/s  p50 {wrk['p50_us'] / 1e3:6.2f} ms  "
+                        f"p99 {wrk['p99_us'] / 1e3:6.2f} ms  "
+                        f"CPU/request {cpu_per_request * 1e6:6.1f} µs  non-2xx {wrk['non2xx']}",
+                        flush=True,
+                    )
+            print(f"policy server, requests per version: {served(servers['policy'][1])}")
+        finally:
+            for process, _ in servers.values():
+                process.terminate()
+                process.wait(timeout=30)
+    medians = {}
+    for name, rows in results.items():
+        rates = sorted(rate for rate, _ in rows)
+        cpus = sorted(cpu for _, cpu in rows)
+        medians[name] = (rates[len(rates) // 2], cpus[len(cpus) // 2])
+        print(f"{name:6} median {medians[name][0]:8,.0f} req/s, {medians[name][1]:6.1f} µs CPU/req")
+    (base_rate, base_cpu), (rate, cpu) = medians["none"], medians["policy"]
+    print(f"policy / none: {rate / base_rate:.2f} x req/s, {cpu / base_cpu:.2f} x CPU/request")
+
+
+if __name__ == "__main__":
+    main()
