@@ -17,6 +17,8 @@ from prometheus_client import CollectorRegistry
 from serval import __version__
 from serval.config import Settings
 from serval.core.batching.servable import BatchingOptions, BatchingServable
+from serval.core.composition.cascade import CascadeCounts
+from serval.core.composition.composite import CompositeServables
 from serval.core.composition.layers import Composition, no_layers
 from serval.core.composition.time_limit import TimeLimitedServable
 from serval.core.control import ControlPlane
@@ -32,6 +34,7 @@ from serval.core.servable import (
     ThreadPoolServable,
     TimedPredictor,
 )
+from serval.observability.composite_metrics import CompositeMetrics
 from serval.observability.metrics import ServalMetrics, exposition
 from serval.observability.model_log import ModelStateLog
 from serval.protocols.rest.app import build_rest_app
@@ -75,10 +78,14 @@ def build(settings: Settings, *, span_exporter: SpanExporter | None = None) -> S
             servable = TimeLimitedServable(servable, predictor.call_timeout_s)
         return servable
 
+    # A pipeline, cascade or ensemble is built by the same Composition: its composite
+    # servable is the base in place of a runtime's, and the plan's layers wrap it.
+    cascade_counts = CascadeCounts()
     manager = LifecycleManager(
         FileSystemSource(settings.model_repository),
         RuntimeRegistry.default(),
-        Composition(base, no_layers),  # cache, features and keys layers join the plan
+        # cache, features and keys layers join the plan
+        Composition(base, no_layers, CompositeServables(cascade_counts)),
         load_pool,
         events,
         ManagerOptions(
@@ -91,7 +98,9 @@ def build(settings: Settings, *, span_exporter: SpanExporter | None = None) -> S
     )
     dataplane = DataPlane(manager, events, ServerMetadata("serval", __version__, EXTENSIONS))
     control = ControlPlane(manager)
-    telemetry = build_telemetry(settings, events, dataplane, inference_pool, span_exporter)
+    telemetry = build_telemetry(
+        settings, events, dataplane, inference_pool, span_exporter, cascade_counts
+    )
     rest_app = build_rest_app(
         dataplane,
         control,
@@ -181,6 +190,7 @@ def build_telemetry(
     dataplane: DataPlane,
     inference_pool: ThreadPoolExecutor,
     span_exporter: SpanExporter | None = None,
+    cascade_counts: CascadeCounts | None = None,
 ) -> Telemetry:
     """Metrics on a registry of their own (never prometheus_client's global one), tracing
     only when asked; each subscribes to the events it needs (one record per request)."""
@@ -195,6 +205,8 @@ def build_telemetry(
         events.on_state_changed(metrics.on_state_changed)
         events.on_request(metrics.on_request)
         events.on_prediction(metrics.on_prediction, metrics.wants_prediction)
+        if cascade_counts is not None:
+            CompositeMetrics(registry, cascade_counts)
         telemetry.metrics_endpoint = partial(exposition, registry)
     if settings.tracing:
         try:

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from serval.core.errors import ModelConfigError
 from serval.core.lifecycle.version_policy import VersionPolicy
+from serval.core.specs.composite import CascadeStage, EnsembleSpec, PipelineSpec, check_cascade
 from serval.core.tensors.datatypes import DataType
 
 _LABEL = re.compile(r"^[A-Za-z0-9_]+$")
@@ -26,6 +27,23 @@ MAX_WARMUP_BATCH_SIZE = 1024
 MAX_DIMENSIONS = 16
 MAX_DIMENSION = 2**31 - 1
 MAX_TENSORS = 1024
+
+
+# Fields of a model with a runtime that a composite model refuses.
+_RUNTIME_ONLY = frozenset(
+    {
+        "runtime",
+        "max_batch_size",
+        "instances",
+        "dynamic_batching",
+        "concurrency",
+        "inputs",
+        "outputs",
+        "warmup",
+        "runtime_options",
+        "version_policy",
+    }
+)
 
 
 class _Strict(BaseModel):
@@ -286,6 +304,29 @@ class ModelSpec(_Strict):
         max_length=256,
         description="Free-form values handed to the runtime and model.",
     )
+    # Composite models (docs/composition.md): at most one of the three, and no version folders.
+    pipeline: PipelineSpec | None = Field(
+        default=None,
+        description="A composite model: steps that each call a model of the repository, "
+        "inputs wired from the pipeline's inputs or other steps' outputs.",
+    )
+    cascade: tuple[CascadeStage, ...] | None = Field(
+        default=None,
+        description="A composite model: stages tried in order per row; a row a stage accepts "
+        "is answered by it, the rest go to the next stage as one batch.",
+    )
+    ensemble: EnsembleSpec | None = Field(
+        default=None,
+        description="A composite model: members run concurrently on the same inputs; one "
+        "output is combined (mean or vote).",
+    )
+
+    @field_validator("cascade")
+    @classmethod
+    def _cascade_valid(
+        cls, stages: tuple[CascadeStage, ...] | None
+    ) -> tuple[CascadeStage, ...] | None:
+        return None if stages is None else check_cascade(stages)
 
     @field_validator("labels")
     @classmethod
@@ -301,9 +342,59 @@ class ModelSpec(_Strict):
     def policy(self) -> VersionPolicy:
         return self.version_policy.to_policy()
 
+    @property
+    def composite(self) -> Literal["pipeline", "cascade", "ensemble"] | None:
+        """Which composite section the spec has, if any: such a model has no runtime."""
+        if self.pipeline is not None:
+            return "pipeline"
+        if self.cascade is not None:
+            return "cascade"
+        if self.ensemble is not None:
+            return "ensemble"
+        return None
+
     def dependencies(self) -> tuple[str, ...]:
-        """Models this one needs loaded first (a pipeline's steps; none for a plain model)."""
+        """Models this one needs loaded first (a composite's steps; none for a plain model),
+        each once, in the order the spec names them."""
+        if self.pipeline is not None:
+            names = [step.ref.name for step in self.pipeline.steps]
+        elif self.cascade is not None:
+            names = [stage.ref.name for stage in self.cascade]
+        elif self.ensemble is not None:
+            names = [ref.name for ref in self.ensemble.refs]
+        else:
+            return ()
+        return tuple(dict.fromkeys(names))
+
+    def roles_of(self, model: str) -> tuple[str, ...]:
+        """Where a composite spec calls ``model``: "step 'clf'", "stage 1", "member 0"."""
+        if self.pipeline is not None:
+            return tuple(f"step {s.name!r}" for s in self.pipeline.steps if s.ref.name == model)
+        if self.cascade is not None:
+            return tuple(f"stage {i}" for i, s in enumerate(self.cascade) if s.ref.name == model)
+        if self.ensemble is not None:
+            refs = self.ensemble.refs
+            return tuple(f"member {i}" for i, ref in enumerate(refs) if ref.name == model)
         return ()
+
+    @model_validator(mode="after")
+    def _composite_fits(self) -> ModelSpec:
+        sections = [s for s in ("pipeline", "cascade", "ensemble") if getattr(self, s) is not None]
+        if len(sections) > 1:
+            raise ValueError(
+                f"{' and '.join(sections)}: a composite model has one of pipeline, cascade "
+                f"or ensemble"
+            )
+        if sections:
+            # These configure a runtime and its queue: a composite has neither (its steps'
+            # models batch and run as their own model.yaml says).
+            refused = sorted(_RUNTIME_ONLY & self.model_fields_set)
+            if refused:
+                raise ValueError(
+                    f"{', '.join(refused)}: not allowed with {sections[0]}: a composite model "
+                    f"has no runtime or queue of its own (set them on the models it calls)"
+                )
+        return self
 
     @model_validator(mode="after")
     def _batching_fits(self) -> ModelSpec:

@@ -76,7 +76,7 @@ class ModelTable:
                 continue
             missing = self._missing(record)
             if missing and not record.config_error:
-                problems.append(f"model {record.name!r}: {waiting_reason(missing)}")
+                problems.append(f"model {record.name!r}: {waiting_reason(missing, record.spec)}")
             elif record.config_error or record.failures or not record.serving:
                 problems.append(f"model {record.name!r}: {record.why_unavailable()}")
         return not problems, "; ".join(problems)
