@@ -167,6 +167,12 @@ def test_a_composite_has_metadata_statistics_and_an_index_row(
     assert meta["inputs"] == [{"name": "raw", "datatype": "FP32", "shape": [-1, 2]}]
     assert [o["name"] for o in meta["outputs"]] == ["probabilities", "label"]
     assert http.get("/v2/models/p/ready").status_code == 200
+    config = http.get("/v2/models/p/config")
+    assert config.status_code == 200, config.text
+    assert config.json()["platform"] == "serval_pipeline"
+    v1_meta = http.get("/v1/models/c/metadata")
+    assert v1_meta.status_code == 200, v1_meta.text
+    assert "served_by" in v1_meta.text
     v1 = http.get("/v1/models/c").json()
     assert v1["model_version_status"][0]["state"] == "AVAILABLE"
     v2_json(http, "p", ROWS, "raw")
@@ -180,7 +186,9 @@ def test_a_composite_has_metadata_statistics_and_an_index_row(
     assert rows["c"]["state"] == "READY"
 
 
-def test_a_cascade_answers_each_row_from_the_stage_that_accepts_it(http: httpx.Client) -> None:
+def test_a_cascade_answers_each_row_from_the_stage_that_accepts_it(
+    server: RunningServer, http: httpx.Client
+) -> None:
     out = v2_json(http, "c", ROWS)
     small = softmax(ROWS)
     accepted = small.max(axis=1) >= 0.9
@@ -189,6 +197,14 @@ def test_a_cascade_answers_each_row_from_the_stage_that_accepts_it(http: httpx.C
     assert out["label"] == expected.argmax(axis=1).tolist()
     assert out["served_by"] == ["classifier" if a else "large" for a in accepted]
     assert 0 < accepted.sum() < len(ROWS)  # both stages answer some rows
+    # gRPC and V1 carry served_by too (BYTES: raw bytes, text).
+    grpc_client = triton_grpc.InferenceServerClient(server.grpc_address)
+    x = triton_grpc.InferInput("x", list(ROWS.shape), "FP32")
+    x.set_data_from_numpy(ROWS)
+    served_by = grpc_client.infer("c", [x]).as_numpy("served_by")
+    assert served_by.tolist() == [b"classifier" if a else b"large" for a in accepted]
+    v1 = http.post("/v1/models/c:predict", json={"instances": ROWS.tolist()}).json()
+    assert [row["served_by"] for row in v1["predictions"]] == out["served_by"]
     metrics = http.get("/metrics").text
     assert 'serval_cascade_rows_total{model="c",stage="classifier"}' in metrics
     assert 'serval_cascade_rows_total{model="c",stage="large"}' in metrics

@@ -99,6 +99,9 @@ def test_a_pipeline_waits_for_its_steps_follows_them_away_and_back_and_to_new_ve
             in (response.json()["error"])
         )
         assert "waiting for model 'scaler' (step 'scale')" in reason(http, "p")
+        not_ready = http.get("/v2/models/p/ready")
+        assert not_ready.status_code == 503
+        assert "waiting for model 'scaler' (step 'scale')" in not_ready.json()["error"]
         # It comes back: ready again.
         write_model(tmp_path, "scaler", 3, affine(4.0, [0.0, 0.0]))
         wait_for(lambda: ready(http, "p"), "the pipeline became ready again")

@@ -414,3 +414,44 @@ def test_concurrent_requests_through_a_gated_step_get_their_own_rows() -> None:
             np.testing.assert_allclose(response.outputs[0].data, 5 * x)
 
     h.run(test)
+
+
+def test_a_step_gets_the_request_s_schedule_and_its_client_errors_stay_client_errors() -> None:
+    seen: list[InferenceRequest] = []
+
+    @dataclass
+    class Picky(FnPredictor):
+        def predict(self, request: InferenceRequest) -> InferenceResponse:
+            seen.append(request)
+            if request.inputs[0].data.sum() < 0:
+                raise InvalidInputError("negative values are not allowed")
+            return super().predict(request)
+
+    models = {"two": scaler(2), "picky": Picky((fp32("x", 2),), (fp32("y", 2),), dict)}
+    models["picky"].fn = lambda v: {"y": v["x"]}
+    spec = {
+        "pipeline": {
+            "steps": [
+                {"name": "a", "model": "two", "inputs": {"x": "inputs.x"}},
+                {"name": "b", "model": "picky:1", "inputs": {"x": "a.y"}},
+            ],
+            "outputs": {"out": "b.y"},
+        }
+    }
+    h = harness(models, {"p": spec})
+
+    async def test(h: Harness) -> None:
+        await h.manager.start()
+        request = x_request("p", np.ones((1, 2), np.float32))
+        request.id, request.priority, request.deadline = "r-7", 2, time.monotonic() + 30
+        await plane(h).infer(request)
+        (step,) = seen
+        assert (step.id, step.priority, step.deadline) == ("r-7", 2, request.deadline)
+        assert step.model_name == "picky" and step.model_version == "1"
+        with pytest.raises(
+            InvalidInputError,
+            match=r"pipeline 'p' step 'b' \(model 'picky'\): negative values are not allowed",
+        ):
+            await plane(h).infer(x_request("p", -np.ones((1, 2), np.float32)))
+
+    h.run(test)
