@@ -23,6 +23,7 @@ from serval.core.tensors.datatypes import DataType
 from serval.core.types import (
     InferenceRequest,
     InferenceResponse,
+    RequestedOutput,
     ServableMetadata,
     Tensor,
     TensorSpec,
@@ -114,6 +115,7 @@ class CascadeServable:
         else:
             wanted = [output.name for output in request.outputs]
         model_outputs = [name for name in wanted if name != SERVED_BY]
+        requested = [RequestedOutput(name) for name in model_outputs]
         rows = request.rows
         if any(tensor.data.ndim == 0 for tensor in request.inputs):
             raise InvalidInputError(
@@ -126,9 +128,9 @@ class CascadeServable:
         datatypes: dict[str, DataType] = {}
         served_by = np.empty(rows, dtype=np.object_)
         for stage in self._stages:
-            asked = model_outputs
-            if stage.accept is not None and stage.accept.output not in asked:
-                asked = [*model_outputs, stage.accept.output]
+            asked = requested
+            if stage.accept is not None and stage.accept.output not in model_outputs:
+                asked = [*requested, RequestedOutput(stage.accept.output)]
             response = await stage.call(request, inputs, asked)
             produced = {tensor.name: tensor for tensor in response.outputs}
             taken = len(remaining)

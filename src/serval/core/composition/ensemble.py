@@ -24,7 +24,13 @@ from serval.core.composition.signatures import (
 from serval.core.composition.steps import StepCall, concurrently
 from serval.core.errors import ModelExecutionError, ModelLoadError
 from serval.core.specs.composite import EnsembleSpec
-from serval.core.types import InferenceRequest, InferenceResponse, ServableMetadata, Tensor
+from serval.core.types import (
+    InferenceRequest,
+    InferenceResponse,
+    RequestedOutput,
+    ServableMetadata,
+    Tensor,
+)
 
 PLATFORM = "serval_ensemble"
 
@@ -32,12 +38,13 @@ PLATFORM = "serval_ensemble"
 class EnsembleServable:
     """The servable of an ensemble model named ``name``."""
 
-    __slots__ = ("_combine", "_members", "_output", "metadata", "name")
+    __slots__ = ("_asked", "_combine", "_members", "_output", "metadata", "name")
 
     def __init__(self, name: str, spec: EnsembleSpec, provider: ServableProvider) -> None:
         self.name = name
         self._combine = spec.combine
         self._output = spec.output
+        self._asked = [RequestedOutput(spec.output)]
         self._members = [
             StepCall(provider, ref, f"ensemble {name!r} member {index} (model {ref.name!r})")
             for index, ref in enumerate(spec.refs)
@@ -71,11 +78,12 @@ class EnsembleServable:
 
     async def predict(self, request: InferenceRequest) -> InferenceResponse:
         first = self._members[0]
-        wanted = None if request.outputs is None else [o.name for o in request.outputs]
-        if wanted is not None and self._output not in wanted:
+        wanted = request.outputs
+        if wanted is not None and all(o.name != self._output for o in wanted):
             response = await first(request, request.inputs, wanted)
             return InferenceResponse(request.model_name, response.outputs)
-        others = [member(request, request.inputs, [self._output]) for member in self._members[1:]]
+        asked = self._asked  # the others are asked for the combined output only
+        others = [member(request, request.inputs, asked) for member in self._members[1:]]
         responses = await concurrently([first(request, request.inputs, wanted), *others])
         values = [
             self._value(member, response)

@@ -8,22 +8,22 @@ thread: each is an ``await`` on the step model's own servable.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 from serval.core.composition.provider import ServableProvider
 from serval.core.composition.signatures import describe, narrower, output_of, tensors_fit
 from serval.core.composition.steps import StepCall, concurrently
 from serval.core.errors import ModelExecutionError, ModelLoadError
-from serval.core.specs.composite import PipelineSpec, PipelineStep, TensorRef
+from serval.core.specs.composite import INPUTS, PipelineSpec, PipelineStep, TensorRef
 from serval.core.types import (
     InferenceRequest,
     InferenceResponse,
+    RequestedOutput,
     ServableMetadata,
     Tensor,
     TensorSpec,
 )
 
 PLATFORM = "serval_pipeline"
+_MAX_PLANS = 64
 
 
 class _Step:
@@ -37,10 +37,22 @@ class _Step:
         self.sources = step.sources()  # step input -> where it comes from
 
 
+class _Plan:
+    """The run of a request asking for ``outputs``: levels of (step, outputs asked of it)."""
+
+    __slots__ = ("levels", "outputs")
+
+    def __init__(
+        self, outputs: tuple[str, ...], levels: list[list[tuple[_Step, list[RequestedOutput]]]]
+    ) -> None:
+        self.outputs = outputs
+        self.levels = levels
+
+
 class PipelineServable:
     """The servable of a pipeline model named ``name``."""
 
-    __slots__ = ("_all_levels", "_outputs", "_steps", "metadata", "name")
+    __slots__ = ("_default", "_outputs", "_plans", "_steps", "metadata", "name")
 
     def __init__(self, name: str, spec: PipelineSpec, provider: ServableProvider) -> None:
         self.name = name
@@ -57,7 +69,8 @@ class PipelineServable:
         }
         self._outputs = {out: TensorRef.parse(text) for out, text in spec.outputs.items()}
         self.metadata = self._derive_metadata()
-        self._all_levels = self._levels(set(self._outputs))
+        self._plans: dict[tuple[str, ...], _Plan] = {}
+        self._default = self._plan(tuple(self._outputs))
 
     def _derive_metadata(self) -> ServableMetadata:
         """Every step's model's metadata (leased now), checked against the wiring."""
@@ -104,8 +117,13 @@ class PipelineServable:
             outputs.append(TensorSpec(out, produced.datatype, produced.shape))
         return ServableMetadata(PLATFORM, tuple(inputs.values()), tuple(outputs))
 
-    def _levels(self, outputs: set[str]) -> list[list[str]]:
-        """The steps that ``outputs`` need, grouped into levels that run one after another."""
+    def _plan(self, outputs: tuple[str, ...]) -> _Plan:
+        """What runs for a request asking for ``outputs``: the steps they need, in levels
+        that run one after another, and what each step is asked for (built once per output
+        selection)."""
+        plan = self._plans.get(outputs)
+        if plan is not None:
+            return plan
         needed: set[str] = set()
         stack = [self._outputs[out].step for out in outputs]
         while stack:
@@ -113,72 +131,74 @@ class PipelineServable:
             if name not in needed:
                 needed.add(name)
                 stack.extend(s.step for s in self._steps[name].sources.values() if not s.is_input)
-        levels: list[list[str]] = []
+        levels: list[list[_Step]] = []
         done: set[str] = set()
         while len(done) < len(needed):
             level = [
-                name
-                for name in self._steps  # the spec's order, so that runs are reproducible
+                step
+                for name, step in self._steps.items()  # the spec's order: reproducible runs
                 if name in needed
                 and name not in done
-                and all(s.is_input or s.step in done for s in self._steps[name].sources.values())
+                and all(s.is_input or s.step in done for s in step.sources.values())
             ]
             levels.append(level)
-            done.update(level)
-        return levels
+            done.update(step.name for step in level)
+        # Which outputs of each step are used: by a step that runs, or as a pipeline output.
+        used: dict[str, dict[str, None]] = {name: {} for name in needed}
+        for name in needed:
+            for source in self._steps[name].sources.values():
+                if not source.is_input:
+                    used[source.step][source.tensor] = None
+        for out in outputs:
+            source = self._outputs[out]
+            used[source.step][source.tensor] = None
+        asked = {name: [RequestedOutput(tensor) for tensor in used[name]] for name in needed}
+        plan = _Plan(outputs, [[(step, asked[step.name]) for step in lv] for lv in levels])
+        if len(self._plans) < _MAX_PLANS:  # the selections clients make are few
+            self._plans[outputs] = plan
+        return plan
 
     async def predict(self, request: InferenceRequest) -> InferenceResponse:
         if request.outputs is None:
-            wanted: Sequence[str] = list(self._outputs)
-            levels = self._all_levels
+            plan = self._default
         else:
-            wanted = [output.name for output in request.outputs]
-            levels = self._levels(set(wanted))
-        # Which outputs of each step are used: by a later step, or as a pipeline output.
-        used: dict[str, list[str]] = {}
-        for level in levels:
-            for name in level:
-                for source in self._steps[name].sources.values():
-                    if not source.is_input:
-                        used.setdefault(source.step, []).append(source.tensor)
-        for out in wanted:
-            source = self._outputs[out]
-            used.setdefault(source.step, []).append(source.tensor)
+            plan = self._plan(tuple(output.name for output in request.outputs))
         values: dict[tuple[str, str], Tensor] = {
-            ("inputs", tensor.name): tensor for tensor in request.inputs
+            (INPUTS, tensor.name): tensor for tensor in request.inputs
         }
-        for level in levels:
+        for level in plan.levels:
             if len(level) == 1:
-                await self._run(level[0], request, values, used)
+                step, asked = level[0]
+                await self._run(step, asked, request, values)
             else:
-                await concurrently([self._run(name, request, values, used) for name in level])
+                await concurrently([self._run(s, a, request, values) for s, a in level])
         outputs = []
-        for out in wanted:
+        for out in plan.outputs:
             source = self._outputs[out]
             tensor = values[(source.step, source.tensor)]
             outputs.append(Tensor(out, tensor.datatype, tensor.data, tensor.parameters))
         return InferenceResponse(request.model_name, outputs)
 
+    @staticmethod
     async def _run(
-        self,
-        name: str,
+        step: _Step,
+        asked: list[RequestedOutput],
         request: InferenceRequest,
         values: dict[tuple[str, str], Tensor],
-        used: dict[str, list[str]],
     ) -> None:
-        step = self._steps[name]
         inputs = []
         for wanted, source in step.sources.items():
             tensor = values[(source.step, source.tensor)]
             inputs.append(Tensor(wanted, tensor.datatype, tensor.data))
-        outputs = list(dict.fromkeys(used.get(name, ())))
-        response = await step.call(request, inputs, outputs)
+        response = await step.call(request, inputs, asked)
         produced = {tensor.name: tensor for tensor in response.outputs}
-        for output in outputs:
-            answered = produced.get(output)
+        for output in asked:
+            answered = produced.get(output.name)
             if answered is None:
-                raise ModelExecutionError(f"{step.call.label} did not answer output {output!r}")
-            values[(name, output)] = answered
+                raise ModelExecutionError(
+                    f"{step.call.label} did not answer output {output.name!r}"
+                )
+            values[(step.name, output.name)] = answered
 
     def workload(self) -> int:
         return 0  # its calls wait in the queues of the models it calls

@@ -37,26 +37,31 @@ _T = TypeVar("_T")
 
 
 async def concurrently(calls: Sequence[Coroutine[Any, Any, _T]]) -> list[_T]:
-    """Run ``calls`` at once; on the first failure cancel the others and raise it (the step
-    that failed is the one the client hears of)."""
-    tasks = [asyncio.ensure_future(call) for call in calls]
+    """Run ``calls`` at once, the last in this task (one task fewer); on the first failure
+    cancel the others and raise it (the step that failed is the one the client hears of)."""
+    tasks = [asyncio.ensure_future(call) for call in calls[:-1]]
     try:
-        return await asyncio.gather(*tasks)
+        last = await calls[-1]
+        return [*await asyncio.gather(*tasks), last]
     finally:
         for task in tasks:
-            task.cancel()
+            if not task.done():
+                task.cancel()
+            elif not task.cancelled():
+                task.exception()  # a second failure is dropped on purpose, not lost
 
 
 class StepCall:
     """Calls model ``ref`` for composite ``owner``; ``label`` names the step in errors, e.g.
     "pipeline 'p' step 'clf' (model 'classifier')"."""
 
-    __slots__ = ("label", "provider", "ref")
+    __slots__ = ("_version", "label", "provider", "ref")
 
     def __init__(self, provider: ServableProvider, ref: ModelRef, label: str) -> None:
         self.provider = provider
         self.ref = ref
         self.label = label
+        self._version = None if ref.version is None else str(ref.version)
 
     def metadata(self) -> ServableMetadata:
         """The metadata of the version a call would use now (read at load)."""
@@ -70,16 +75,16 @@ class StepCall:
         self,
         parent: InferenceRequest,
         inputs: list[Tensor],
-        outputs: Sequence[str] | None = None,
+        outputs: list[RequestedOutput] | None = None,
     ) -> InferenceResponse:
-        """Run ``inputs`` (asking for ``outputs``, None: all) on the model, with ``parent``'s
-        id, deadline, priority and client."""
+        """Run ``inputs`` (asking for ``outputs``, None: all; never changed, so a caller may
+        build it once) on the model, with ``parent``'s id, deadline, priority and client."""
         request = InferenceRequest(
             self.ref.name,
             inputs,
-            model_version=None if self.ref.version is None else str(self.ref.version),
+            model_version=self._version,
             id=parent.id,
-            outputs=None if outputs is None else [RequestedOutput(name) for name in outputs],
+            outputs=outputs,
             deadline=parent.deadline,
             priority=parent.priority,
             client_gone=parent.client_gone,
