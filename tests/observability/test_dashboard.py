@@ -9,9 +9,11 @@ from pathlib import Path
 
 from prometheus_client import CollectorRegistry
 
+from serval.core.composition.cascade import CascadeCounts
 from serval.core.events import StateChanged
 from serval.core.lifecycle.states import ServableId, ServableState
 from serval.core.model_spec import ModelSpec
+from serval.observability.composite_metrics import CompositeMetrics
 from serval.observability.metrics import ServalMetrics
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -22,6 +24,7 @@ def families() -> dict[str, str]:
     """Every serval metric family as written in the exposition: name -> type."""
     registry = CollectorRegistry()
     metrics = ServalMetrics(registry, pool_queue_depth=lambda: 0, process=False)
+    CompositeMetrics(registry, CascadeCounts())
     spec = ModelSpec.parse(
         {"inputs": [{"name": "x", "monitor": True}], "outputs": [{"name": "y", "classes": True}]},
         source="test",
