@@ -134,3 +134,60 @@ def test_concurrent_requests_through_a_batching_step_get_their_own_rows(tmp_path
             future.result()
         stats = http.get("/v2/models/scaler/stats").json()["model_stats"][0]
         assert stats["inference_stats"]["success"]["count"] == 16 * 20
+
+
+JUDGE = """
+import time
+
+from serval import InvalidInputError, ServingModel, TensorInfo
+
+
+class Judge(ServingModel):
+    inputs = [TensorInfo("x", "FP32", (-1, 2))]
+    outputs = [TensorInfo("y", "FP32", (-1, 2))]
+
+    def predict(self, data):
+        x = data["x"]
+        if (x < -100).any():
+            raise InvalidInputError("values below -100 are not allowed")
+        if (x > 100).any():
+            raise ZeroDivisionError("the judge crashed")
+        if (x == 50).any():
+            time.sleep(1.0)
+        return {"y": x}
+"""
+
+
+def test_a_step_s_errors_keep_their_status_and_name_the_step(tmp_path: Path) -> None:
+    write_model(tmp_path, "scaler", 1, affine(1.0, [0.0, 0.0]))
+    (tmp_path / "judge" / "1").mkdir(parents=True)
+    (tmp_path / "judge" / "1" / "model.py").write_text(JUDGE)
+    (tmp_path / "p").mkdir()
+    (tmp_path / "p" / "model.yaml").write_text(
+        "pipeline:\n"
+        "  steps:\n"
+        "    - {name: scale, model: scaler, inputs: {x: inputs.x}}\n"
+        "    - {name: check, model: judge, inputs: {x: scale.y}}\n"
+        "  outputs: {scaled: check.y}\n"
+    )
+    with (
+        run_server(tmp_path, grpc=False) as server,
+        httpx.Client(base_url=server.http_url, timeout=10) as http,
+    ):
+        step = "pipeline 'p' step 'check' (model 'judge')"
+        refused = infer(http, [[-500.0, 0.0]])
+        assert refused.status_code == 400, refused.text
+        assert f"{step}: values below -100 are not allowed" in refused.json()["error"]
+        crashed = infer(http, [[500.0, 0.0]])
+        assert crashed.status_code == 500, crashed.text
+        assert f"{step} failed" in crashed.json()["error"]
+        assert "ZeroDivisionError" in crashed.json()["error"]
+        body = {
+            "inputs": [{"name": "x", "datatype": "FP32", "shape": [1, 2], "data": [50.0, 0.0]}],
+            "parameters": {"timeout": 200_000},  # microseconds
+        }
+        late = http.post("/v2/models/p/infer", json=body)
+        assert late.status_code == 504, late.text
+        # The server goes on serving.
+        assert http.get("/v2/health/live").status_code == 200
+        assert scaled(infer(http, [[1.0, 2.0]])) == [1.0, 2.0]

@@ -16,6 +16,8 @@ import pytest
 
 from serval.core.composition.cascade import CascadeCounts
 from serval.core.composition.composite import CompositeServables
+from serval.core.composition.ensemble import EnsembleServable
+from serval.core.composition.wrapper import WrappingServable
 from serval.core.dataplane import DataPlane, ServerMetadata
 from serval.core.errors import (
     DeadlineExceededError,
@@ -453,5 +455,28 @@ def test_a_step_gets_the_request_s_schedule_and_its_client_errors_stay_client_er
             match=r"pipeline 'p' step 'b' \(model 'picky'\): negative values are not allowed",
         ):
             await plane(h).infer(x_request("p", -np.ones((1, 2), np.float32)))
+
+    h.run(test)
+
+
+def test_the_layer_plan_wraps_a_composite_as_it_wraps_a_plain_model() -> None:
+    class Outer(WrappingServable):
+        __slots__ = ()
+
+    h = Harness(lambda spec, provider: [lambda s, _: Outer(s)])
+    h.source.add_version("two", 1)
+    h.loaders.predictors[("two", 1)] = scaler(2)  # type: ignore[assignment]
+    h.source.add_version("e", 1)
+    h.source.set_spec(
+        "e", {"ensemble": {"models": ["two", "two:1"], "combine": "mean", "output": "y"}}
+    )
+
+    async def test(h: Harness) -> None:
+        await h.manager.start()
+        async with h.manager.lease("e") as handle:
+            assert isinstance(handle.servable, Outer)
+            assert isinstance(handle.servable.inner, EnsembleServable)
+        async with h.manager.lease("two") as handle:
+            assert isinstance(handle.servable, Outer)
 
     h.run(test)

@@ -34,3 +34,11 @@ def test_a_composite_folder_with_version_folders_is_an_error(tmp_path: Path) -> 
     assert model.spec is None
     assert model.config_error is not None
     assert "ensemble: a composite model has no version folders (found 1/)" in model.config_error
+
+
+def test_a_composite_that_calls_itself_is_an_error(tmp_path: Path) -> None:
+    (tmp_path / "e").mkdir()
+    (tmp_path / "e" / "model.yaml").write_text(ENSEMBLE.replace("[a, b]", "[a, e]"))
+    model = FileSystemSource(tmp_path).scan()["e"]
+    assert model.config_error is not None
+    assert "ensemble: member 1 calls the model itself" in model.config_error

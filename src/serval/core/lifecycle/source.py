@@ -167,6 +167,10 @@ class FileSystemSource:
                     f"(found {found}): move its models into model folders of their own"
                 )
                 return ModelSource(path.name, path, None, reason)
+            if path.name in spec.dependencies():
+                roles = ", ".join(spec.roles_of(path.name))
+                reason = f"{spec_path}: {spec.composite}: {roles} calls the model itself"
+                return ModelSource(path.name, path, None, reason)
             # One virtual version, the spec itself: an edit of model.yaml reloads it.
             versions = {COMPOSITE_VERSION: VersionSource(COMPOSITE_VERSION, path, spec_digest)}
         found_file = spec_path if spec_digest else None
