@@ -277,6 +277,16 @@ def test_a_pipeline_is_unavailable_while_a_step_is_gone_and_follows_new_versions
         assert h.serving("three") == [2]
         response = await dp.infer(x_request("p", x, ["total"]))
         np.testing.assert_allclose(response.outputs[0].data, 32 * x)
+        # A version that takes other shapes: the step's request is checked against it.
+        h.loaders.predictors[("three", 3)] = FnPredictor(  # type: ignore[assignment]
+            (fp32("x", 3),), (fp32("y", 3),), lambda v: {"y": v["x"]}
+        )
+        h.source.add_version("three", 3)
+        await h.sync()
+        with pytest.raises(
+            InvalidInputError, match=r"step 'triple' \(model 'three'\): input 'x': expected shape"
+        ):
+            await dp.infer(x_request("p", x, ["total"]))
 
     h.run(test)
 

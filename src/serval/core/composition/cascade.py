@@ -88,8 +88,10 @@ class CascadeServable:
         first_meta = first.metadata()
         first_name = f"stage 0 (model {first.ref.name!r})"
         inputs = first_meta.inputs
+        metas = []
         for index, stage in enumerate(self._stages):
             meta = first_meta if index == 0 else stage.call.metadata()
+            metas.append(meta)
             where = f"cascade stage {index} (model {stage.call.ref.name!r})"
             if index:
                 inputs = same_inputs(inputs, meta.inputs, where, first_name)
@@ -106,6 +108,8 @@ class CascadeServable:
                 f"cascade stage 0 (model {first.ref.name!r}): it has an output named "
                 f"{SERVED_BY!r}, which the cascade adds itself"
             )
+        for stage, meta in zip(self._stages, metas, strict=True):
+            stage.call.trust(meta)  # every stage gets rows of the request, checked against inputs
         served_by = TensorSpec(SERVED_BY, DataType.BYTES, (-1,))
         return ServableMetadata(PLATFORM, inputs, (*first_meta.outputs, served_by))
 

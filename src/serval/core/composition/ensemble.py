@@ -62,8 +62,10 @@ class EnsembleServable:
                 f"combine: mean needs numbers (vote takes labels)"
             )
         inputs = first_meta.inputs
+        first.trust(first_meta)  # every member gets the request, checked against `inputs`
         for index, member in enumerate(self._members[1:], start=1):
             meta = member.metadata()
+            member.trust(meta)
             where = f"ensemble member {index} (model {member.ref.name!r})"
             inputs = same_inputs(inputs, meta.inputs, where, first_name)
             theirs = output_of(meta.outputs, self._output, f"{where}: output")

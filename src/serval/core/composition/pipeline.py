@@ -89,6 +89,8 @@ class PipelineServable:
                 raise ModelLoadError(
                     f"{where}: the model's input {unwired!r} is not wired: add it to inputs"
                 )
+            # Whether what the step gets always fits (then its calls skip the check).
+            fits = True
             for wanted, source in step.sources.items():
                 consumer = declared[wanted]
                 if source.is_input:
@@ -109,6 +111,12 @@ class PipelineServable:
                         f"{where}: input {wanted!r} ({describe(consumer)}) does not match step "
                         f"{source.step!r} output {source.tensor!r} ({describe(producer)})"
                     )
+                fits = fits and all(
+                    want in (-1, got)
+                    for want, got in zip(consumer.shape, producer.shape, strict=True)
+                )
+            if fits:
+                step.call.trust(models[name])
         outputs = []
         for out, source in self._outputs.items():
             produced = output_of(

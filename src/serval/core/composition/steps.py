@@ -55,13 +55,21 @@ class StepCall:
     """Calls model ``ref`` for composite ``owner``; ``label`` names the step in errors, e.g.
     "pipeline 'p' step 'clf' (model 'classifier')"."""
 
-    __slots__ = ("_version", "label", "provider", "ref")
+    __slots__ = ("_trusted", "_version", "label", "provider", "ref")
 
     def __init__(self, provider: ServableProvider, ref: ModelRef, label: str) -> None:
         self.provider = provider
         self.ref = ref
         self.label = label
         self._version = None if ref.version is None else str(ref.version)
+        self._trusted: ServableMetadata | None = None
+
+    def trust(self, metadata: ServableMetadata) -> None:
+        """The composite checked at load that what it sends this step always fits
+        ``metadata`` (its inputs come from the request, already checked against the
+        composite's narrower inputs): calls to a version with exactly this metadata skip the
+        check. A new version (other metadata) is checked at each call."""
+        self._trusted = metadata
 
     def metadata(self) -> ServableMetadata:
         """The metadata of the version a call would use now (read at load)."""
@@ -92,8 +100,10 @@ class StepCall:
         lease = self._lease()
         started = time.perf_counter_ns()
         try:
-            validate_request(request, lease.servable.metadata)
-            response = await lease.servable.predict(request)
+            servable = lease.servable
+            if servable.metadata is not self._trusted:
+                validate_request(request, servable.metadata)
+            response = await servable.predict(request)
         except ServalError as exc:
             lease.stats.record_failure(time.perf_counter_ns() - started)
             raise _named(exc, self.label) from exc
