@@ -27,6 +27,7 @@ from serval.core.errors import (
 )
 from serval.core.events import EventBus
 from serval.core.lifecycle.states import ServableState
+from serval.core.load_override import LoadOverride
 from serval.core.model_spec import ModelSpec
 from serval.core.tensors.datatypes import DataType
 from serval.core.types import (
@@ -490,3 +491,14 @@ def test_the_layer_plan_wraps_a_composite_as_it_wraps_a_plain_model() -> None:
             assert isinstance(handle.servable, Outer)
 
     h.run(test)
+
+
+def test_a_load_override_keeps_the_composite_section_and_cannot_set_one() -> None:
+    file_spec = ModelSpec.parse(
+        {"ensemble": {"models": ["a", "b"], "combine": "mean", "output": "y"}}, source="m.yaml"
+    )
+    override = LoadOverride.parse({"parameters": {"owner": "me"}}, "e")
+    merged = override.applied_to(file_spec)
+    assert merged.composite == "ensemble" and merged.parameters == {"owner": "me"}
+    with pytest.raises(InvalidInputError, match="pipeline cannot be set by a load request"):
+        LoadOverride.parse({"pipeline": {}}, "e")
