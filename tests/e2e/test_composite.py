@@ -147,6 +147,10 @@ def test_a_pipeline_equals_its_models_composed_over_every_protocol(
     grpc_client = triton_grpc.InferenceServerClient(server.grpc_address)
     raw_g = triton_grpc.InferInput("raw", list(ROWS.shape), "FP32")
     raw_g.set_data_from_numpy(ROWS)
+    assert grpc_client.is_model_ready("p")
+    grpc_meta = grpc_client.get_model_metadata("p", as_json=True)
+    assert grpc_meta["platform"] == "serval_pipeline"
+    assert [i["name"] for i in grpc_meta["inputs"]] == ["raw"]
     result_g = grpc_client.infer("p", [raw_g])
     np.testing.assert_allclose(result_g.as_numpy("probabilities"), expected, rtol=1e-5)
     np.testing.assert_array_equal(result_g.as_numpy("label"), labels)
