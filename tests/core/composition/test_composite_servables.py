@@ -38,7 +38,7 @@ from serval.core.types import (
     Tensor,
     TensorSpec,
 )
-from tests.core.fakes import Harness
+from tests.core.fakes import Harness, wait_until
 
 Arrays = dict[str, np.ndarray[Any, Any]]
 
@@ -173,16 +173,29 @@ def test_a_pipeline_runs_its_dag_and_only_the_steps_the_outputs_need() -> None:
 
 def test_independent_steps_run_concurrently() -> None:
     models = {"two": scaler(2), "three": scaler(3), "add": adder()}
-    models["two"].delay_s = models["three"].delay_s = 0.3
+    # Each of the two independent steps waits until the other has started: run one after
+    # the other, the first would wait in vain.
+    started = {"two": threading.Event(), "three": threading.Event()}
+    met: list[bool] = []
+
+    def meeting(name: str, other: str, k: float) -> Callable[[Arrays], Arrays]:
+        def fn(v: Arrays) -> Arrays:
+            started[name].set()
+            met.append(started[other].wait(5))
+            return {"y": v["x"] * np.float32(k)}
+
+        return fn
+
+    models["two"].fn = meeting("two", "three", 2)
+    models["three"].fn = meeting("three", "two", 3)
     h = harness(models, {"p": DAG})
 
     async def test(h: Harness) -> None:
         await h.manager.start()
         x = np.ones((1, 2), np.float32)
-        started = time.monotonic()
-        await plane(h).infer(x_request("p", x))
-        # Run one after the other they take 0.6 s at least; at once, about 0.3 s.
-        assert time.monotonic() - started < 0.55
+        response = await plane(h).infer(x_request("p", x, ["total"]))
+        np.testing.assert_allclose(response.outputs[0].data, 5 * x)
+        assert met == [True, True]
 
     h.run(test)
 
@@ -421,7 +434,7 @@ def test_concurrent_requests_through_a_gated_step_get_their_own_rows() -> None:
         dp = plane(h)
         xs = [np.full((1 + i % 3, 2), i, np.float32) for i in range(8)]
         calls = [asyncio.create_task(dp.infer(x_request("p", x, ["total"]))) for x in xs]
-        await asyncio.sleep(0.05)
+        await wait_until(lambda: bool(models["add"].calls))  # requests pile up behind it
         gate.set()
         for x, response in zip(xs, await asyncio.gather(*calls), strict=True):
             np.testing.assert_allclose(response.outputs[0].data, 5 * x)
