@@ -244,6 +244,8 @@ def test_bad_composite_specs_are_load_errors_naming_step_and_tensor(http: httpx.
     for name in BAD:
         assert rows[name]["state"] != "READY"
         assert http.get(f"/v2/models/{name}/ready").status_code != 200
+    not_ready = http.get("/v2/models/mismatch/ready").json()["error"]
+    assert "step 'clf' output 'label' (INT64 [-1])" in not_ready
     response = http.post(
         "/v2/models/ghost/infer",
         json={"inputs": [{"name": "x", "datatype": "FP32", "shape": [1, 2], "data": [1, 2]}]},
