@@ -184,7 +184,9 @@ class PipelineServable:
         for out in plan.outputs:
             source = self._outputs[out]
             tensor = values[(source.step, source.tensor)]
-            outputs.append(Tensor(out, tensor.datatype, tensor.data, tensor.parameters))
+            if tensor.name != out:
+                tensor = Tensor(out, tensor.datatype, tensor.data, tensor.parameters)
+            outputs.append(tensor)
         return InferenceResponse(request.model_name, outputs)
 
     @staticmethod
@@ -197,7 +199,10 @@ class PipelineServable:
         inputs = []
         for wanted, source in step.sources.items():
             tensor = values[(source.step, source.tensor)]
-            inputs.append(Tensor(wanted, tensor.datatype, tensor.data))
+            # A new tensor only when renamed or carrying parameters meant for another model.
+            if tensor.name != wanted or tensor.parameters:
+                tensor = Tensor(wanted, tensor.datatype, tensor.data)
+            inputs.append(tensor)
         response = await step.call(request, inputs, asked)
         produced = {tensor.name: tensor for tensor in response.outputs}
         for output in asked:
