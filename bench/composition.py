@@ -9,7 +9,8 @@
     and sends the rest to the ``mlp`` reference model, against ``mlp`` alone: requests of
     ``--rows`` rows (binary tensors), in rows/s. Target: the cascade >= 3 x ``mlp``.
 
-Each contenders is driven in turn by wrk (bench/load.py), alternating which goes first each round;
+The models of each comparison are driven in turn by wrk (bench/load.py), rotating which goes first
+each round;
 the report is the median of the rounds. The cascade's threshold is the 10th percentile of the
 first stage's top score over the request's rows, computed here, so that 90 % are accepted.
 
@@ -93,8 +94,8 @@ def race(
     rounds: int,
     seconds: float,
 ) -> dict[str, float]:
-    """Requests/s of each model of ``contenders`` (model -> body), median over ``rounds``; the order
-    is rotated each round."""
+    """Requests/s of each model of ``contenders`` (model -> body), median over ``rounds``;
+    the order is rotated each round."""
     rates: dict[str, list[float]] = {model: [] for model in contenders}
     for index in range(rounds):
         names = list(contenders)
