@@ -10,8 +10,9 @@
     ``--rows`` rows (binary tensors), in rows/s. Target: the cascade >= 3 x ``mlp``.
 
 The models of each comparison are driven in turn by wrk (bench/load.py), rotating which goes
-first each round; the report is the median of the rounds. The cascade's threshold is the 10th percentile of the
-first stage's top score over the request's rows, computed here, so that 90 % are accepted.
+first each round; the report is the median of the rounds. The cascade's threshold is the 10th
+percentile of the first stage's top score over the request's rows, computed here, so that 90 %
+are accepted.
 
 Usage: python bench/composition.py [--connections 64] [--rows 128] [--rounds 3] [--duration 5]
 """
