@@ -23,9 +23,11 @@ from serval.core.errors import (
     DeadlineExceededError,
     InvalidInputError,
     ModelExecutionError,
+    ModelLoadError,
     ModelNotReadyError,
 )
 from serval.core.events import EventBus
+from serval.core.lifecycle.options import ControlMode
 from serval.core.lifecycle.states import ServableState
 from serval.core.load_override import LoadOverride
 from serval.core.model_spec import ModelSpec
@@ -515,3 +517,28 @@ def test_a_load_override_keeps_the_composite_section_and_cannot_set_one() -> Non
     assert merged.composite == "ensemble" and merged.parameters == {"owner": "me"}
     with pytest.raises(InvalidInputError, match="pipeline cannot be set by a load request"):
         LoadOverride.parse({"pipeline": {}}, "e")
+
+
+def test_loading_a_composite_through_the_api_loads_the_models_it_calls() -> None:
+    models = {"two": scaler(2), "three": scaler(3), "add": adder()}
+    h = Harness(control_mode=ControlMode.EXPLICIT)
+    for name, predictor in models.items():
+        h.source.add_version(name, 1)
+        h.loaders.predictors[(name, 1)] = predictor  # type: ignore[assignment]
+    h.source.add_version("p", 1)
+    h.source.set_spec("p", DAG)
+    h.source.add_version("ghost", 1)
+    h.source.set_spec(
+        "ghost", {"ensemble": {"models": ["two", "nowhere"], "combine": "mean", "output": "y"}}
+    )
+
+    async def test(h: Harness) -> None:
+        await h.manager.start()
+        assert h.serving("p") == [] and h.serving("two") == []
+        await h.manager.load("p")
+        assert h.serving("p") == [1]
+        assert [h.serving(name) for name in models] == [[1], [1], [1]]
+        with pytest.raises(ModelLoadError, match=r"waiting for model 'nowhere' \(member 1\)"):
+            await h.manager.load("ghost")
+
+    h.run(test)
