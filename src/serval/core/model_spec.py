@@ -17,7 +17,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from serval.core.errors import ModelConfigError
 from serval.core.lifecycle.version_policy import VersionPolicy
-from serval.core.specs.composite import CascadeStage, EnsembleSpec, PipelineSpec, check_cascade
+from serval.core.specs.composite import (
+    CascadeStage,
+    EnsembleSpec,
+    PipelineSpec,
+    check_cascade,
+    composite_calls,
+)
 from serval.core.tensors.datatypes import DataType
 
 _LABEL = re.compile(r"^[A-Za-z0-9_]+$")
@@ -356,26 +362,13 @@ class ModelSpec(_Strict):
     def dependencies(self) -> tuple[str, ...]:
         """Models this one needs loaded first (a composite's steps; none for a plain model),
         each once, in the order the spec names them."""
-        if self.pipeline is not None:
-            names = [step.ref.name for step in self.pipeline.steps]
-        elif self.cascade is not None:
-            names = [stage.ref.name for stage in self.cascade]
-        elif self.ensemble is not None:
-            names = [ref.name for ref in self.ensemble.refs]
-        else:
-            return ()
-        return tuple(dict.fromkeys(names))
+        calls = composite_calls(self.pipeline, self.cascade, self.ensemble)
+        return tuple(dict.fromkeys(ref.name for _, ref in calls))
 
     def roles_of(self, model: str) -> tuple[str, ...]:
         """Where a composite spec calls ``model``: "step 'clf'", "stage 1", "member 0"."""
-        if self.pipeline is not None:
-            return tuple(f"step {s.name!r}" for s in self.pipeline.steps if s.ref.name == model)
-        if self.cascade is not None:
-            return tuple(f"stage {i}" for i, s in enumerate(self.cascade) if s.ref.name == model)
-        if self.ensemble is not None:
-            refs = self.ensemble.refs
-            return tuple(f"member {i}" for i, ref in enumerate(refs) if ref.name == model)
-        return ()
+        calls = composite_calls(self.pipeline, self.cascade, self.ensemble)
+        return tuple(role for role, ref in calls if ref.name == model)
 
     @model_validator(mode="after")
     def _composite_fits(self) -> ModelSpec:

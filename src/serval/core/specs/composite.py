@@ -269,3 +269,19 @@ class EnsembleSpec(_Strict):
     @property
     def refs(self) -> tuple[ModelRef, ...]:
         return tuple(ModelRef.parse(model) for model in self.models)
+
+
+def composite_calls(
+    pipeline: PipelineSpec | None,
+    cascade: tuple[CascadeStage, ...] | None,
+    ensemble: EnsembleSpec | None,
+) -> list[tuple[str, ModelRef]]:
+    """Each call a composite section makes: its role ("step 'clf'", "stage 1", "member 0")
+    and the model it calls; empty for a model without one."""
+    if pipeline is not None:
+        return [(f"step {step.name!r}", step.ref) for step in pipeline.steps]
+    if cascade is not None:
+        return [(f"stage {index}", stage.ref) for index, stage in enumerate(cascade)]
+    if ensemble is not None:
+        return [(f"member {index}", ref) for index, ref in enumerate(ensemble.refs)]
+    return []
