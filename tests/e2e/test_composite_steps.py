@@ -1,5 +1,6 @@
-"""A pipeline while the models it calls come and go (poll mode), change version, and batch
-concurrent requests together."""
+"""A pipeline and the models it calls, against the real server: they come and go (poll mode),
+change version, batch concurrent requests together, and fail (400, 500, 504 naming the
+step)."""
 
 from __future__ import annotations
 
