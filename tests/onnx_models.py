@@ -111,6 +111,38 @@ def classifier(features: int = 2) -> onnx.ModelProto:
     )
 
 
+def affine(scale: float, shift: list[float], softmax: bool = False) -> onnx.ModelProto:
+    """FP32 x [-1, n] -> y = x * scale + shift [-1, n] (n = len(shift)); with ``softmax``, a
+    classifier of that instead: probabilities [-1, n] (softmax) and INT64 label [-1]."""
+    n = len(shift)
+    nodes = [
+        helper.make_node("Mul", ["x", "S"], ["scaled"]),
+        helper.make_node("Add", ["scaled", "B"], ["y"]),
+    ]
+    outputs = [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", n])]
+    if softmax:
+        nodes += [
+            helper.make_node("Softmax", ["y"], ["probabilities"], axis=1),
+            helper.make_node("ArgMax", ["y"], ["label"], axis=1, keepdims=0),
+        ]
+        outputs = [
+            helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["batch", n]),
+            helper.make_tensor_value_info("label", TensorProto.INT64, ["batch"]),
+        ]
+    return _model(
+        helper.make_graph(
+            nodes,
+            "affine",
+            [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", n])],
+            outputs,
+            [
+                numpy_helper.from_array(np.array([scale], np.float32), "S"),
+                numpy_helper.from_array(np.array(shift, np.float32), "B"),
+            ],
+        )
+    )
+
+
 def busy(width: int = 4, size: int = 128) -> onnx.ModelProto:
     """FP32 x [-1, width] and INT64 n [-1, 1] -> y = x, after max(n) rounds of a size x size
     MatMul: a model whose run time the request chooses (n = 0 is quick)."""

@@ -17,6 +17,8 @@ from prometheus_client import CollectorRegistry
 from serval import __version__
 from serval.config import Settings
 from serval.core.batching.servable import BatchingOptions, BatchingServable
+from serval.core.composition.cascade import CascadeCounts
+from serval.core.composition.composite import CompositeServables
 from serval.core.composition.keys import keys_layer
 from serval.core.composition.layers import Composition, Layer
 from serval.core.composition.provider import ServableProvider
@@ -39,6 +41,7 @@ from serval.core.servable import (
     TimedPredictor,
 )
 from serval.core.shadow import SHADOWS_PER_THREAD, ShadowRunner
+from serval.observability.composite_metrics import CompositeMetrics
 from serval.observability.metrics import ServalMetrics, exposition
 from serval.observability.model_log import ModelStateLog
 from serval.observability.shadow_metrics import ShadowReport
@@ -84,10 +87,13 @@ def build(settings: Settings, *, span_exporter: SpanExporter | None = None) -> S
             servable = TimeLimitedServable(servable, predictor.call_timeout_s)
         return servable
 
+    # A pipeline, cascade or ensemble is built by the same Composition: its composite
+    # servable is the base in place of a runtime's, and the plan's layers wrap it.
+    cascade_counts = CascadeCounts()
     manager = LifecycleManager(
         FileSystemSource(settings.model_repository),
         RuntimeRegistry.default(),
-        Composition(base, layer_plan),
+        Composition(base, layer_plan, CompositeServables(cascade_counts)),
         load_pool,
         events,
         ManagerOptions(
@@ -113,7 +119,13 @@ def build(settings: Settings, *, span_exporter: SpanExporter | None = None) -> S
     )
     control = ControlPlane(manager, traffic)
     telemetry = build_telemetry(
-        settings, events, dataplane, inference_pool, span_exporter, shadows.book.every_model
+        settings,
+        events,
+        dataplane,
+        inference_pool,
+        span_exporter,
+        shadow_report=shadows.book.every_model,
+        cascade_counts=cascade_counts,
     )
     telemetry.on_stop.append(traffic.close)
     if telemetry.registry is not None:
@@ -235,6 +247,7 @@ def build_telemetry(
     inference_pool: ThreadPoolExecutor,
     span_exporter: SpanExporter | None = None,
     shadow_report: ShadowReport | None = None,
+    cascade_counts: CascadeCounts | None = None,
 ) -> Telemetry:
     """Metrics on a registry of their own (never prometheus_client's global one), tracing
     only when asked; each subscribes to the events it needs (one record per request)."""
@@ -251,6 +264,8 @@ def build_telemetry(
         events.on_request(metrics.on_request)
         events.on_feedback(metrics.feedback.on_feedback)
         events.on_prediction(metrics.on_prediction, metrics.wants_prediction)
+        if cascade_counts is not None:
+            CompositeMetrics(registry, cascade_counts)
         telemetry.metrics_endpoint = partial(exposition, registry)
         telemetry.registry = registry
     if settings.tracing:

@@ -9,7 +9,14 @@ from typing import Any
 
 import numpy as np
 
-from serval.core.composition.layers import BaseServable, Composition, LayerPlan, no_layers
+from serval.core.composition.composite import CompositeServables
+from serval.core.composition.layers import (
+    BaseServable,
+    CompositeBase,
+    Composition,
+    LayerPlan,
+    no_layers,
+)
 from serval.core.events import EventBus, StateChanged
 from serval.core.lifecycle.manager import LifecycleManager, ManagerOptions
 from serval.core.model_spec import ModelSpec
@@ -24,7 +31,12 @@ class Harness:
     change; the retry backoff is 0 unless ``retry_initial_s`` says otherwise."""
 
     def __init__(
-        self, plan: LayerPlan = no_layers, base: BaseServable | None = None, **options: Any
+        self,
+        plan: LayerPlan = no_layers,
+        base: BaseServable | None = None,
+        *,
+        composite: CompositeBase | None = None,
+        **options: Any,
     ) -> None:
         self.source = MemorySource()
         self.pool = ThreadPoolExecutor(4)
@@ -36,7 +48,7 @@ class Harness:
         self.manager = LifecycleManager(
             self.source,
             self.loaders,
-            Composition(base or self._base, plan),
+            Composition(base or self._base, plan, composite or CompositeServables()),
             self.pool,
             self.bus,
             ManagerOptions(**options),

@@ -88,7 +88,7 @@ def test_feedback_for_unknown_ids_is_accepted_unmatched(bandit_server: RunningSe
         assert answer.json() == {"accepted": 2, "matched": 1}
 
 
-RAISING_MODEL = '''
+RAISING_MODEL = """
 from serval import ServingModel, TensorInfo
 
 
@@ -98,7 +98,7 @@ class Broken(ServingModel):
 
     def predict(self, data):
         raise RuntimeError("the shadow version is broken")
-'''
+"""
 
 
 @pytest.mark.parametrize("broken", [False, True], ids=["comparing", "raising"])

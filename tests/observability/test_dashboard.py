@@ -9,6 +9,7 @@ from pathlib import Path
 
 from prometheus_client import CollectorRegistry
 
+from serval.core.composition.cascade import CascadeCounts
 from serval.core.events import StateChanged
 from serval.core.lifecycle.states import ServableId, ServableState
 from serval.core.model_spec import ModelSpec
@@ -16,6 +17,7 @@ from serval.core.routing.bandit import Bandit
 from serval.core.routing.canary import CanaryRamp
 from serval.core.routing.traffic_state import ModelTraffic
 from serval.core.specs.traffic import BanditSpec, CanarySpec
+from serval.observability.composite_metrics import CompositeMetrics
 from serval.observability.metrics import ServalMetrics
 from serval.observability.traffic_metrics import TrafficMetrics
 
@@ -27,6 +29,7 @@ def families() -> dict[str, str]:
     """Every serval metric family as written in the exposition: name -> type."""
     registry = CollectorRegistry()
     metrics = ServalMetrics(registry, pool_queue_depth=lambda: 0, process=False)
+    CompositeMetrics(registry, CascadeCounts())
     spec = ModelSpec.parse(
         {"inputs": [{"name": "x", "monitor": True}], "outputs": [{"name": "y", "classes": True}]},
         source="test",

@@ -100,6 +100,10 @@ class DataPlane:
     def model_ready(self, name: str, version: str | int | None = None) -> bool:
         return self._manager.model_ready(name, parse_version(version))
 
+    def why_not_ready(self, name: str, version: str | int | None = None) -> str:
+        """Why ``model_ready`` says no (e.g. the step of a pipeline whose model is missing)."""
+        return self._manager.why_not_ready(name, parse_version(version))
+
     def model_metadata(
         self, name: str, version: str | int | None = None, label: str | None = None
     ) -> ModelMetadata:

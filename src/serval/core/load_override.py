@@ -26,6 +26,10 @@ OPERATOR_ONLY_FIELDS: Mapping[str, str] = {
     "trusted_types, isolation, workers, threads, timeouts)",
 }
 
+# A composite model's sections (docs/composition.md) say what the model is, which models it
+# calls: an override neither sets nor drops them; they are always model.yaml's.
+COMPOSITE_FIELDS = ("pipeline", "cascade", "ensemble")
+
 LOAD_REQUEST = "load request"
 
 
@@ -47,6 +51,11 @@ class LoadOverride:
                     f"parameters.config: {_field_name(key, value)} cannot be set by a load "
                     f"request: {OPERATOR_ONLY_FIELDS[key]}; set it in the model's model.yaml"
                 )
+            if key in COMPOSITE_FIELDS:
+                raise InvalidInputError(
+                    f"parameters.config: {key} cannot be set by a load request: it decides "
+                    f"which models the model calls; set it in the model's model.yaml"
+                )
         spec = ModelSpec.parse(config, source=f"{LOAD_REQUEST} for {model!r}: config")
         return cls(spec, frozenset(str(key) for key in config))
 
@@ -54,8 +63,8 @@ class LoadOverride:
         """The spec a load uses: the override's fields, the operator's from ``file_spec``
         (model.yaml; None: there is none, so the safe defaults)."""
         base = file_spec if file_spec is not None else ModelSpec()
-        operator = {name: getattr(base, name) for name in OPERATOR_ONLY_FIELDS}
-        return self.spec.model_copy(update=operator)
+        kept = (*OPERATOR_ONLY_FIELDS, *COMPOSITE_FIELDS)
+        return self.spec.model_copy(update={name: getattr(base, name) for name in kept})
 
     def describe_origins(self, spec_file: str | None) -> str:
         """Where each setting comes from, for the log: ``spec_file`` is model.yaml's path, or

@@ -17,6 +17,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from serval.core.errors import ModelConfigError
 from serval.core.lifecycle.version_policy import VersionPolicy
+from serval.core.specs.composite import (
+    CascadeStage,
+    EnsembleSpec,
+    PipelineSpec,
+    check_cascade,
+    composite_calls,
+)
 from serval.core.specs.keys import MAX_KEYS, KeySpec, unique_keys
 from serval.core.specs.traffic import TrafficSpec
 from serval.core.tensors.datatypes import DataType
@@ -28,6 +35,25 @@ MAX_WARMUP_BATCH_SIZE = 1024
 MAX_DIMENSIONS = 16
 MAX_DIMENSION = 2**31 - 1
 MAX_TENSORS = 1024
+
+
+# Fields of a model with a runtime (and versions to route between) that a composite model
+# refuses.
+_RUNTIME_ONLY = frozenset(
+    {
+        "traffic",
+        "runtime",
+        "max_batch_size",
+        "instances",
+        "dynamic_batching",
+        "concurrency",
+        "inputs",
+        "outputs",
+        "warmup",
+        "runtime_options",
+        "version_policy",
+    }
+)
 
 
 class _Strict(BaseModel):
@@ -302,6 +328,29 @@ class ModelSpec(_Strict):
         "weighted routes (A/B, sticky), a canary ramp with guardrails, a bandit, shadow copies "
         "(docs/rollout.md). A change of this section alone reloads no version.",
     )
+    # Composite models (docs/composition.md): at most one of the three, and no version folders.
+    pipeline: PipelineSpec | None = Field(
+        default=None,
+        description="A composite model: steps that each call a model of the repository, "
+        "inputs wired from the pipeline's inputs or other steps' outputs.",
+    )
+    cascade: tuple[CascadeStage, ...] | None = Field(
+        default=None,
+        description="A composite model: stages tried in order per row; a row a stage accepts "
+        "is answered by it, the rest go to the next stage as one batch.",
+    )
+    ensemble: EnsembleSpec | None = Field(
+        default=None,
+        description="A composite model: members run concurrently on the same inputs; one "
+        "output is combined (mean or vote).",
+    )
+
+    @field_validator("cascade")
+    @classmethod
+    def _cascade_valid(
+        cls, stages: tuple[CascadeStage, ...] | None
+    ) -> tuple[CascadeStage, ...] | None:
+        return None if stages is None else check_cascade(stages)
 
     @field_validator("labels")
     @classmethod
@@ -319,9 +368,47 @@ class ModelSpec(_Strict):
     def policy(self) -> VersionPolicy:
         return self.version_policy.to_policy()
 
+    @property
+    def composite(self) -> Literal["pipeline", "cascade", "ensemble"] | None:
+        """Which composite section the spec has, if any: such a model has no runtime."""
+        if self.pipeline is not None:
+            return "pipeline"
+        if self.cascade is not None:
+            return "cascade"
+        if self.ensemble is not None:
+            return "ensemble"
+        return None
+
     def dependencies(self) -> tuple[str, ...]:
-        """Models this one needs loaded first (a pipeline's steps; none for a plain model)."""
-        return ()
+        """Models this one needs loaded first (a composite's steps; none for a plain model),
+        each once, in the order the spec names them."""
+        calls = composite_calls(self.pipeline, self.cascade, self.ensemble)
+        return tuple(dict.fromkeys(ref.name for _, ref in calls))
+
+    def roles_of(self, model: str) -> tuple[str, ...]:
+        """Where a composite spec calls ``model``: "step 'clf'", "stage 1", "member 0"."""
+        calls = composite_calls(self.pipeline, self.cascade, self.ensemble)
+        return tuple(role for role, ref in calls if ref.name == model)
+
+    @model_validator(mode="after")
+    def _composite_fits(self) -> ModelSpec:
+        sections = [s for s in ("pipeline", "cascade", "ensemble") if getattr(self, s) is not None]
+        if len(sections) > 1:
+            raise ValueError(
+                f"{' and '.join(sections)}: a composite model has one of pipeline, cascade "
+                f"or ensemble"
+            )
+        if sections:
+            # These configure a runtime and its queue: a composite has neither (its steps'
+            # models batch and run as their own model.yaml says).
+            refused = sorted(_RUNTIME_ONLY & self.model_fields_set)
+            if refused:
+                raise ValueError(
+                    f"{', '.join(refused)}: not allowed with {sections[0]}: a composite model "
+                    f"has one version and no runtime or queue of its own (set them on the "
+                    f"models it calls)"
+                )
+        return self
 
     @model_validator(mode="after")
     def _batching_fits(self) -> ModelSpec:

@@ -1,2 +1,3 @@
-"""Composition: the layers a version's servable is built from, and the provider through which
-a composite servable leases the servables of other models."""
+"""Composition: the layers a version's servable is built from, the composite servables
+(pipeline, cascade, ensemble) that call other models, and the provider through which they
+lease those models' servables."""

@@ -5,14 +5,19 @@ pool) or a ``BatchingServable`` (a queue and threads of its own). Each layer wra
 built so far (cache, features, precomputed answers and keys join as layers), innermost first.
 The composition root (``app.py``) chooses the base and the plan; the lifecycle manager builds
 each version it loads with it and hands over itself as the ``ServableProvider``.
+
+A composite model (a pipeline, cascade or ensemble) has no runtime: its base is a composite
+servable (``composite_base``) that calls other models through the provider, and the same plan
+wraps it, so every layer (keys, cache) applies to composite and plain models alike.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
+from serval.core.composition.composite import CompositeServables
 from serval.core.composition.provider import ServableProvider
 from serval.core.model_spec import ModelSpec
 from serval.core.servable import Predictor, Servable
@@ -26,6 +31,9 @@ class Layer(Protocol):
 
 # The servable around the runtime's predictor.
 BaseServable = Callable[[Predictor, ModelSpec], Servable]
+# The servable of a composite model ``name``, which reaches the models it calls through the
+# provider.
+CompositeBase = Callable[[str, ModelSpec, ServableProvider], Servable]
 # The layers a spec asks for, innermost first. A layer that reaches other models closes over
 # the provider.
 LayerPlan = Callable[[ModelSpec, ServableProvider], Sequence[Layer]]
@@ -38,6 +46,10 @@ class ServableBuilder(Protocol):
         self, predictor: Predictor, spec: ModelSpec, provider: ServableProvider
     ) -> Servable: ...
 
+    def composite(self, name: str, spec: ModelSpec, provider: ServableProvider) -> Servable:
+        """The servable of composite model ``name`` (``spec.composite`` is set)."""
+        ...
+
 
 def no_layers(spec: ModelSpec, provider: ServableProvider) -> Sequence[Layer]:
     return ()
@@ -45,15 +57,23 @@ def no_layers(spec: ModelSpec, provider: ServableProvider) -> Sequence[Layer]:
 
 @dataclass(frozen=True, slots=True)
 class Composition:
-    """A ``ServableBuilder``: the base, then each layer of the plan."""
+    """A ``ServableBuilder``: the base (the runtime's, or a composite servable), then each
+    layer of the plan."""
 
     base: BaseServable
     plan: LayerPlan = no_layers
+    composite_base: CompositeBase = field(default_factory=CompositeServables)
 
     def __call__(
         self, predictor: Predictor, spec: ModelSpec, provider: ServableProvider
     ) -> Servable:
-        servable = self.base(predictor, spec)
+        return self.wrap(self.base(predictor, spec), spec, provider)
+
+    def composite(self, name: str, spec: ModelSpec, provider: ServableProvider) -> Servable:
+        return self.wrap(self.composite_base(name, spec, provider), spec, provider)
+
+    def wrap(self, servable: Servable, spec: ModelSpec, provider: ServableProvider) -> Servable:
+        """``servable`` inside each layer of the plan, innermost first."""
         for layer in self.plan(spec, provider):
             servable = layer(servable, spec)
         return servable

@@ -13,6 +13,7 @@ from types import TracebackType
 from typing import Protocol
 
 from serval.core.servable import Servable
+from serval.core.statistics import VersionStatistics
 
 
 class ServableLease(Protocol):
@@ -20,6 +21,11 @@ class ServableLease(Protocol):
 
     @property
     def servable(self) -> Servable: ...
+
+    @property
+    def stats(self) -> VersionStatistics:
+        """The version's statistics: a composite adds its calls to them, as a request would."""
+        ...
 
     def release(self) -> None: ...
 

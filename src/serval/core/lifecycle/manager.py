@@ -220,8 +220,15 @@ class LifecycleManager(ModelTable):
 
     async def load(self, name: str, spec_override: LoadOverride | None = None) -> None:
         """Load (or reload) a model from the repository; raise if no version serves after.
-        Versions it replaces drain in the background."""
+        Versions it replaces drain in the background. A model that needs others (a
+        composite) loads those of them that are not loaded first, as Triton's ensembles."""
         self._refuse_in_mode_none("load")
+        await self._load(name, spec_override, loading=set())
+
+    async def _load(
+        self, name: str, spec_override: LoadOverride | None, *, loading: set[str]
+    ) -> None:
+        loading.add(name)  # a cycle of composites loads each once, then says what it waits for
         loop = asyncio.get_running_loop()
         source = await loop.run_in_executor(self._load_executor, self._source.scan_model, name)
         if source is None:
@@ -237,6 +244,12 @@ class LifecycleManager(ModelTable):
         record.wanted = True
         record.failures.clear()  # an explicit load retries at once
         await self._reconcile(record)
+        needed = [d for d in record.missing if d not in loading and not self._available(d)]
+        if needed:
+            for dependency in needed:
+                with contextlib.suppress(ModelNotFoundError, ModelLoadError):
+                    await self._load(dependency, None, loading=loading)
+            await self._reconcile(record)  # its reason names what is still missing
         if record.config_error is not None:
             raise ModelLoadError(f"failed to load model {name!r}: {record.config_error}")
         if record.failures or not record.serving:

@@ -17,7 +17,7 @@ from dataclasses import replace
 
 from serval.core.composition.layers import ServableBuilder
 from serval.core.composition.provider import ServableProvider
-from serval.core.errors import ModelConfigError, ModelLoadError
+from serval.core.errors import ModelConfigError, ModelLoadError, ServalError
 from serval.core.events import EventBus, StateChanged
 from serval.core.lifecycle.handles import FailedLoad, ManagedServable
 from serval.core.lifecycle.loader import Loader, LoaderFactory, LoadRequest
@@ -27,7 +27,7 @@ from serval.core.lifecycle.source import VersionSource
 from serval.core.lifecycle.states import ServableId, ServableState
 from serval.core.load_override import LoadOverride
 from serval.core.model_spec import ModelSpec
-from serval.core.servable import Predictor
+from serval.core.servable import Predictor, Servable
 from serval.core.statistics import VersionStatistics
 
 logger = logging.getLogger("serval.core.lifecycle.manager")
@@ -124,13 +124,17 @@ class Reconciler:
         self._events.emit(StateChanged(servable_id, ServableState.LOADING, spec=spec))
         started = time.perf_counter()
         try:
-            loader = self._loader_factory(LoadRequest(record.name, found.version, found.path, spec))
-            loop = asyncio.get_running_loop()
-            predictor = await asyncio.wait_for(
-                loop.run_in_executor(self._load_executor, _load_guarded, loader),
-                self._options.load_timeout_s,
-            )
-            managed.servable = self._build(predictor, spec, self._provider)
+            if spec.composite is not None:
+                managed.servable = self._build_composite(record.name, spec)
+            else:
+                request = LoadRequest(record.name, found.version, found.path, spec)
+                loader = self._loader_factory(request)
+                loop = asyncio.get_running_loop()
+                predictor = await asyncio.wait_for(
+                    loop.run_in_executor(self._load_executor, _load_guarded, loader),
+                    self._options.load_timeout_s,
+                )
+                managed.servable = self._build(predictor, spec, self._provider)
         except Exception as exc:
             self._record_failure(record, managed, found, exc)
             return
@@ -153,6 +157,14 @@ class Reconciler:
         if previous is not None:  # a reload of the same version: retire the old load
             self.retire(record, previous)
         self._on_available(record)
+
+    def _build_composite(self, name: str, spec: ModelSpec) -> Servable:
+        """A composite model has no runtime: its servable calls other models, and derives its
+        metadata from theirs now (cheap, on the loop). Why that fails is the reason shown."""
+        try:
+            return self._build.composite(name, spec, self._provider)
+        except ServalError as exc:  # a step that does not fit, or is gone again
+            raise ModelConfigError(exc.message) from exc
 
     def _record_failure(
         self, record: ModelRecord, managed: ManagedServable, found: VersionSource, exc: Exception

@@ -80,7 +80,7 @@ class ModelRecord:
         if self.config_error:
             return self.config_error
         if self.missing:
-            return waiting_reason(self.missing)
+            return waiting_reason(self.missing, self.spec)
         if self.failures:
             return "; ".join(f"version {f.version}: {f.error}" for f in self.failures.values())
         if self.loading:
@@ -117,7 +117,13 @@ class ModelRecord:
         return ModelNotFoundError(f"model {name!r} has no version {version}")
 
 
-def waiting_reason(missing: tuple[str, ...]) -> str:
-    """Why a model that needs others does not load yet."""
-    names = ", ".join(repr(name) for name in missing)
+def waiting_reason(missing: tuple[str, ...], spec: ModelSpec | None = None) -> str:
+    """Why a model that needs others does not load (or serve) yet; a composite's ``spec``
+    names the steps that call them."""
+    names = ", ".join(_with_roles(name, spec) for name in missing)
     return f"waiting for model {names} to be available (a dependency)"
+
+
+def _with_roles(name: str, spec: ModelSpec | None) -> str:
+    roles = spec.roles_of(name) if spec is not None else ()
+    return f"{name!r} ({', '.join(roles)})" if roles else repr(name)

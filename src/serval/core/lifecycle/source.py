@@ -5,6 +5,9 @@ Layout (Triton / TF Serving)::
     MODEL_REPOSITORY/<model-name>/model.yaml            optional
     MODEL_REPOSITORY/<model-name>/<version>/<artifact>  version is a positive integer
 
+A composite model (``pipeline``, ``cascade`` or ``ensemble`` in its model.yaml) has no version
+folders: it is one virtual version 1 whose fingerprint is model.yaml's.
+
 Mistakes in ``model.yaml`` and in the layout (``layout``) are logged as warnings once each, when
 they appear or change: a scan runs every poll interval, and the log is read by people.
 """
@@ -33,6 +36,8 @@ from serval.core.model_spec import ModelSpec
 
 logger = logging.getLogger(__name__)
 
+# The one version of a composite model (a pipeline, cascade or ensemble): it has no folder.
+COMPOSITE_VERSION = 1
 _REPOSITORY = ""  # the key of repository-wide problems (no model is named "")
 _MAX_NAME_CHARS = 255  # the usual file name limit (NAME_MAX)
 
@@ -156,6 +161,20 @@ class FileSystemSource:
             if version is not None and child.is_dir():
                 fingerprint = _fingerprint(child, spec_digest)
                 versions[version] = VersionSource(version, child, fingerprint)
+        if spec.composite is not None:
+            if versions:
+                found = ", ".join(f"{v}/" for v in sorted(versions))
+                reason = (
+                    f"{spec_path}: {spec.composite}: a composite model has no version folders "
+                    f"(found {found}): move its models into model folders of their own"
+                )
+                return ModelSource(path.name, path, None, reason)
+            if path.name in spec.dependencies():
+                roles = ", ".join(spec.roles_of(path.name))
+                reason = f"{spec_path}: {spec.composite}: {roles} calls the model itself"
+                return ModelSource(path.name, path, None, reason)
+            # One virtual version, the spec itself: an edit of model.yaml reloads it.
+            versions = {COMPOSITE_VERSION: VersionSource(COMPOSITE_VERSION, path, spec_digest)}
         if spec.traffic is not None:
             unserved = spec.traffic.unserved(spec.policy, set(versions), missing_ok=True)
             if unserved is not None:

@@ -45,7 +45,8 @@ def index_entries(record: ModelRecord, missing: tuple[str, ...] = ()) -> list[In
     if record.config_error:
         return [IndexEntry(name, None, ServableState.END, record.config_error), *entries]
     if missing and record.wanted:
-        return [IndexEntry(name, None, ServableState.START, waiting_reason(missing)), *entries]
+        reason = waiting_reason(missing, record.spec)
+        return [IndexEntry(name, None, ServableState.START, reason), *entries]
     if not entries:
         reason = "not loaded" if not record.wanted else record.no_version_reason()
         return [IndexEntry(name, None, ServableState.START, reason)]

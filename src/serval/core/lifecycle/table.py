@@ -76,7 +76,7 @@ class ModelTable:
                 continue
             missing = self._missing(record)
             if missing and not record.config_error:
-                problems.append(f"model {record.name!r}: {waiting_reason(missing)}")
+                problems.append(f"model {record.name!r}: {waiting_reason(missing, record.spec)}")
             elif record.config_error or record.failures or not record.serving:
                 problems.append(f"model {record.name!r}: {record.why_unavailable()}")
         return not problems, "; ".join(problems)
@@ -90,6 +90,19 @@ class ModelTable:
         if version is None:
             return bool(record.serving)
         return version in record.serving
+
+    def why_not_ready(self, name: str, version: int | None = None) -> str:
+        """Why ``model_ready(name, version)`` is False (a model it needs is missing, a load
+        failed...); empty when it is ready."""
+        if self.model_ready(name, version):
+            return ""
+        record = self._models[name]
+        missing = self._missing(record)
+        if missing:
+            return waiting_reason(missing, record.spec)
+        if version is not None and record.serving:
+            return str(record.version_error(version))
+        return record.why_unavailable()
 
     def spec(self, name: str) -> ModelSpec:
         record = self._models.get(name)

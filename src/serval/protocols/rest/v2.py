@@ -101,11 +101,16 @@ class V2Routes:
 
     async def model_ready(self, request: Request) -> Response:
         name = request.path_params["model"]
-        ready = self._dataplane.model_ready(name, request.path_params.get("version"))
+        version = request.path_params.get("version")
+        ready = self._dataplane.model_ready(name, version)
         if ready:
             return json_response({"name": name, "ready": True})
+        reason = self._dataplane.why_not_ready(name, version)
+        summary = f"model {name!r} is not ready"
+        # The reason may name repository paths: shown to callers allowed to see details.
+        error = public_message(f"{summary}: {reason}", summary) if reason else summary
         return Response(
-            orjson.dumps({"name": name, "ready": False, "error": f"model {name!r} is not ready"}),
+            orjson.dumps({"name": name, "ready": False, "error": error}),
             status_code=503,
             media_type="application/json",
             headers={"Retry-After": "1"},

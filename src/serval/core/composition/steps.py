@@ -1,0 +1,135 @@
+"""One call of a composite model to another model: a step of a pipeline, a stage of a cascade,
+a member of an ensemble.
+
+Each call leases the model through the provider (so it follows the model's new versions as
+they load, and unloading waits for it), validates the step's request against that version's
+metadata, runs it on the version's own servable (its batching, instances and time limits
+apply) and adds it to that version's statistics. Whatever goes wrong is said with the step's
+name: a client mistake stays a client mistake, a crash is a ``ModelExecutionError``, a model
+that is not there is ``ModelNotReadyError`` (the composite is not ready without it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Coroutine, Sequence
+from typing import Any, TypeVar
+
+from serval.core.composition.provider import ServableLease, ServableProvider
+from serval.core.errors import (
+    ModelExecutionError,
+    ModelNotFoundError,
+    ModelNotReadyError,
+    ServalError,
+)
+from serval.core.specs.composite import ModelRef
+from serval.core.tensors.validation import validate_request
+from serval.core.types import (
+    InferenceRequest,
+    InferenceResponse,
+    RequestedOutput,
+    ServableMetadata,
+    Tensor,
+)
+
+_T = TypeVar("_T")
+
+
+async def concurrently(calls: Sequence[Coroutine[Any, Any, _T]]) -> list[_T]:
+    """Run ``calls`` at once, the last in this task (one task fewer); on the first failure
+    cancel the others and raise it (the step that failed is the one the client hears of)."""
+    loop = asyncio.get_running_loop()
+    tasks = [loop.create_task(call) for call in calls[:-1]]
+    try:
+        last = await calls[-1]
+        return [*[await task for task in tasks], last]  # no gather: cheaper, same outcome
+    finally:
+        for task in tasks:
+            if not task.done():
+                task.cancel()
+            elif not task.cancelled():
+                task.exception()  # a second failure is dropped on purpose, not lost
+
+
+class StepCall:
+    """Calls model ``ref`` for composite ``owner``; ``label`` names the step in errors, e.g.
+    "pipeline 'p' step 'clf' (model 'classifier')"."""
+
+    __slots__ = ("_trusted", "_version", "label", "provider", "ref")
+
+    def __init__(self, provider: ServableProvider, ref: ModelRef, label: str) -> None:
+        self.provider = provider
+        self.ref = ref
+        self.label = label
+        self._version = None if ref.version is None else str(ref.version)
+        self._trusted: ServableMetadata | None = None
+
+    def trust(self, metadata: ServableMetadata) -> None:
+        """The composite checked at load that what it sends this step always fits
+        ``metadata`` (its inputs come from the request, already checked against the
+        composite's narrower inputs): calls to a version with exactly this metadata skip the
+        check. A new version (other metadata) is checked at each call."""
+        self._trusted = metadata
+
+    def metadata(self) -> ServableMetadata:
+        """The metadata of the version a call would use now (read at load)."""
+        lease = self._lease()
+        try:
+            return lease.servable.metadata
+        finally:
+            lease.release()
+
+    async def __call__(
+        self,
+        parent: InferenceRequest,
+        inputs: list[Tensor],
+        outputs: list[RequestedOutput] | None = None,
+    ) -> InferenceResponse:
+        """Run ``inputs`` (asking for ``outputs``, None: all; never changed, so a caller may
+        build it once) on the model, with ``parent``'s id, deadline, priority and client."""
+        request = InferenceRequest(
+            self.ref.name,
+            inputs,
+            model_version=self._version,
+            id=parent.id,
+            outputs=outputs,
+            deadline=parent.deadline,
+            priority=parent.priority,
+            client_gone=parent.client_gone,
+        )
+        lease = self._lease()
+        started = time.perf_counter_ns()
+        try:
+            servable = lease.servable
+            if servable.metadata is not self._trusted:
+                validate_request(request, servable.metadata)
+            response = await servable.predict(request)
+        except ServalError as exc:
+            lease.stats.record_failure(time.perf_counter_ns() - started)
+            raise _named(exc, self.label) from exc
+        except Exception as exc:
+            lease.stats.record_failure(time.perf_counter_ns() - started)
+            raise ModelExecutionError(f"{self.label} failed: {type(exc).__name__}: {exc}") from exc
+        finally:
+            lease.release()
+        lease.stats.record_success(time.perf_counter_ns() - started, response.timings, request.rows)
+        return response
+
+    def _lease(self) -> ServableLease:
+        try:
+            return self.provider.lease(self.ref.name, self.ref.version)
+        except (ModelNotFoundError, ModelNotReadyError) as exc:
+            raise ModelNotReadyError(
+                f"{self.label} is not available: {exc.message}", retry_after_s=1.0
+            ) from exc
+
+
+def _named(exc: ServalError, label: str) -> ServalError:
+    """``exc`` again (same class, so the same status), its message prefixed with the step."""
+    message = f"{label}: {exc.message}"
+    try:
+        named = type(exc)(message, retry_after_s=exc.retry_after_s)
+    except TypeError:  # a subclass with a constructor of its own
+        named = ModelExecutionError(message)
+    return named
