@@ -2,8 +2,8 @@
 
 Every field has a default, so a bare ``<name>/1/model.onnx`` needs no file at all.
 
-Over 300 lines because the schema reads best whole (one class per section); the wave-2
-sections (traffic, pipeline, monitoring, ...) are to live in modules of their own.
+The top level and the version policy live here; every other section is a module of
+``core.specs`` (tensors, scheduling, keys, traffic, composite models).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import re
 from collections.abc import Mapping
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
 from serval.core.errors import ModelConfigError
 from serval.core.lifecycle.version_policy import VersionPolicy
@@ -25,16 +25,12 @@ from serval.core.specs.composite import (
     composite_calls,
 )
 from serval.core.specs.keys import MAX_KEYS, KeySpec, unique_keys
+from serval.core.specs.scheduling import ConcurrencySpec, DynamicBatchingSpec, WarmupSpec
+from serval.core.specs.strict import StrictSection
+from serval.core.specs.tensors import MAX_DIMENSION, MAX_TENSORS, TensorOverride
 from serval.core.specs.traffic import TrafficSpec
-from serval.core.tensors.datatypes import DataType
 
 _LABEL = re.compile(r"^[A-Za-z0-9_]+$")
-# Bounds on what a model.yaml (or a load request's override of it) may ask the server to
-# allocate: warm-up data, tensor declarations, queues.
-MAX_WARMUP_BATCH_SIZE = 1024
-MAX_DIMENSIONS = 16
-MAX_DIMENSION = 2**31 - 1
-MAX_TENSORS = 1024
 
 
 # Fields of a model with a runtime (and versions to route between) that a composite model
@@ -56,62 +52,7 @@ _RUNTIME_ONLY = frozenset(
 )
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class TensorOverride(_Strict):
-    """Declares or corrects what the model file says about one input or output."""
-
-    name: str = Field(description="Tensor name as the model file has it.")
-    datatype: DataType | None = Field(default=None, description="Open Inference Protocol datatype.")
-    shape: tuple[int, ...] | None = Field(
-        default=None, description="Full shape, batch dimension included; -1 for variable sizes."
-    )
-
-    # Monitoring (see docs/metrics.md); each one makes serval watch this tensor's values.
-    range: tuple[float, float] | None = Field(
-        default=None,
-        description="[min, max] the values should lie in: values outside are counted (for an "
-        "output, a guardrail).",
-    )
-    monitor: bool = Field(
-        default=False,
-        description="Count missing (NaN) values and keep running count, mean, min and max.",
-    )
-    classes: bool = Field(
-        default=False,
-        description="The values are class labels: count them per class (at most 100 classes; "
-        "the rest are counted as 'other').",
-    )
-
-    @field_validator("shape")
-    @classmethod
-    def _dims_valid(cls, shape: tuple[int, ...] | None) -> tuple[int, ...] | None:
-        if shape is None:
-            return None
-        if any(dim < -1 or dim == 0 for dim in shape):
-            raise ValueError("dimensions must be positive or -1 (variable)")
-        if len(shape) > MAX_DIMENSIONS or any(dim > MAX_DIMENSION for dim in shape):
-            raise ValueError(
-                f"at most {MAX_DIMENSIONS} dimensions, each at most {MAX_DIMENSION} (or -1)"
-            )
-        return shape
-
-    @field_validator("range")
-    @classmethod
-    def _range_ordered(cls, bounds: tuple[float, float] | None) -> tuple[float, float] | None:
-        if bounds is not None and not bounds[0] <= bounds[1]:
-            raise ValueError("range is [min, max] with min <= max")
-        return bounds
-
-    @property
-    def monitored(self) -> bool:
-        """Whether serval watches this tensor's values."""
-        return self.monitor or self.classes or self.range is not None
-
-
-class VersionPolicySpec(_Strict):
+class VersionPolicySpec(StrictSection):
     """One of ``latest`` (with ``num_versions``), ``all`` or ``specific`` (with ``versions``)."""
 
     kind: Literal["latest", "all", "specific"] = "latest"
@@ -149,124 +90,7 @@ class VersionPolicySpec(_Strict):
         return VersionPolicy(self.kind, self.num_versions, tuple(self.versions))
 
 
-class WarmupSpec(_Strict):
-    """Requests run at load time, before the version takes traffic."""
-
-    enabled: bool = True
-    batch_size: int = Field(
-        default=1,
-        ge=1,
-        le=MAX_WARMUP_BATCH_SIZE,
-        description=f"Rows in each warm-up request (at most {MAX_WARMUP_BATCH_SIZE}).",
-    )
-    iterations: int = Field(default=1, ge=0, le=1000)
-
-
-class DynamicBatchingSpec(_Strict):
-    """How requests wait in the model's queue and merge into batches (docs/batching.md)."""
-
-    mode: Literal["fixed", "adaptive"] = Field(
-        default="fixed",
-        description="fixed: batches follow max_queue_delay_us and preferred_batch_sizes. "
-        "adaptive: serval learns the model's batch cost and picks the batch size and the wait "
-        "to keep queue wait + execution under latency_slo_ms, refusing requests (REST 429, "
-        "gRPC RESOURCE_EXHAUSTED) that would miss it. Adaptive needs max_batch_size > 0.",
-    )
-    latency_slo_ms: float | None = Field(
-        default=None,
-        gt=0,
-        le=600_000,
-        description="Adaptive mode's target, in milliseconds, for a request's queue wait + "
-        "execution. Required with mode: adaptive, refused otherwise.",
-    )
-    max_queue_delay_us: int = Field(
-        default=0,
-        ge=0,
-        le=10_000_000,
-        description="Microseconds a batch may wait for more requests, counted from its first "
-        "request; only while an instance is busy and the batch is below a preferred or the "
-        "maximum size. Needs max_batch_size > 0.",
-    )
-    preferred_batch_sizes: tuple[int, ...] = Field(
-        default=(),
-        max_length=64,
-        description="Batch sizes (rows) that are sent at once when reached, without waiting "
-        "for max_queue_delay_us. Each at most max_batch_size.",
-    )
-    max_queue_size: int = Field(
-        default=0,
-        ge=0,
-        le=10_000_000,
-        description="Requests that may wait; one more is refused as overloaded (REST 429, gRPC "
-        "RESOURCE_EXHAUSTED). 0: no bound.",
-    )
-    priority_levels: int = Field(
-        default=0,
-        ge=0,
-        le=100,
-        description="Priority levels 1 (highest) to N that the request parameter 'priority' "
-        "selects; 0: priorities are ignored and requests run in arrival order.",
-    )
-    default_priority_level: int = Field(
-        default=0,
-        ge=0,
-        description="Level of a request without priority (or priority 0); 0 means the lowest "
-        "level, priority_levels.",
-    )
-
-    @field_validator("preferred_batch_sizes")
-    @classmethod
-    def _sizes_valid(cls, sizes: tuple[int, ...]) -> tuple[int, ...]:
-        if any(size < 1 for size in sizes):
-            raise ValueError("batch sizes are positive integers")
-        return tuple(sorted(set(sizes)))
-
-    @model_validator(mode="after")
-    def _default_level_exists(self) -> DynamicBatchingSpec:
-        if self.default_priority_level > self.priority_levels:
-            raise ValueError(
-                f"default_priority_level {self.default_priority_level} is above "
-                f"priority_levels {self.priority_levels}"
-            )
-        return self
-
-    @model_validator(mode="after")
-    def _mode_fits(self) -> DynamicBatchingSpec:
-        if self.mode == "fixed" and self.latency_slo_ms is not None:
-            raise ValueError("latency_slo_ms needs mode: adaptive")
-        if self.mode == "adaptive":
-            if self.latency_slo_ms is None:
-                raise ValueError("mode: adaptive needs latency_slo_ms")
-            if self.max_queue_delay_us or self.preferred_batch_sizes:
-                raise ValueError(
-                    "mode: adaptive picks the wait and the batch sizes itself; remove "
-                    "max_queue_delay_us and preferred_batch_sizes"
-                )
-        return self
-
-
-class ConcurrencySpec(_Strict):
-    """How much of the server's shared inference threads a model without a queue may use
-    (docs/lifecycle.md#one-model-cannot-stall-the-others)."""
-
-    limit: int | None = Field(
-        default=None,
-        ge=1,
-        le=256,
-        description="Requests of this model that may run at once on the shared inference "
-        "threads. Default, and the most: one less than the server's inference threads "
-        "(at least 1), so that a hung model always leaves a thread to the others.",
-    )
-    max_waiting: int = Field(
-        default=10_000,
-        ge=0,
-        le=1_000_000,
-        description="Requests that may wait for one of those (holding no thread); one more "
-        "is refused as overloaded (REST 429, gRPC RESOURCE_EXHAUSTED, with Retry-After).",
-    )
-
-
-class ModelSpec(_Strict):
+class ModelSpec(StrictSection):
     """Everything ``model.yaml`` may say about a model; each field is optional."""
 
     runtime: str | None = Field(

@@ -16,7 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from serval.core.model_spec import ModelSpec, TensorOverride
+from serval.core.model_spec import ModelSpec
+from serval.core.specs.tensors import TensorOverride
 from serval.core.types import Tensor
 
 MAX_CLASSES = 100

@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from serval.core.errors import InvalidInputError, ModelConfigError, ModelLoadError
 from serval.core.lifecycle.loader import LoadRequest
-from serval.core.model_spec import TensorOverride
+from serval.core.specs.tensors import TensorOverride
 from serval.core.tensors.datatypes import DataType
 from serval.core.types import (
     InferenceRequest,

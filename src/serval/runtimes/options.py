@@ -12,7 +12,8 @@ from pydantic import BaseModel, ValidationError
 from serval.core.errors import ModelConfigError
 from serval.core.lifecycle.layout import SPEC_FILE
 from serval.core.lifecycle.loader import LoadRequest
-from serval.core.model_spec import TensorOverride, describe_validation_error
+from serval.core.model_spec import describe_validation_error
+from serval.core.specs.tensors import TensorOverride
 from serval.core.types import TensorSpec
 
 OptionsT = TypeVar("OptionsT", bound=BaseModel)

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from serval.core.model_spec import DynamicBatchingSpec, ModelSpec
+from serval.core.model_spec import ModelSpec
+from serval.core.specs.scheduling import DynamicBatchingSpec
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,16 +13,14 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
+
+from serval.core.specs.strict import StrictSection
 
 _NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 _MODEL_REF = re.compile(r"^(?P<name>[^:/\s]+)(?::(?P<version>[1-9][0-9]*))?$")
 INPUTS = "inputs"  # the prefix of a pipeline input in a step's inputs: "inputs.X"
 MAX_STEPS = 64
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,7 +69,7 @@ def _check_model_ref(text: str) -> str:
     return text
 
 
-class PipelineStep(_Strict):
+class PipelineStep(StrictSection):
     """One step: a call of a model of the repository."""
 
     name: str = Field(description="The step's name, which other steps and the outputs name.")
@@ -112,7 +110,7 @@ class PipelineStep(_Strict):
         return {name: TensorRef.parse(source) for name, source in self.inputs.items()}
 
 
-class PipelineSpec(_Strict):
+class PipelineSpec(StrictSection):
     """A sequence or DAG of steps; each step's inputs come from the pipeline's inputs or from
     other steps' outputs."""
 
@@ -188,7 +186,7 @@ def _find_cycle(needs: dict[str, set[str]]) -> list[str]:
     return []
 
 
-class AcceptSpec(_Strict):
+class AcceptSpec(StrictSection):
     """Which rows a cascade stage answers itself; exactly one threshold."""
 
     output: str = Field(description="The stage's output the threshold looks at.")
@@ -213,7 +211,7 @@ class AcceptSpec(_Strict):
         return self
 
 
-class CascadeStage(_Strict):
+class CascadeStage(StrictSection):
     """One stage: a model, and which of its answers it keeps (all, for the last stage)."""
 
     model: str = Field(description="The model: 'name', or 'name:2' for version 2.")
@@ -245,7 +243,7 @@ def check_cascade(stages: tuple[CascadeStage, ...]) -> tuple[CascadeStage, ...]:
     return stages
 
 
-class EnsembleSpec(_Strict):
+class EnsembleSpec(StrictSection):
     """Members run concurrently on the same inputs; one output is combined."""
 
     models: tuple[str, ...] = Field(

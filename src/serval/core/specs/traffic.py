@@ -14,7 +14,9 @@ import itertools
 from collections.abc import Collection, Iterable, Mapping
 from typing import Any, Literal, Protocol
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
+
+from serval.core.specs.strict import StrictSection
 
 MAX_VERSIONS = 64  # versions one policy may name
 MAX_STEPS = 100
@@ -24,10 +26,6 @@ class SelectsVersions(Protocol):
     """A version policy (``core.lifecycle.version_policy``): which versions it serves."""
 
     def select(self, available: Iterable[int]) -> set[int]: ...
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 def _version(text: object) -> int:
@@ -45,7 +43,7 @@ def _version(text: object) -> int:
     return number
 
 
-class StickySpec(_Strict):
+class StickySpec(StrictSection):
     """Where the sticky key of a request is: exactly one of ``header`` and ``parameter``."""
 
     header: str | None = Field(
@@ -70,7 +68,7 @@ class StickySpec(_Strict):
         return self
 
 
-class ShadowSpec(_Strict):
+class ShadowSpec(StrictSection):
     """Copies of requests sent to other versions; their answers are compared with the
     primary's and never returned."""
 
@@ -98,7 +96,7 @@ class ShadowSpec(_Strict):
         return tuple(int(v) for v in self.versions)
 
 
-class GuardrailsSpec(_Strict):
+class GuardrailsSpec(StrictSection):
     """Limits the canary version must keep over each step; a breach rolls back at once."""
 
     max_error_rate: float | None = Field(
@@ -121,7 +119,7 @@ class GuardrailsSpec(_Strict):
     )
 
 
-class CanarySpec(_Strict):
+class CanarySpec(StrictSection):
     """A new version ramped up step by step while its guardrails hold; the rest of the traffic
     goes to the stable version (the highest served version other than the canary)."""
 
@@ -162,7 +160,7 @@ class CanarySpec(_Strict):
         return int(self.version)
 
 
-class BanditSpec(_Strict):
+class BanditSpec(StrictSection):
     """A multi-armed bandit: each request goes to a version chosen by the algorithm from the
     rewards received through the feedback API."""
 
@@ -194,7 +192,7 @@ class BanditSpec(_Strict):
         return tuple(int(v) for v in self.versions)
 
 
-class TrafficSpec(_Strict):
+class TrafficSpec(StrictSection):
     """How requests that name no version are routed: exactly one of routes, canary and
     bandit; shadow with any of them, or alone."""
 

@@ -31,7 +31,8 @@ from __future__ import annotations
 from typing import Any
 
 from serval.core.dataplane import ModelConfigView
-from serval.core.model_spec import DynamicBatchingSpec, ModelSpec, VersionPolicySpec
+from serval.core.model_spec import ModelSpec, VersionPolicySpec
+from serval.core.specs.scheduling import DynamicBatchingSpec
 from serval.core.tensors.datatypes import DataType
 from serval.core.types import TensorSpec
 
