@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Collection, Iterable, Mapping
-from typing import Any, Literal, Protocol
+from typing import Annotated, Any, Literal, Protocol
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import BeforeValidator, Field, field_validator, model_validator
 
 from serval.core.specs.strict import StrictSection
 
@@ -41,6 +41,20 @@ def _version(text: object) -> int:
     if number < 1:
         raise ValueError(f"version must be a positive integer, received {text!r}")
     return number
+
+
+def _distinct_versions(versions: object) -> object:
+    """A list of versions, each a positive integer (as a string), none named twice."""
+    if isinstance(versions, list | tuple):
+        numbers = [_version(v) for v in versions]
+        if len(set(numbers)) != len(numbers):
+            raise ValueError("versions must differ")
+        return tuple(str(n) for n in numbers)
+    return versions  # not a list: pydantic says so
+
+
+# A policy's list of versions (shadows, bandit arms), as model.yaml writes them.
+VersionList = Annotated[tuple[str, ...], BeforeValidator(_distinct_versions)]
 
 
 class StickySpec(StrictSection):
@@ -72,7 +86,7 @@ class ShadowSpec(StrictSection):
     """Copies of requests sent to other versions; their answers are compared with the
     primary's and never returned."""
 
-    versions: tuple[str, ...] = Field(
+    versions: VersionList = Field(
         min_length=1,
         max_length=MAX_VERSIONS,
         description='Versions that get a copy, e.g. ["3"].',
@@ -80,16 +94,6 @@ class ShadowSpec(StrictSection):
     sample: float = Field(
         default=1.0, ge=0.0, le=1.0, description="Share of requests copied, 0 to 1."
     )
-
-    @field_validator("versions", mode="before")
-    @classmethod
-    def _versions_valid(cls, versions: object) -> object:
-        if isinstance(versions, list | tuple):
-            numbers = [_version(v) for v in versions]
-            if len(set(numbers)) != len(numbers):
-                raise ValueError("versions must differ")
-            return tuple(str(n) for n in numbers)
-        return versions
 
     @property
     def version_numbers(self) -> tuple[int, ...]:
@@ -164,7 +168,7 @@ class BanditSpec(StrictSection):
     """A multi-armed bandit: each request goes to a version chosen by the algorithm from the
     rewards received through the feedback API."""
 
-    versions: tuple[str, ...] = Field(
+    versions: VersionList = Field(
         min_length=2, max_length=MAX_VERSIONS, description='The arms, e.g. ["1", "2"].'
     )
     algorithm: Literal["thompson", "epsilon_greedy", "ucb1"] = Field(
@@ -176,16 +180,6 @@ class BanditSpec(StrictSection):
     epsilon: float = Field(
         default=0.1, ge=0.0, le=1.0, description="epsilon_greedy's share of random choices."
     )
-
-    @field_validator("versions", mode="before")
-    @classmethod
-    def _versions_valid(cls, versions: object) -> object:
-        if isinstance(versions, list | tuple):
-            numbers = [_version(v) for v in versions]
-            if len(set(numbers)) != len(numbers):
-                raise ValueError("versions must differ")
-            return tuple(str(n) for n in numbers)
-        return versions
 
     @property
     def version_numbers(self) -> tuple[int, ...]:
