@@ -4,6 +4,7 @@ naming the field."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 from serval.core.lifecycle.source import FileSystemSource
@@ -57,15 +58,30 @@ def test_a_policy_naming_a_version_that_is_not_served_is_a_model_yaml_error(
     )
 
 
-def test_a_version_whose_folder_is_missing_is_no_error_if_the_policy_would_serve_it(
-    tmp_path: Path,
-) -> None:
-    # Written before version 3 arrives, or left after it went: its share goes to the others.
+def test_a_new_section_naming_a_version_without_a_folder_is_an_error(tmp_path: Path) -> None:
     write_version(tmp_path, "m", 1)
     write_version(tmp_path, "m", 2)
-    (tmp_path / "m" / "model.yaml").write_text(
-        'version_policy: all\ntraffic:\n  routes: {"1": 50, "3": 50}\n'
-    )
+    spec = tmp_path / "m" / "model.yaml"
+    spec.write_text('version_policy: all\ntraffic:\n  routes: {"1": 50, "3": 50}\n')
     model = FileSystemSource(tmp_path).scan()["m"]
+    assert model.config_error == (
+        f"{spec}: traffic.routes.3: version 3 is not served (version_policy serves 1, 2)"
+    )
+
+
+def test_a_version_that_goes_away_after_its_policy_was_accepted_is_no_error(
+    tmp_path: Path,
+) -> None:
+    for version in (1, 2, 3):
+        write_version(tmp_path, "m", version)
+    spec = tmp_path / "m" / "model.yaml"
+    spec.write_text('version_policy: all\ntraffic:\n  routes: {"1": 50, "3": 50}\n')
+    source = FileSystemSource(tmp_path)
+    assert source.scan()["m"].config_error is None
+    shutil.rmtree(tmp_path / "m" / "3")  # its share goes to the others
+    model = source.scan()["m"]
     assert model.config_error is None
     assert model.spec is not None and model.spec.traffic is not None
+    # A changed section is checked again, against the versions served now.
+    spec.write_text('version_policy: all\ntraffic:\n  routes: {"1": 40, "3": 60}\n')
+    assert source.scan()["m"].config_error is not None

@@ -33,6 +33,7 @@ from serval.core.lifecycle.layout import (
     repository_problems,
 )
 from serval.core.model_spec import ModelSpec
+from serval.core.specs.traffic import TrafficSpec
 
 logger = logging.getLogger(__name__)
 
@@ -83,6 +84,10 @@ class FileSystemSource:
         # threads, an index request's beside the poll's.
         self._reported: dict[str, frozenset[str]] = {}
         self._reported_lock = threading.Lock()
+        # Each model's traffic section as last accepted (under the same lock): a version it
+        # names may lose its folder later (its share goes to the others), but a new or changed
+        # section must name only versions served now.
+        self._accepted_traffic: dict[str, TrafficSpec] = {}
 
     def scan(self) -> dict[str, ModelSource]:
         if not self.root.is_dir():
@@ -131,6 +136,8 @@ class FileSystemSource:
         with self._reported_lock:
             for key in set(self._reported) - keys:
                 del self._reported[key]
+            for key in set(self._accepted_traffic) - keys:
+                del self._accepted_traffic[key]
 
     def _read_model(self, path: Path) -> ModelSource:
         model = self._read_spec_and_versions(path)
@@ -175,12 +182,29 @@ class FileSystemSource:
                 return ModelSource(path.name, path, None, reason)
             # One virtual version, the spec itself: an edit of model.yaml reloads it.
             versions = {COMPOSITE_VERSION: VersionSource(COMPOSITE_VERSION, path, spec_digest)}
-        if spec.traffic is not None:
-            unserved = spec.traffic.unserved(spec.policy, set(versions), missing_ok=True)
-            if unserved is not None:
-                return ModelSource(path.name, path, None, f"{spec_path}: {unserved}")
+        unserved = self._check_traffic(path.name, spec, set(versions))
+        if unserved is not None:
+            return ModelSource(path.name, path, None, f"{spec_path}: {unserved}")
         found_file = spec_path if spec_digest else None
         return ModelSource(path.name, path, spec, None, versions, spec_file=found_file)
+
+    def _check_traffic(self, name: str, spec: ModelSpec, found: set[int]) -> str | None:
+        """Why ``spec``'s traffic section cannot apply (None: it can, and is accepted). A new
+        or changed section must name only versions served now; once accepted, a version it
+        names that loses its folder is no error (its share goes to the other versions)."""
+        traffic = spec.traffic
+        with self._reported_lock:
+            accepted = self._accepted_traffic.get(name)
+        if traffic is None:
+            unserved = None
+        else:
+            unserved = traffic.unserved(spec.policy, found, missing_ok=traffic == accepted)
+        with self._reported_lock:
+            if traffic is None:
+                self._accepted_traffic.pop(name, None)
+            elif unserved is None:
+                self._accepted_traffic[name] = traffic
+        return unserved
 
 
 def _versions(path: Path) -> set[int]:

@@ -273,10 +273,11 @@ class TrafficSpec(StrictSection):
     ) -> str | None:
         """Why the policy cannot apply to a model whose version ``policy`` serves from the
         version folders ``found``: the first version it names that is not served, with the
-        field; None when every one is. ``missing_ok`` (model.yaml): a version whose folder is
-        missing counts as served if the version policy would serve it, so that a policy may
-        name a version before its folder arrives or after it went (meanwhile its share goes to
-        the others); without it (the API), only versions served now count."""
+        field; None when every one is. ``missing_ok`` (a section accepted before): a version
+        whose folder is missing counts as served if the version policy would serve it, so that
+        a version that went away after the policy was set is no error (its share goes to the
+        others); without it (a new or changed section, the API), only versions served now
+        count."""
         served = policy.select(found)
         for field, version in self.named_versions():
             if version in served:
