@@ -91,7 +91,7 @@ def _group(
     kinds = len(protocol_rows)
     codes = version_codes * kinds + protocol_codes
     groups: dict[tuple[ServableId, str], np.ndarray[Any, Any]] = {}
-    for code in np.unique(codes).tolist():
+    for code in np.flatnonzero(np.bincount(codes)).tolist():
         rows = numbers[codes == code]
         key = (versions[version_rows[code // kinds]], protocols[protocol_rows[code % kinds]])
         seen = groups.get(key)
@@ -104,9 +104,10 @@ def _first_rows_and_codes(objects: list[Any], one: bool) -> tuple[list[int], np.
     row each first appears in, and each row's object as a code 0..n-1 into those rows."""
     if one:
         return [0], np.zeros(len(objects), np.intp)
-    identities = np.fromiter(map(id, objects), np.uint64, len(objects))
-    _, first_rows, codes = np.unique(identities, return_index=True, return_inverse=True)
-    return first_rows.tolist(), codes
+    identities = list(map(id, objects))
+    distinct = sorted(set(identities))  # a few: the versions (or protocols) of one flush
+    codes = np.searchsorted(np.array(distinct, np.uint64), np.array(identities, np.uint64))
+    return [identities.index(identity) for identity in distinct], codes
 
 
 class _RequestSeries:
