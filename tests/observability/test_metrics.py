@@ -69,6 +69,7 @@ class Rig:
         error: Exception | None = None,
         resolved: bool = True,
         protocol: str = "rest_v2",
+        servable: ServableId = M1,
     ) -> None:
         """One request's record, as an adapter and the data plane fill it in (the data plane
         names the version once it chose one), emitted once."""
@@ -83,7 +84,7 @@ class Rig:
                 y = Tensor.from_numpy("y", np.array([1, 2]))
                 response = InferenceResponse(model, [y], model_version="1", timings=timings)
                 record.timings = timings
-            record.servable = M1
+            record.servable = servable
             record.inferred_ns = time.perf_counter_ns()
             if self.bus.wants_prediction(request):
                 self.bus.emit(PredictionEvent(M1, request, response, error, 5))
@@ -170,6 +171,49 @@ def test_journal_flushes_between_scrapes() -> None:
         )
         == 2501
     )
+
+
+def test_journal_of_a_split_model_counts_each_version_and_protocol() -> None:
+    # A traffic policy interleaves a model's versions in the journal: every request is counted
+    # under its own version and protocol, across flushes; equal ids held by distinct objects
+    # are one series.
+    rig = Rig()
+    m2, m2_again = ServableId("m", 2), ServableId("m", 2)
+    expected: dict[tuple[str, str], int] = {}
+    for i in range(3000):
+        servable = (M1, m2, m2_again)[i % 3 if i % 7 else 0]
+        protocol = "grpc" if i % 5 == 0 else "rest_v2"
+        rig.request("m", servable=servable, protocol=protocol)
+        labels = (str(servable.version), protocol)
+        expected[labels] = expected.get(labels, 0) + 1
+    found = samples(rig.registry)
+    for (version, protocol), count in expected.items():
+        assert (
+            value(
+                found,
+                "serval_requests_total",
+                model="m",
+                version=version,
+                protocol=protocol,
+                outcome="success",
+            )
+            == count
+        )
+        assert (
+            value(
+                found,
+                "serval_request_duration_seconds_count",
+                model="m",
+                version=version,
+                protocol=protocol,
+            )
+            == count
+        )
+    for version in ("1", "2"):
+        queued = sum(n for (v, _), n in expected.items() if v == version)
+        assert value(found, "serval_inference_queue_seconds_count", model="m", version=version) == (
+            queued
+        )
 
 
 def test_model_states_load_gauges_and_workload() -> None:

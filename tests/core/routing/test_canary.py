@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from types import MappingProxyType
 
 import numpy as np
@@ -136,3 +137,19 @@ def test_sticky_users_only_move_from_stable_to_canary_as_it_ramps() -> None:
     assert all(second[u] == 3 for u in users if first[u] == 3)  # canary users stay
     moved = sum(first[u] != second[u] for u in users)
     assert 0.3 * len(users) < moved < 0.5 * len(users)  # about 40% move, all to the canary
+
+
+def test_sticky_canary_assignment_is_the_same_in_every_release() -> None:
+    # Which users a sticky canary takes at each step is a fixed function of (model, key,
+    # percent): digests of 20,000 users' versions at 10% and 50%, as the first release
+    # assigned them.
+    clock = Clock()
+    spec = CanarySpec(version="3", steps=(10.0, 50.0), step_s=60.0)
+    canary = CanaryRamp(spec, StickyKey(StickySpec(header="x-user")), clock=clock)
+    for digest in ("8874bd5c8c5e0bab1af81bbb4923714e", "06441f05099f9c32e9c1ddf42a2c3966"):
+        chosen = "".join(
+            str(canary.choose(InferenceRequest("m", [], routing_key=f"user-{i}"), SNAPSHOT).primary)
+            for i in range(20_000)
+        )
+        assert hashlib.sha256(chosen.encode()).hexdigest()[:32] == digest
+        clock.now += 60

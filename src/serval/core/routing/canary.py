@@ -20,7 +20,7 @@ from serval.core.errors import ErrorCode, ServalError
 from serval.core.lifecycle.snapshot import VersionSnapshot
 from serval.core.records import RequestRecord
 from serval.core.routing.policy import LATEST, Choice
-from serval.core.routing.weighted import StickyKey, rendezvous, version_salt
+from serval.core.routing.weighted import StickyKey, rendezvous, route_salt
 from serval.core.specs.traffic import CanarySpec
 from serval.core.types import InferenceRequest
 
@@ -50,6 +50,7 @@ class CanaryRamp:
         "_requests",
         "_slow",
         "_stable_cache",
+        "_stable_salt",
         "_step",
         "clock",
         "reason",
@@ -70,13 +71,14 @@ class CanaryRamp:
     ) -> None:
         self.spec = spec
         self.version = spec.version_number
-        self._canary_salt = version_salt(self.version)
+        self._canary_salt = route_salt(self.version)
         self.sticky = sticky
         self.clock = clock
         self.started_at = clock() if started_at is None else started_at
         self.state: CanaryState = "ramping"
         self.reason = ""
         self._stable_cache: tuple[tuple[int, ...] | None, int | None] = (None, None)
+        self._stable_salt = 0  # route_salt of the cached stable version
         self._step = -1  # the step the guardrail counters are of
         self._requests = self._errors = self._slow = 0
         self._latencies: list[float] = []
@@ -106,6 +108,7 @@ class CanaryRamp:
             others = [v for v in available if v != self.version]
             stable = others[-1] if others else None
             self._stable_cache = (available, stable)
+            self._stable_salt = route_salt(stable) if stable is not None else 0
         return stable
 
     def choose(self, request: InferenceRequest, snapshot: VersionSnapshot) -> Choice:
@@ -126,7 +129,7 @@ class CanaryRamp:
             to_canary = random.random() * 100.0 < percent
             return Choice.of(self.version if to_canary else stable)
         canary = (self.version, percent, self._canary_salt)
-        routes = (canary, (stable, 100.0 - percent, version_salt(stable)))
+        routes = (canary, (stable, 100.0 - percent, self._stable_salt))
         return Choice.of(rendezvous(seed, routes))
 
     # -- the guardrails --------------------------------------------------------------------

@@ -38,6 +38,14 @@ def version_salt(version: int) -> int:
     return _mix(version * 0x9E3779B9 & _MASK32)
 
 
+def route_salt(version: int) -> int:
+    """``version_salt(version)`` with the mixer's first step applied (``s ^ (s >> 16)``), as
+    ``rendezvous`` wants it: that step is linear over xor, so ``_mix(seed ^ salt)`` starts
+    with ``seed ^ (seed >> 16)``, once per request, xored with this constant."""
+    salt = version_salt(version)
+    return salt ^ (salt >> 16)
+
+
 def _mix(z: int) -> int:
     """MurmurHash3's 32-bit finaliser: every input bit flips each output bit half the time.
     32 bits, not 64: Python's integers stay small and this stays cheap (once per version per
@@ -47,24 +55,26 @@ def _mix(z: int) -> int:
     return z ^ (z >> 16)
 
 
-Route = tuple[int, float, int]  # version, weight, the version's salt
+Route = tuple[int, float, int]  # version, weight, the version's route_salt
 
 
 def routes_of(weights: Mapping[int, float]) -> tuple[Route, ...]:
-    """(version, weight, salt) in version order, for ``rendezvous``."""
-    return tuple((v, float(w), version_salt(v)) for v, w in sorted(weights.items()))
+    """(version, weight, route salt) in version order, for ``rendezvous``."""
+    return tuple((v, float(w), route_salt(v)) for v, w in sorted(weights.items()))
 
 
 def rendezvous(seed: int, routes: Sequence[Route]) -> int:
     """The version ``seed`` lands on among ``routes`` with a weight above 0: the lowest
-    ``-ln(u) / weight``, ``u`` uniform in (0, 1) from the seed and the version's salt."""
+    ``-ln(u) / weight``, ``u`` uniform in (0, 1) from ``_mix(seed ^ version_salt(version))``.
+    The same arithmetic as ever, to the bit (a sticky key keeps its version across releases),
+    with the mixer's first step hoisted out of the loop (see ``route_salt``)."""
     best = routes[0][0]
     best_score = math.inf
     log = math.log
+    folded = seed ^ (seed >> 16)
     for version, weight, salt in routes:
         if weight > 0.0:
-            z = seed ^ salt  # _mix, inlined: once per version per request
-            z = ((z ^ (z >> 16)) * 0x85EBCA6B) & _MASK32
+            z = ((folded ^ salt) * 0x85EBCA6B) & _MASK32  # the rest of _mix, inlined
             z = ((z ^ (z >> 13)) * 0xC2B2AE35) & _MASK32
             score = -log(((z ^ (z >> 16)) + 0.5) * _TO_UNIT) / weight
             if score < best_score:
@@ -113,7 +123,7 @@ class WeightedRoutes:
     that are not available now are left out and their share goes to the others; with none of
     them available, the highest available version answers."""
 
-    __slots__ = ("_available", "_live", "_total", "routes", "sticky", "weights")
+    __slots__ = ("_available", "_choices", "_live", "_total", "routes", "sticky", "weights")
 
     def __init__(self, weights: Mapping[int, float], sticky: StickyKey | None = None) -> None:
         self.weights = dict(sorted(weights.items()))
@@ -122,6 +132,8 @@ class WeightedRoutes:
         self._available: tuple[int, ...] | None = None  # the snapshot's versions last seen
         self._live: tuple[Route, ...] = ()
         self._total = 0.0
+        # Version -> its Choice: a subscript per request, not a call of Choice.of.
+        self._choices = {v: Choice.of(v) for v in self.weights}
 
     def _refresh(self, available: tuple[int, ...]) -> None:
         """The routes that can answer now; kept until the snapshot's versions change (the
@@ -139,4 +151,4 @@ class WeightedRoutes:
         sticky = self.sticky
         seed = None if sticky is None else sticky.seed(snapshot.name, request)
         version = draw(live, self._total) if seed is None else rendezvous(seed, live)
-        return Choice.of(version)
+        return self._choices[version]
