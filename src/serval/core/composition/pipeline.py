@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from serval.core.composition.provider import ServableProvider
 from serval.core.composition.signatures import describe, narrower, output_of, tensors_fit
-from serval.core.composition.steps import StartedCall, StepCall
+from serval.core.composition.steps import StepCall, together
 from serval.core.errors import ModelExecutionError, ModelLoadError
 from serval.core.specs.composite import INPUTS, PipelineSpec, PipelineStep, TensorRef
 from serval.core.types import (
@@ -212,16 +212,11 @@ class PipelineServable:
                 response = await step.call(request, step.inputs(values), asked)
                 step.keep(response, asked, values)
                 continue
-            # Every step of the level begins (joins its model's queue) before any is awaited.
-            started: list[StartedCall] = []
-            try:
-                for step, asked in level:
-                    started.append(step.call.start(request, step.inputs(values), asked))
-                for (step, asked), call in zip(level, started, strict=True):
-                    step.keep(await call.answer(), asked, values)
-            finally:
-                for call in started:
-                    call.cancel()  # those not answered: another failed first, or a deadline
+            # Every step of the level joins its model's queue before any is awaited.
+            begun = [(step.call, step.inputs(values), asked) for step, asked in level]
+            responses = await together(request, begun)
+            for (step, asked), response in zip(level, responses, strict=True):
+                step.keep(response, asked, values)
         outputs = []
         for out in plan.outputs:
             source = self._outputs[out]

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Coroutine, Sequence
-from typing import Any, TypeVar, cast
+from collections.abc import Sequence
+from typing import cast
 
 from serval.core.composition.provider import ServableLease, ServableProvider
 from serval.core.errors import (
@@ -33,24 +33,6 @@ from serval.core.types import (
     ServableMetadata,
     Tensor,
 )
-
-_T = TypeVar("_T")
-
-
-async def concurrently(calls: Sequence[Coroutine[Any, Any, _T]]) -> list[_T]:
-    """Run ``calls`` at once, the last in this task (one task fewer); on the first failure
-    cancel the others and raise it (the step that failed is the one the client hears of)."""
-    loop = asyncio.get_running_loop()
-    tasks = [loop.create_task(call) for call in calls[:-1]]
-    try:
-        last = await calls[-1]
-        return [*[await task for task in tasks], last]  # no gather: cheaper, same outcome
-    finally:
-        for task in tasks:
-            if not task.done():
-                task.cancel()
-            elif not task.cancelled():
-                task.exception()  # a second failure is dropped on purpose, not lost
 
 
 class StepCall:
@@ -244,12 +226,19 @@ class StartedCall:
         self._lease.release()
 
 
-async def answers(calls: Sequence[StartedCall]) -> list[InferenceResponse]:
-    """The answer of each of ``calls`` (begun together), in order; on the first failure the
-    others are given up and it is raised (the step that failed is the one the client hears
-    of)."""
+Begun = tuple["StepCall", list[Tensor], list[RequestedOutput] | None]
+
+
+async def together(parent: InferenceRequest, calls: Sequence[Begun]) -> list[InferenceResponse]:
+    """The answers of ``calls`` (step, inputs, outputs asked), all begun before any is
+    awaited (``StepCall.start``: no task for a model with a queue), in order. On the first
+    failure the others are given up and it is raised (the step that failed is the one the
+    client hears of); so are they all when the caller is cancelled (a deadline)."""
+    started: list[StartedCall] = []
     try:
-        return [await call.answer() for call in calls]
+        for step, inputs, outputs in calls:
+            started.append(step.start(parent, inputs, outputs))
+        return [await begun.answer() for begun in started]
     finally:
-        for call in calls:
-            call.cancel()
+        for begun in started:
+            begun.cancel()  # a no-op for those answered
