@@ -230,15 +230,18 @@ Begun = tuple["StepCall", list[Tensor], list[RequestedOutput] | None]
 
 
 async def together(parent: InferenceRequest, calls: Sequence[Begun]) -> list[InferenceResponse]:
-    """The answers of ``calls`` (step, inputs, outputs asked), all begun before any is
-    awaited (``StepCall.start``: no task for a model with a queue), in order. On the first
-    failure the others are given up and it is raised (the step that failed is the one the
-    client hears of); so are they all when the caller is cancelled (a deadline)."""
+    """The answers of ``calls`` (step, inputs, outputs asked), in order, all begun before any
+    is awaited: each but the last by ``StepCall.start`` (no task for a model with a queue),
+    the last awaited here (it joins its queue before this first waits). On the first failure
+    the others are given up and it is raised (the step that failed is the one the client
+    hears of); so are they all when the caller is cancelled (a deadline)."""
     started: list[StartedCall] = []
     try:
-        for step, inputs, outputs in calls:
+        for step, inputs, outputs in calls[:-1]:
             started.append(step.start(parent, inputs, outputs))
-        return [await begun.answer() for begun in started]
+        step, inputs, outputs = calls[-1]
+        last = await step(parent, inputs, outputs)
+        return [*[await begun.answer() for begun in started], last]
     finally:
         for begun in started:
             begun.cancel()  # a no-op for those answered
