@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from serval.core.batching.servable import BatchingOptions, BatchingServable
-from serval.core.errors import DeadlineExceededError, InvalidInputError
+from serval.core.errors import DeadlineExceededError, InvalidInputError, ModelExecutionError
 from serval.core.model_spec import ModelSpec
 from serval.core.servable import Predictor, Servable
 from tests.core.composition.test_composite_servables import (
@@ -163,5 +163,38 @@ def test_steps_waiting_in_a_queue_past_the_deadline_leave_it() -> None:
         gate.set()
         await busy
         assert models["two"].calls == [1]
+
+    h.run(test)
+
+
+def test_steps_failing_in_one_batch_answer_one_error_naming_a_step() -> None:
+    gate = threading.Event()
+    models = {"two": gated(scaler(2), gate)}
+    h = batching_harness(models, two_steps("two", "two"))
+
+    async def test(h: Harness) -> None:
+        await h.manager.start()
+        dp = plane(h)
+        queue = queue_of(h, "two")
+        busy = asyncio.create_task(dp.infer(x_request("two", np.zeros((1, 2), np.float32))))
+        await wait_until(lambda: len(models["two"].calls) == 1)
+        request = asyncio.create_task(dp.infer(x_request("p", np.ones((1, 2), np.float32))))
+        await wait_until(lambda: queue.waiting == 2)
+
+        def crash(v: Arrays) -> Arrays:
+            raise ZeroDivisionError("boom")
+
+        models["two"].fn = crash  # the batch both steps share fails
+        gate.set()
+        await busy
+        with pytest.raises(
+            ModelExecutionError,
+            match=r"pipeline 'p' step '(first|second)' \(model 'two'\) failed: ZeroDivisionError",
+        ):
+            await request
+        assert models["two"].calls == [1, 2]  # one batch, both steps
+        assert inflight(h, "two") == 0
+        (two,) = dp.statistics("two")
+        assert two.fail.count == 2  # each step's call counts as failed
 
     h.run(test)

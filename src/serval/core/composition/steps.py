@@ -221,12 +221,23 @@ class StartedCall:
             elif not task.cancelled():
                 task.exception()  # a second failure is dropped on purpose, not lost
             return
-        assert self._servable is not None and self._entry is not None and self._lease is not None
-        self._servable.withdraw(self._entry)
-        self._lease.release()
+        entry, servable, lease = self._entry, self._servable, self._lease
+        assert servable is not None and entry is not None and lease is not None
+        future = entry.future
+        if future.done() and not future.cancelled():  # it ran: its statistics say how
+            took = time.perf_counter_ns() - self._started
+            error = future.exception()  # read: a second failure is dropped on purpose
+            if error is None:
+                assert self._request is not None
+                lease.stats.record_success(took, future.result().timings, self._request.rows)
+            else:
+                lease.stats.record_failure(took)
+        servable.withdraw(entry)
+        lease.release()
 
 
-Begun = tuple["StepCall", list[Tensor], list[RequestedOutput] | None]
+# A call to begin: the step, its inputs, the outputs asked of it (None: all).
+Begun = tuple[StepCall, list[Tensor], list[RequestedOutput] | None]
 
 
 async def together(parent: InferenceRequest, calls: Sequence[Begun]) -> list[InferenceResponse]:
