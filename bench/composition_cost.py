@@ -200,6 +200,16 @@ async def run(args: argparse.Namespace, repository: Path) -> None:
         print(f"{name:<10} {l5:8.1f} {l25:8.1f} {p5:8.1f} {p25:8.1f} {ratio:5.2f}")
 
 
+def write(folder: Path) -> Path:
+    """The repository under ``folder``: ``tiny`` (bench/models.py's batching), ``tiny1`` and
+    ``tiny2`` (bench/composition.py's pipelines)."""
+    repository = write_repository(folder / "repository", ["tiny"], 1, 1024)
+    for name, text in (("tiny1", ONE_STEP), ("tiny2", PIPELINE)):
+        (repository / name).mkdir()
+        (repository / name / "model.yaml").write_text(text)
+    return repository
+
+
 def run_loop(main: Coroutine[Any, Any, None]) -> None:
     """Run ``main`` on the loop ``serval serve`` uses: uvloop where it is installed."""
     try:
@@ -219,11 +229,7 @@ def main() -> None:
     parser.add_argument("--profile", help="profile this variant with cProfile instead")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as temp:
-        repository = write_repository(Path(temp) / "repository", ["tiny"], 1, 1024)
-        for name, text in (("tiny1", ONE_STEP), ("tiny2", PIPELINE)):
-            (repository / name).mkdir()
-            (repository / name / "model.yaml").write_text(text)
-        run_loop(run(args, repository))
+        run_loop(run(args, write(Path(temp))))
 
 
 if __name__ == "__main__":
