@@ -51,6 +51,33 @@ class Servable(Protocol):
     async def close(self) -> None: ...
 
 
+class QueuedRequest(Protocol):
+    """A request waiting in a servable's queue (``SubmittingServable.submit``)."""
+
+    @property
+    def future(self) -> asyncio.Future[InferenceResponse]:
+        """Done with the answer, or the error, once the request ran."""
+        ...
+
+
+class SubmittingServable(Servable, Protocol):
+    """A servable with a queue that takes a request without being awaited: ``submit`` puts it
+    in the queue at once, so a caller can start several calls and then await each, with no
+    task per call (a composite's independent steps join the same batches that way). Await
+    ``entry.future`` for the answer, then ``withdraw(entry)`` on every path, as when giving
+    the call up."""
+
+    def submit(self, request: InferenceRequest) -> QueuedRequest:
+        """Queue ``request``; raises at once what ``predict`` would raise before queueing
+        (unloading, past its deadline, the queue full, bad rows)."""
+        ...
+
+    def withdraw(self, entry: QueuedRequest) -> None:
+        """Take ``entry`` out of the queue if it still waits there (its future is cancelled);
+        harmless once it was answered, and when called twice."""
+        ...
+
+
 @runtime_checkable
 class TimedPredictor(Protocol):
     """A predictor with a time limit of its own per call (e.g. a Python model's

@@ -575,3 +575,31 @@ def test_spec_fields_and_options() -> None:
 def test_spec_errors_name_the_key(doc: dict[str, Any], message: str) -> None:
     with pytest.raises(ModelConfigError, match=message):
         ModelSpec.parse(doc, source="m/model.yaml")
+
+
+def test_a_submitted_request_waits_in_the_queue_until_answered_or_withdrawn() -> None:
+    gate = threading.Event()
+    fake = RecordingPredictor(gate=gate)
+    batching = servable(fake, max_batch_size=4)
+
+    async def body() -> None:
+        busy = asyncio.ensure_future(batching.predict(req(1, -1.0)))
+        await until(lambda: len(fake.calls) == 1)
+        kept = batching.submit(req(1, 10.0))  # in the queue when submit returns
+        dropped = batching.submit(req(2, 20.0))
+        assert batching.waiting == 2
+        with pytest.raises(InvalidInputError, match="the request has 5 rows"):
+            batching.submit(req(5, 30.0))  # refused at once, as predict would
+        batching.withdraw(dropped)
+        assert dropped.future.cancelled() and batching.waiting == 1
+        gate.set()
+        await busy
+        answer = await kept.future
+        batching.withdraw(kept)  # harmless once answered
+        np.testing.assert_array_equal(answer.outputs[0].data, req(1, 10.0).inputs[0].data * 2)
+        assert batching.waiting == 0
+        await batching.close()
+
+    run(body())
+    assert fake.batch_rows == [1, 1]
+    assert not fake.ran(20.0)

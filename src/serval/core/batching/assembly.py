@@ -47,7 +47,12 @@ def batch_rows(request: InferenceRequest, max_batch_size: int) -> int:
 
 def batch_key(request: InferenceRequest) -> Hashable:
     """Equal for requests that can share a batch."""
-    inputs = tuple(sorted((t.name, t.datatype.value, t.data.shape[1:]) for t in request.inputs))
+    tensors = request.inputs
+    if len(tensors) == 1:  # the usual case: no sort
+        tensor = tensors[0]
+        inputs: tuple[Any, ...] = ((tensor.name, tensor.datatype, tensor.data.shape[1:]),)
+    else:
+        inputs = tuple(sorted((t.name, t.datatype.value, t.data.shape[1:]) for t in tensors))
     outputs = (
         None
         if request.outputs is None
@@ -56,8 +61,11 @@ def batch_key(request: InferenceRequest) -> Hashable:
     return inputs, outputs, _model_parameters(request.parameters)
 
 
+_NO_PARAMETERS: frozenset[tuple[str, Any]] = frozenset()
+
+
 def _model_parameters(parameters: Parameters) -> frozenset[tuple[str, Any]]:
-    return frozenset(parameters.items())
+    return frozenset(parameters.items()) if parameters else _NO_PARAMETERS
 
 
 def merge(requests: Sequence[InferenceRequest]) -> InferenceRequest:

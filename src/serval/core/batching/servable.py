@@ -30,7 +30,7 @@ from serval.core.batching.request_queue import RequestQueue, Waiting
 from serval.core.batching.scheduling_rule import SchedulingRule
 from serval.core.deadlines import raise_if_expired
 from serval.core.errors import ModelNotReadyError, OverloadedError
-from serval.core.servable import Predictor
+from serval.core.servable import Predictor, QueuedRequest
 from serval.core.types import InferenceRequest, InferenceResponse, ServableMetadata
 
 __all__ = ["BatchingOptions", "BatchingServable"]
@@ -88,6 +88,16 @@ class BatchingServable:
         return self._adaptive
 
     async def predict(self, request: InferenceRequest) -> InferenceResponse:
+        item = self.submit(request)
+        try:
+            return await item.future
+        finally:
+            self._queue.remove(item)  # the caller gave up while it waited (a deadline, a hang-up)
+
+    def submit(self, request: InferenceRequest) -> Waiting:
+        """Queue ``request`` now and return its entry (``SubmittingServable``): ``predict``
+        without the await, for a caller that starts several calls before awaiting them.
+        Await ``entry.future``, then ``withdraw(entry)``."""
         enqueued = time.perf_counter_ns()
         options = self._options
         if self._closed:
@@ -112,10 +122,13 @@ class BatchingServable:
         item = Waiting(request, asyncio.get_running_loop().create_future(), rows, key, enqueued)
         queue.push(item, level)
         self._dispatch()
-        try:
-            return await item.future
-        finally:
-            queue.remove(item)  # if the caller gave up while it waited (a deadline, a hang-up)
+        return item
+
+    def withdraw(self, entry: QueuedRequest) -> None:
+        """Take ``entry`` (from ``submit``) out of the queue if it still waits there."""
+        entry.future.cancel()  # a no-op once answered
+        if isinstance(entry, Waiting):
+            self._queue.remove(entry)
 
     # -- on the event loop ----------------------------------------------------------------
 

@@ -21,7 +21,7 @@ from serval.core.composition.signatures import (
     same_inputs,
     shapes_fit,
 )
-from serval.core.composition.steps import StepCall, concurrently
+from serval.core.composition.steps import StepCall, together
 from serval.core.errors import ModelExecutionError, ModelLoadError
 from serval.core.specs.composite import EnsembleSpec
 from serval.core.types import (
@@ -85,8 +85,8 @@ class EnsembleServable:
             response = await first(request, request.inputs, wanted)
             return InferenceResponse(request.model_name, response.outputs)
         asked = self._asked  # the others are asked for the combined output only
-        others = [member(request, request.inputs, asked) for member in self._members[1:]]
-        responses = await concurrently([first(request, request.inputs, wanted), *others])
+        others = [(member, request.inputs, asked) for member in self._members[1:]]
+        responses = await together(request, [(first, request.inputs, wanted), *others])
         values = [
             self._value(member, response)
             for member, response in zip(self._members, responses, strict=True)

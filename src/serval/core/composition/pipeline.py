@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from serval.core.composition.provider import ServableProvider
 from serval.core.composition.signatures import describe, narrower, output_of, tensors_fit
-from serval.core.composition.steps import StepCall, concurrently
+from serval.core.composition.steps import StepCall, together
 from serval.core.errors import ModelExecutionError, ModelLoadError
 from serval.core.specs.composite import INPUTS, PipelineSpec, PipelineStep, TensorRef
 from serval.core.types import (
@@ -29,12 +29,44 @@ _MAX_PLANS = 64
 class _Step:
     """A step as the pipeline runs it."""
 
-    __slots__ = ("call", "name", "sources")
+    __slots__ = ("call", "name", "sources", "wiring")
 
     def __init__(self, step: PipelineStep, call: StepCall) -> None:
         self.name = step.name
         self.call = call
         self.sources = step.sources()  # step input -> where it comes from
+        # (step input, the key of its value): what ``inputs`` reads.
+        self.wiring = tuple(
+            (wanted, (source.step, source.tensor)) for wanted, source in self.sources.items()
+        )
+
+    def inputs(self, values: dict[tuple[str, str], Tensor]) -> list[Tensor]:
+        """The step's inputs from the values computed so far (the arrays as they are)."""
+        inputs = []
+        for wanted, key in self.wiring:
+            tensor = values[key]
+            # A new tensor only when renamed or carrying parameters meant for another model.
+            if tensor.name != wanted or tensor.parameters:
+                tensor = Tensor(wanted, tensor.datatype, tensor.data)
+            inputs.append(tensor)
+        return inputs
+
+    def keep(
+        self,
+        response: InferenceResponse,
+        asked: list[RequestedOutput],
+        values: dict[tuple[str, str], Tensor],
+    ) -> None:
+        """Put the outputs asked of the step into ``values``."""
+        answered = response.outputs
+        for output in asked:
+            name = output.name
+            for tensor in answered:
+                if tensor.name == name:
+                    values[(self.name, name)] = tensor
+                    break
+            else:
+                raise ModelExecutionError(f"{self.call.label} did not answer output {name!r}")
 
 
 class _Plan:
@@ -175,11 +207,16 @@ class PipelineServable:
             (INPUTS, tensor.name): tensor for tensor in request.inputs
         }
         for level in plan.levels:
-            if len(level) == 1:
+            if len(level) == 1:  # awaited here: no task, nothing to give up
                 step, asked = level[0]
-                await self._run(step, asked, request, values)
-            else:
-                await concurrently([self._run(s, a, request, values) for s, a in level])
+                response = await step.call(request, step.inputs(values), asked)
+                step.keep(response, asked, values)
+                continue
+            # Every step of the level joins its model's queue before any is awaited.
+            begun = [(step.call, step.inputs(values), asked) for step, asked in level]
+            responses = await together(request, begun)
+            for (step, asked), response in zip(level, responses, strict=True):
+                step.keep(response, asked, values)
         outputs = []
         for out in plan.outputs:
             source = self._outputs[out]
@@ -188,30 +225,6 @@ class PipelineServable:
                 tensor = Tensor(out, tensor.datatype, tensor.data, tensor.parameters)
             outputs.append(tensor)
         return InferenceResponse(request.model_name, outputs)
-
-    @staticmethod
-    async def _run(
-        step: _Step,
-        asked: list[RequestedOutput],
-        request: InferenceRequest,
-        values: dict[tuple[str, str], Tensor],
-    ) -> None:
-        inputs = []
-        for wanted, source in step.sources.items():
-            tensor = values[(source.step, source.tensor)]
-            # A new tensor only when renamed or carrying parameters meant for another model.
-            if tensor.name != wanted or tensor.parameters:
-                tensor = Tensor(wanted, tensor.datatype, tensor.data)
-            inputs.append(tensor)
-        response = await step.call(request, inputs, asked)
-        produced = {tensor.name: tensor for tensor in response.outputs}
-        for output in asked:
-            answered = produced.get(output.name)
-            if answered is None:
-                raise ModelExecutionError(
-                    f"{step.call.label} did not answer output {output.name!r}"
-                )
-            values[(step.name, output.name)] = answered
 
     def workload(self) -> int:
         return 0  # its calls wait in the queues of the models it calls

@@ -41,10 +41,17 @@ class ModelTable:
         """A handle on ``version`` of ``name`` (the highest available one when None), for one
         request or call; release it on every path. Raises as a request for it would get."""
         record = self._models.get(name)
-        if record is not None and version is not None:
-            managed = record.serving.get(version)
-            if managed is not None:
-                return ServableHandle(managed)  # managed.lease(), inlined: the hot path
+        if record is not None:  # the hot paths: managed.lease(), inlined
+            if version is None:  # the highest available version (a composite's calls)
+                snapshot = record.cached_snapshot
+                if snapshot is not None and snapshot.versions:
+                    managed = record.serving.get(snapshot.versions[-1])
+                    if managed is not None:
+                        return ServableHandle(managed)
+            else:
+                managed = record.serving.get(version)
+                if managed is not None:
+                    return ServableHandle(managed)
         snapshot = self.snapshot(name)  # an unknown or unloaded model
         record = self._models[name]
         if version is not None:
