@@ -192,3 +192,39 @@ def test_a_step_s_errors_keep_their_status_and_name_the_step(tmp_path: Path) -> 
         # The server goes on serving.
         assert http.get("/v2/health/live").status_code == 200
         assert scaled(infer(http, [[1.0, 2.0]])) == [1.0, 2.0]
+
+
+CALLS = """
+pipeline:
+  steps:
+    - {{name: ask, model: {other}, inputs: {{x: inputs.x}}}}
+  outputs: {{y: ask.y}}
+"""
+
+
+def test_composites_that_call_each_other_say_so_and_recover_when_the_cycle_is_broken(
+    tmp_path: Path,
+) -> None:
+    write_model(tmp_path, "scaler", 1, affine(2.0, [1.0, -1.0]))
+    for name, other in (("a", "b"), ("b", "a")):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "model.yaml").write_text(CALLS.format(other=other))
+    with (
+        run_server(tmp_path, *POLL, grpc=False) as server,
+        httpx.Client(base_url=server.http_url, timeout=10) as http,
+    ):
+        wait_for(lambda: "a -> b -> a" in reason(http, "a"), "a's reason naming the cycle")
+        wait_for(lambda: "b -> a -> b" in reason(http, "b"), "b's reason naming the cycle")
+        assert not ready(http, "a")
+        assert not ready(http, "b")
+        assert "in a cycle" in http.get("/v2/models/a/ready").text
+        # b calls the scaler instead: the cycle is broken, b loads, then a.
+        (tmp_path / "b" / "model.yaml").write_text(CALLS.format(other="scaler"))
+        wait_for(lambda: ready(http, "b") and ready(http, "a"), "a and b ready")
+        assert "cycle" not in reason(http, "a") + reason(http, "b")
+        answer = http.post(
+            "/v2/models/a/infer",
+            json={"inputs": [{"name": "x", "datatype": "FP32", "shape": [1, 2], "data": [1, 2]}]},
+        )
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["outputs"][0]["data"] == [3.0, 3.0]

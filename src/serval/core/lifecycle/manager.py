@@ -72,6 +72,8 @@ class LifecycleManager(ModelTable):
             on_available=self._wake_dependents,
             on_retired=self._forget_if_gone,
             on_configured=self._configured,
+            needs_of=self._needs_of,
+            on_cycle_changed=self._reconcile_soon,
         )
         self._configured_subscribers: tuple[Callable[[str, ModelSpec | None], None], ...] = ()
 
@@ -210,6 +212,16 @@ class LifecycleManager(ModelTable):
             del self._models[record.name]
 
     # -- models that need others ----------------------------------------------------------
+
+    def _needs_of(self, name: str) -> tuple[str, ...]:
+        record = self._models.get(name)
+        return record.needs if record is not None else ()
+
+    def _reconcile_soon(self, names: set[str]) -> None:
+        for name in names:
+            record = self._models.get(name)
+            if record is not None:
+                self._schedule(record)
 
     def _wake_dependents(self, available: ModelRecord) -> None:
         for record in self._models.values():

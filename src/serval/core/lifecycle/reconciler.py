@@ -22,7 +22,7 @@ from serval.core.events import EventBus, StateChanged
 from serval.core.lifecycle.handles import FailedLoad, ManagedServable
 from serval.core.lifecycle.loader import Loader, LoaderFactory, LoadRequest
 from serval.core.lifecycle.options import ManagerOptions
-from serval.core.lifecycle.record import ModelRecord
+from serval.core.lifecycle.record import ModelRecord, dependency_cycle
 from serval.core.lifecycle.source import VersionSource
 from serval.core.lifecycle.states import ServableId, ServableState
 from serval.core.load_override import LoadOverride
@@ -47,6 +47,8 @@ class Reconciler:
         on_available: Callable[[ModelRecord], None],
         on_retired: Callable[[ModelRecord], None],
         on_configured: Callable[[str, ModelSpec | None], None] = lambda name, spec: None,
+        needs_of: Callable[[str], tuple[str, ...]] = lambda name: (),
+        on_cycle_changed: Callable[[set[str]], None] = lambda names: None,
     ) -> None:
         self._loader_factory = loader_factory
         self._build = build
@@ -58,6 +60,8 @@ class Reconciler:
         self._on_available = on_available
         self._on_retired = on_retired
         self._on_configured = on_configured
+        self._needs_of = needs_of
+        self._on_cycle_changed = on_cycle_changed
         self.retirements: set[asyncio.Task[None]] = set()
 
     async def reconcile(self, record: ModelRecord) -> None:
@@ -78,6 +82,7 @@ class Reconciler:
             aspired = spec.policy.select(record.source.versions)
             record.needs = spec.dependencies()
             record.missing = tuple(d for d in record.needs if not self._is_available(d))
+        self._find_cycle(record)
         for version in list(record.failures):
             if version not in aspired:
                 del record.failures[version]
@@ -108,6 +113,16 @@ class Reconciler:
         if stale and (not aspired or any(v in record.serving for v in aspired)):
             for version in stale:
                 self.retire(record, record.serving.pop(version))
+
+    def _find_cycle(self, record: ModelRecord) -> None:
+        """Whether ``record`` waits on models that, through others, wait on it: its reason
+        says so. The other models of a cycle found or broken here are reconciled again, so
+        that theirs say it too."""
+        cycle = dependency_cycle(record.name, self._needs_of) if record.missing else ()
+        if cycle != record.cycle:
+            others = {*cycle, *record.cycle} - {record.name}
+            record.cycle = cycle
+            self._on_cycle_changed(others)
 
     async def _load_version(
         self, record: ModelRecord, spec: ModelSpec, found: VersionSource

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
@@ -36,6 +37,9 @@ class ModelRecord:
     # them that were not available at its last reconcile.
     needs: tuple[str, ...] = ()
     missing: tuple[str, ...] = ()
+    # A cycle of models that need each other through this one (this model first and last),
+    # found at its last reconcile: none of them can ever load. Empty: none.
+    cycle: tuple[str, ...] = ()
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)  # state changes, never a drain
     stale: bool = False  # the source changed while a reconcile was running
     task: asyncio.Task[None] | None = None
@@ -80,7 +84,7 @@ class ModelRecord:
         if self.config_error:
             return self.config_error
         if self.missing:
-            return waiting_reason(self.missing, self.spec)
+            return waiting_reason(self.missing, self.spec, self.cycle)
         if self.failures:
             return "; ".join(f"version {f.version}: {f.error}" for f in self.failures.values())
         if self.loading:
@@ -117,11 +121,38 @@ class ModelRecord:
         return ModelNotFoundError(f"model {name!r} has no version {version}")
 
 
-def waiting_reason(missing: tuple[str, ...], spec: ModelSpec | None = None) -> str:
+def waiting_reason(
+    missing: tuple[str, ...], spec: ModelSpec | None = None, cycle: tuple[str, ...] = ()
+) -> str:
     """Why a model that needs others does not load (or serve) yet; a composite's ``spec``
-    names the steps that call them."""
+    names the steps that call them, and a ``cycle`` through it says that it never will."""
     names = ", ".join(_with_roles(name, spec) for name in missing)
-    return f"waiting for model {names} to be available (a dependency)"
+    reason = f"waiting for model {names} to be available (a dependency)"
+    if cycle:
+        path = " -> ".join(cycle)
+        reason += (
+            f"; but models {path} need each other in a cycle, so none of them can load: "
+            f"remove one of the calls"
+        )
+    return reason
+
+
+def dependency_cycle(name: str, needs_of: Callable[[str], tuple[str, ...]]) -> tuple[str, ...]:
+    """A cycle through ``name`` in the graph of models that need others (``needs_of``: the
+    models one needs), as ``(name, ..., name)``, one of the shortest; empty when there is none."""
+    paths: dict[str, tuple[str, ...]] = {name: (name,)}
+    frontier = [name]
+    while frontier:  # breadth first: the first path back to ``name`` is a shortest one
+        following = []
+        for model in frontier:
+            for needed in needs_of(model):
+                if needed == name:
+                    return (*paths[model], name)
+                if needed not in paths:
+                    paths[needed] = (*paths[model], needed)
+                    following.append(needed)
+        frontier = following
+    return ()
 
 
 def _with_roles(name: str, spec: ModelSpec | None) -> str:

@@ -45,7 +45,7 @@ def index_entries(record: ModelRecord, missing: tuple[str, ...] = ()) -> list[In
     if record.config_error:
         return [IndexEntry(name, None, ServableState.END, record.config_error), *entries]
     if missing and record.wanted:
-        reason = waiting_reason(missing, record.spec)
+        reason = waiting_reason(missing, record.spec, record.cycle)
         return [IndexEntry(name, None, ServableState.START, reason), *entries]
     if not entries:
         reason = "not loaded" if not record.wanted else record.no_version_reason()

@@ -83,7 +83,8 @@ class ModelTable:
                 continue
             missing = self._missing(record)
             if missing and not record.config_error:
-                problems.append(f"model {record.name!r}: {waiting_reason(missing, record.spec)}")
+                reason = waiting_reason(missing, record.spec, record.cycle)
+                problems.append(f"model {record.name!r}: {reason}")
             elif record.config_error or record.failures or not record.serving:
                 problems.append(f"model {record.name!r}: {record.why_unavailable()}")
         return not problems, "; ".join(problems)
@@ -106,7 +107,7 @@ class ModelTable:
         record = self._models[name]
         missing = self._missing(record)
         if missing:
-            return waiting_reason(missing, record.spec)
+            return waiting_reason(missing, record.spec, record.cycle)
         if version is not None and record.serving:
             return str(record.version_error(version))
         return record.why_unavailable()
