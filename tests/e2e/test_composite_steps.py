@@ -228,3 +228,14 @@ def test_composites_that_call_each_other_say_so_and_recover_when_the_cycle_is_br
         )
         assert answer.status_code == 200, answer.text
         assert answer.json()["outputs"][0]["data"] == [3.0, 3.0]
+        # An edit that closes the cycle while both serve: b's new load never comes (its calls
+        # would go round a and b until a deadline); b keeps its last good load, both say why.
+        (tmp_path / "b" / "model.yaml").write_text(CALLS.format(other="a"))
+        wait_for(lambda: "b -> a -> b" in reason(http, "b"), "b's reason naming the cycle")
+        wait_for(lambda: "a -> b -> a" in reason(http, "a"), "a's reason naming the cycle")
+        assert not ready(http, "a")
+        again = http.post(
+            "/v2/models/a/infer",
+            json={"inputs": [{"name": "x", "datatype": "FP32", "shape": [1, 2], "data": [1, 2]}]},
+        )
+        assert again.status_code == 200, again.text  # through b's last good load

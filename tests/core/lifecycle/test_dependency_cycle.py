@@ -37,3 +37,8 @@ def test_the_waiting_reason_names_the_cycle() -> None:
         "waiting for model 'b' to be available (a dependency); but models a -> b -> a need "
         "each other in a cycle, so none of them can load: remove one of the calls"
     )
+    # Every model it needs is available (an edit closed the cycle while they served).
+    assert waiting_reason((), None, ("a", "b", "a")) == (
+        "models a -> b -> a need each other in a cycle, so none of them can load: remove one of "
+        "the calls"
+    )

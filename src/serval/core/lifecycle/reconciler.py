@@ -91,8 +91,10 @@ class Reconciler:
         to_load: list[VersionSource] = []
         now = time.monotonic()
         for version in sorted(aspired):
-            if record.missing:
-                break  # loads once every model it needs is available (on_available)
+            if record.missing or record.cycle:
+                # Loads once every model it needs is available (on_available), and never in a
+                # cycle: its calls would go round it until a deadline.
+                break
             assert record.source is not None
             found = record.source.versions[version]
             fingerprint = _with_override(found.fingerprint, record.spec_override)
@@ -115,10 +117,10 @@ class Reconciler:
                 self.retire(record, record.serving.pop(version))
 
     def _find_cycle(self, record: ModelRecord) -> None:
-        """Whether ``record`` waits on models that, through others, wait on it: its reason
-        says so. The other models of a cycle found or broken here are reconciled again, so
-        that theirs say it too."""
-        cycle = dependency_cycle(record.name, self._needs_of) if record.missing else ()
+        """Whether ``record`` needs models that, through others, need it: then it does not
+        load, and its reason says so. The other models of a cycle found or broken here are
+        reconciled again, so that theirs say it too (and one that was waiting loads)."""
+        cycle = dependency_cycle(record.name, self._needs_of) if record.needs else ()
         if cycle != record.cycle:
             others = {*cycle, *record.cycle} - {record.name}
             record.cycle = cycle

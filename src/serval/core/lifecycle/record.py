@@ -38,7 +38,8 @@ class ModelRecord:
     needs: tuple[str, ...] = ()
     missing: tuple[str, ...] = ()
     # A cycle of models that need each other through this one (this model first and last),
-    # found at its last reconcile: none of them can ever load. Empty: none.
+    # found at its last reconcile: it does not load (nor does any other model of the cycle),
+    # even when the models it needs are available. Empty: none.
     cycle: tuple[str, ...] = ()
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)  # state changes, never a drain
     stale: bool = False  # the source changed while a reconcile was running
@@ -83,7 +84,7 @@ class ModelRecord:
     def why_unavailable(self) -> str:
         if self.config_error:
             return self.config_error
-        if self.missing:
+        if self.missing or self.cycle:
             return waiting_reason(self.missing, self.spec, self.cycle)
         if self.failures:
             return "; ".join(f"version {f.version}: {f.error}" for f in self.failures.values())
@@ -126,15 +127,17 @@ def waiting_reason(
 ) -> str:
     """Why a model that needs others does not load (or serve) yet; a composite's ``spec``
     names the steps that call them, and a ``cycle`` through it says that it never will."""
-    names = ", ".join(_with_roles(name, spec) for name in missing)
-    reason = f"waiting for model {names} to be available (a dependency)"
-    if cycle:
-        path = " -> ".join(cycle)
-        reason += (
-            f"; but models {path} need each other in a cycle, so none of them can load: "
-            f"remove one of the calls"
-        )
-    return reason
+    waiting = ""
+    if missing:
+        names = ", ".join(_with_roles(name, spec) for name in missing)
+        waiting = f"waiting for model {names} to be available (a dependency)"
+    if not cycle:
+        return waiting
+    in_cycle = (
+        f"models {' -> '.join(cycle)} need each other in a cycle, so none of them can load: "
+        f"remove one of the calls"
+    )
+    return f"{waiting}; but {in_cycle}" if waiting else in_cycle
 
 
 def dependency_cycle(name: str, needs_of: Callable[[str], tuple[str, ...]]) -> tuple[str, ...]:

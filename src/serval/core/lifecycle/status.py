@@ -44,7 +44,7 @@ def index_entries(record: ModelRecord, missing: tuple[str, ...] = ()) -> list[In
     entries = [rows[v] for v in sorted(rows)]
     if record.config_error:
         return [IndexEntry(name, None, ServableState.END, record.config_error), *entries]
-    if missing and record.wanted:
+    if (missing or record.cycle) and record.wanted:
         reason = waiting_reason(missing, record.spec, record.cycle)
         return [IndexEntry(name, None, ServableState.START, reason), *entries]
     if not entries:

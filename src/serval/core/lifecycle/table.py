@@ -82,7 +82,7 @@ class ModelTable:
             if not record.wanted or record.source is None:
                 continue
             missing = self._missing(record)
-            if missing and not record.config_error:
+            if (missing or record.cycle) and not record.config_error:
                 reason = waiting_reason(missing, record.spec, record.cycle)
                 problems.append(f"model {record.name!r}: {reason}")
             elif record.config_error or record.failures or not record.serving:
@@ -93,7 +93,7 @@ class ModelTable:
         record = self._models.get(name)
         if record is None:
             raise ModelNotFoundError(f"unknown model {name!r}")
-        if record.needs and self._missing(record):
+        if record.needs and (record.cycle or self._missing(record)):
             return False
         if version is None:
             return bool(record.serving)
@@ -106,7 +106,7 @@ class ModelTable:
             return ""
         record = self._models[name]
         missing = self._missing(record)
-        if missing:
+        if missing or record.cycle:
             return waiting_reason(missing, record.spec, record.cycle)
         if version is not None and record.serving:
             return str(record.version_error(version))
