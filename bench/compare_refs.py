@@ -20,8 +20,6 @@ import subprocess
 import sys
 import tarfile
 import tempfile
-import time
-import urllib.request
 from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
@@ -29,7 +27,7 @@ ROOT = BENCH.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.models import single_row, write_repository  # noqa: E402
-from bench.servers import cpu_seconds, free_port  # noqa: E402
+from bench.servers import cpu_seconds, start_tree  # noqa: E402
 
 
 def export(ref: str, folder: Path) -> Path:
@@ -39,27 +37,6 @@ def export(ref: str, folder: Path) -> Path:
     with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
         tar.extractall(folder, filter="data")
     return folder / "src"
-
-
-def start(src: Path, repository: Path, log: Path) -> tuple[subprocess.Popen[bytes], int]:
-    port = free_port()
-    command = [sys.executable, "-m", "serval", "serve", str(repository), "--host", "127.0.0.1"]
-    command += ["--http-port", str(port), "--grpc-port", "0", "--log-level", "warning"]
-    process = subprocess.Popen(
-        command,
-        env=dict(os.environ, PYTHONPATH=str(src)),
-        stdout=subprocess.DEVNULL,
-        stderr=log.open("wb"),
-    )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/health/ready", timeout=1):
-                return process, port
-        except OSError:
-            time.sleep(0.1)
-    process.kill()
-    raise RuntimeError(f"server from {src} did not become ready; see {log}")
 
 
 def run_wrk(port: int, model: str, body: Path, connections: int, seconds: float) -> dict[str, int]:
@@ -95,7 +72,7 @@ def main() -> None:
             "working": ROOT / "src",
         }
         servers = {
-            name: start(src, repository, folder / f"{name}.log") for name, src in trees.items()
+            name: start_tree(src, repository, folder / f"{name}.log") for name, src in trees.items()
         }
         results: dict[str, list[tuple[float, float]]] = {name: [] for name in servers}
         try:

@@ -17,18 +17,17 @@ measure (e.g. another worktree's ``src``).
 
 from __future__ import annotations
 
-import os
-import re
-import subprocess
 import sys
 import tempfile
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
+sys.path.insert(0, str(BENCH))
+
+import callgrind  # noqa: E402 - beside this file
+
 VARIANTS = ("tiny", "tiny2", "tiny+call")
 CLIENTS = 64
-_SUMMARY = re.compile(rb"^summary: (\d+)", re.MULTILINE)
 
 
 def child(variant: str, requests: int) -> None:
@@ -52,38 +51,11 @@ def child(variant: str, requests: int) -> None:
 
 def count(variant: str, requests: int) -> int:
     """Instructions the main thread ran for the whole child process."""
-    with tempfile.TemporaryDirectory() as folder:
-        subprocess.run(
-            [
-                "valgrind",
-                "--tool=callgrind",
-                "--separate-threads=yes",
-                f"--callgrind-out-file={folder}/callgrind.out",
-                sys.executable,
-                __file__,
-                "--child",
-                variant,
-                str(requests),
-            ],
-            capture_output=True,
-            check=True,
-            env=dict(os.environ, PYTHONHASHSEED="0"),
-        )
-        main_thread = Path(folder, "callgrind.out-01").read_bytes()
-    match = _SUMMARY.search(main_thread)
-    if match is None:
-        raise RuntimeError("no instruction count in callgrind's output for thread 1")
-    return int(match.group(1))
+    return callgrind.count(__file__, variant, requests)
 
 
 def main(small: int, large: int) -> None:
-    jobs = [(variant, requests) for variant in VARIANTS for requests in (small, large)]
-    with ThreadPoolExecutor(2) as pool:  # two valgrind processes: one per core
-        counts = dict(zip(jobs, pool.map(lambda job: count(*job), jobs), strict=True))
-    per_request = {
-        variant: (counts[variant, large] - counts[variant, small]) / (large - small)
-        for variant in VARIANTS
-    }
+    per_request = callgrind.per_request(__file__, VARIANTS, small, large)
     for variant, instructions in per_request.items():
         ratio = per_request["tiny"] / instructions
         print(f"{variant:10} {instructions:12,.0f} instructions per request  tiny / it {ratio:.3f}")

@@ -28,7 +28,6 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 import urllib.request
 from pathlib import Path
 
@@ -39,7 +38,7 @@ ROOT = BENCH.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.models import MODELS, build, model_yaml, single_row  # noqa: E402
-from bench.servers import cpu_seconds, free_port  # noqa: E402
+from bench.servers import cpu_seconds, start_tree  # noqa: E402
 
 ROUTES = '{"1": 50, "2": 50}'
 CONTROL_ROUTES = '{"1": 1, "2": 99}'  # the policy's work per request, one version's batches
@@ -58,27 +57,6 @@ def repository(root: Path, traffic: str) -> Path:
     spec = model_yaml(MODELS["tiny"], 1, 1024) + "version_policy: all\n" + traffic
     (root / "tiny" / "model.yaml").write_text(spec, encoding="utf-8")
     return root
-
-
-def start(repository: Path, log: Path) -> tuple[subprocess.Popen[bytes], int]:
-    port = free_port()
-    command = [sys.executable, "-m", "serval", "serve", str(repository), "--host", "127.0.0.1"]
-    command += ["--http-port", str(port), "--grpc-port", "0", "--log-level", "warning"]
-    process = subprocess.Popen(
-        command,
-        env=dict(os.environ, PYTHONPATH=str(ROOT / "src")),
-        stdout=subprocess.DEVNULL,
-        stderr=log.open("wb"),
-    )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/health/ready", timeout=1):
-                return process, port
-        except OSError:
-            time.sleep(0.1)
-    process.kill()
-    raise RuntimeError(f"server on {repository} did not become ready; see {log}")
 
 
 def run_wrk(port: int, body: Path, connections: int, seconds: float) -> dict[str, int]:
@@ -139,7 +117,9 @@ def main() -> None:
         if args.control:
             variants.append(("control", policy(CONTROL_ROUTES)))
         servers = {
-            name: start(repository(folder / name, traffic), folder / f"{name}.log")
+            name: start_tree(
+                ROOT / "src", repository(folder / name, traffic), folder / f"{name}.log"
+            )
             for name, traffic in variants
         }
         results: dict[str, list[tuple[float, float]]] = {name: [] for name in servers}

@@ -22,17 +22,16 @@ minutes for the defaults 200 and 1200 on 2 cores).
 from __future__ import annotations
 
 import asyncio
-import os
-import re
-import subprocess
 import sys
 import tempfile
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
+sys.path.insert(0, str(BENCH))
+
+import callgrind  # noqa: E402 - beside this file
+
 VARIANTS = ("none", "policy", "control")
-_SUMMARY = re.compile(rb"^summary: (\d+)", re.MULTILINE)
 
 
 def child(variant: str, requests: int) -> None:
@@ -60,39 +59,13 @@ def child(variant: str, requests: int) -> None:
 
 def count(variant: str, requests: int) -> int:
     """Instructions the main thread ran for the whole child process."""
-    with tempfile.TemporaryDirectory() as folder:
-        subprocess.run(
-            [
-                "valgrind",
-                "--tool=callgrind",
-                "--separate-threads=yes",
-                f"--callgrind-out-file={folder}/callgrind.out",
-                sys.executable,
-                __file__,
-                "--child",
-                variant,
-                str(requests),
-            ],
-            capture_output=True,
-            check=True,
-            env=dict(os.environ, PYTHONHASHSEED="0"),
-        )
-        main_thread = Path(folder, "callgrind.out-01").read_bytes()
-    match = _SUMMARY.search(main_thread)
-    if match is None:
-        raise RuntimeError("no instruction count in callgrind's output for thread 1")
-    return int(match.group(1))
+    return callgrind.count(__file__, variant, requests)
 
 
 def main(small: int, large: int) -> None:
-    jobs = [(variant, requests) for variant in VARIANTS for requests in (small, large)]
-    with ThreadPoolExecutor(2) as pool:  # two valgrind processes: one per core
-        counts = dict(zip(jobs, pool.map(lambda job: count(*job), jobs), strict=True))
-    per_request = {}
-    for variant in VARIANTS:
-        difference = counts[variant, large] - counts[variant, small]
-        per_request[variant] = difference / (large - small)
-        print(f"{variant:8} {per_request[variant]:12,.0f} instructions per request")
+    per_request = callgrind.per_request(__file__, VARIANTS, small, large)
+    for variant, instructions in per_request.items():
+        print(f"{variant:8} {instructions:12,.0f} instructions per request")
     for a, b in (("policy", "none"), ("control", "none"), ("policy", "control")):
         extra = per_request[a] - per_request[b]
         print(f"{a} vs {b}: {extra:+,.0f} instructions ({100 * extra / per_request[b]:+.2f}%)")

@@ -16,6 +16,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +30,30 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def start_tree(src: Path, repository: Path, log: Path) -> tuple[subprocess.Popen[bytes], int]:
+    """``serval serve repository`` from the source tree ``src`` (its ``PYTHONPATH``), REST only,
+    on a free port; returns the process and the port once it answers ready (a minute at most).
+    For A/B runs of two trees or two repositories side by side (compare_refs, rollout)."""
+    port = free_port()
+    command = [sys.executable, "-m", "serval", "serve", str(repository), "--host", "127.0.0.1"]
+    command += ["--http-port", str(port), "--grpc-port", "0", "--log-level", "warning"]
+    process = subprocess.Popen(
+        command,
+        env=dict(os.environ, PYTHONPATH=str(src)),
+        stdout=subprocess.DEVNULL,
+        stderr=log.open("wb"),
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/health/ready", timeout=1):
+                return process, port
+        except OSError:
+            time.sleep(0.1)
+    process.kill()
+    raise RuntimeError(f"serval from {src} on {repository} did not become ready; see {log}")
 
 
 def process_tree(pid: int) -> list[int]:
