@@ -26,6 +26,12 @@ KiB = 2**10
 MiB = 2**20
 
 
+def default_state_dir() -> Path:
+    """$XDG_STATE_HOME/serval, else ~/.local/state/serval (the XDG base directory spec)."""
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "serval"
+
+
 class Settings(BaseSettings):
     """Everything ``serval serve`` can be told. Each field is also ``SERVAL_<FIELD>``."""
 
@@ -111,6 +117,33 @@ class Settings(BaseSettings):
     redis_prefix: str = Field(
         default="serval:", max_length=200, description="Prefix of every Redis key serval uses."
     )
+    # Continuous evaluation (docs/evaluation.md).
+    state_dir: Path = Field(
+        default_factory=default_state_dir,
+        description="Folder of serval's own state: the SQLite evaluation store "
+        "(evaluation.sqlite3) and records spilled while a store is down; created on first use. "
+        "Default: $XDG_STATE_HOME/serval, else ~/.local/state/serval.",
+    )
+    store: str | None = Field(
+        default=None,
+        description="Database of continuous evaluation shared by replicas, "
+        "postgresql://user@host:5432/db; default: SQLite under state_dir. Unreachable: serval "
+        "serves, spills logged predictions to state_dir and replays them once it is back.",
+    )
+    prediction_log_queue: int = Field(
+        default=100_000,
+        ge=1,
+        le=10_000_000,
+        description="Logged predictions waiting for the writer; beyond it a record is dropped "
+        "and counted (a request never waits).",
+    )
+    evaluation_interval_s: float = Field(
+        default=30.0,
+        gt=0,
+        le=86400,
+        description="How often quality and drift are computed and thresholds checked, per "
+        "monitored model (GET /v2/models/{m}/evaluation also computes them).",
+    )
     # Observability (docs/observability.md).
     log_format: Literal["auto", "json", "text"] = Field(
         default="auto", description="auto: JSON lines unless stderr is a terminal."
@@ -145,6 +178,13 @@ class Settings(BaseSettings):
     def _redis_scheme(cls, url: str | None) -> str | None:
         if url is not None and not url.startswith(("redis://", "rediss://", "unix://")):
             raise ValueError("must start with redis://, rediss:// or unix:// (redis://host:6379/0)")
+        return url
+
+    @field_validator("store")
+    @classmethod
+    def _store_scheme(cls, url: str | None) -> str | None:
+        if url is not None and not url.startswith(("postgresql://", "postgres://")):
+            raise ValueError("must start with postgresql:// (postgresql://user@host:5432/db)")
         return url
 
     @model_validator(mode="after")

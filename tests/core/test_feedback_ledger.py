@@ -47,11 +47,12 @@ def test_remembers_at_most_max_ids_oldest_first() -> None:
     for index in range(5):
         ledger.on_request(answered(f"r{index}", M1 if index % 2 else M2))
     assert len(ledger) == 3
-    assert [ledger.answered("m", f"r{index}") for index in range(5)] == [None, None, M2, M1, M2]
+    answers = [ledger.answered("m", f"r{index}") for index in range(5)]
+    assert answers == [None, None, (M2, 0), (M1, 0), (M2, 0)]
     ledger.on_request(answered("r2"))  # an id used again moves to the young end
     ledger.on_request(answered("r5"))
     assert ledger.answered("m", "r3") is None
-    assert ledger.answered("m", "r2") == M1
+    assert ledger.answered("m", "r2") == (M1, 0)
 
 
 def test_forgets_ids_older_than_ttl_to_within_a_sixtieth() -> None:
@@ -61,10 +62,10 @@ def test_forgets_ids_older_than_ttl_to_within_a_sixtieth() -> None:
     clock.advance(30.0)
     ledger.on_request(answered("new", at_ns=clock()))
     clock.advance(30.0)  # "old" is 60 s old: still remembered (its slice closed later)
-    assert ledger.answered("m", "old") == M1
+    assert ledger.answered("m", "old") == (M1, 0)
     clock.advance(31.0)  # 91 s: "old" is gone, "new" (61 s) is not yet, to within 1 s
     assert ledger.answered("m", "old") is None
-    assert ledger.answered("m", "new") == M1
+    assert ledger.answered("m", "new") == (M1, 0)
     clock.advance(1.1)
     assert ledger.answered("m", "new") is None
     assert len(ledger) == 0
@@ -76,7 +77,7 @@ def test_a_million_ids_fit_in_slices_of_a_sixty_first() -> None:
         ledger.on_request(answered(f"r{index}"))
     assert 60_000 <= len(ledger) <= 61_000
     assert ledger.answered("m", "r0") is None
-    assert ledger.answered("m", "r69999") == M1
+    assert ledger.answered("m", "r69999") == (M1, 0)
 
 
 def test_only_successful_primary_answers_of_the_model_match() -> None:
@@ -93,7 +94,7 @@ def test_only_successful_primary_answers_of_the_model_match() -> None:
     assert ledger.answered("m", "shadowed") is None
     assert ledger.answered("m", "unresolved") is None
     assert ledger.answered("m", "other") is None  # answered by another model
-    assert ledger.answered("n", "other") == ServableId("n", 1)
+    assert ledger.answered("n", "other") == (ServableId("n", 1), 0)
 
 
 def test_bounds_must_be_positive() -> None:
@@ -103,9 +104,21 @@ def test_bounds_must_be_positive() -> None:
         AnswerLedger(ttl_s=0)
 
 
+def test_the_ledger_remembers_the_rows_of_each_answer() -> None:
+    ledger = AnswerLedger()
+    record = answered("batch")
+    record.rows = 7
+    ledger.on_request(record)
+    assert ledger.answered("m", "batch") == (M1, 7)
+
+
 def test_feedback_items_need_an_id_and_a_finite_reward_or_a_ground_truth() -> None:
     with pytest.raises(ValueError, match="request id"):
         FeedbackItem("", reward=1.0)
+    with pytest.raises(ValueError, match="not both"):
+        FeedbackItem("r1", ground_truth=1, key="k")
+    with pytest.raises(ValueError, match="reward is given on a request id"):
+        FeedbackItem(None, reward=1.0, key="k")
     with pytest.raises(ValueError, match="reward or a ground truth"):
         FeedbackItem("r1")
     with pytest.raises(ValueError, match="finite"):
@@ -125,9 +138,9 @@ def test_data_plane_matches_feedback_to_the_version_that_answered() -> None:
         await h.manager.start()
         await plane.infer(InferenceRequest("m", [x], id="known"))
         items = [FeedbackItem("known", reward=1.0), FeedbackItem("unknown", ground_truth=[3])]
-        assert plane.feedback("m", items) == (2, 1)
+        assert await plane.feedback("m", items) == (2, 1)
         with pytest.raises(ModelNotFoundError):
-            plane.feedback("nope", items)
+            await plane.feedback("nope", items)
 
     harness.run(test)
     assert [(f.request_id, f.servable, f.reward, f.ground_truth) for f in received] == [

@@ -66,6 +66,19 @@ _FLAGS: dict[str, dict[str, Any]] = {
         "help": "Redis for state replicas share (bandit arms), e.g. redis://host:6379/0"
     },
     "--redis-prefix": {"help": "prefix of serval's Redis keys (default serval:)"},
+    "--state-dir": {
+        "help": "folder of serval's state: SQLite evaluation store, spilled records "
+        "(default $XDG_STATE_HOME/serval or ~/.local/state/serval)"
+    },
+    "--store": {"help": "evaluation store shared by replicas: postgresql://user@host:5432/db"},
+    "--prediction-log-queue": {
+        "type": int,
+        "help": "logged predictions waiting to be written; beyond it they are dropped, counted",
+    },
+    "--evaluation-interval-s": {
+        "type": float,
+        "help": "seconds between quality and drift checks of monitored models (default 30)",
+    },
     "--log-level": {
         "choices": ["debug", "info", "warning", "error"],
         "help": "the least severe log lines written (default info)",

@@ -5,7 +5,8 @@ else its model's traffic policy) from the manager's snapshot of the model, then 
 the manager as a handle that the request holds until it is answered, on every path. When the
 policy names shadow versions, the answered request is copied to them off the request path
 (``core.shadow``). Feedback on answers is matched to the version that answered by request id
-(``core.feedback_ledger``) and handed to the event bus.
+(``core.feedback_ledger``), its ground truth kept by the recorder of evaluated models
+(``core.feedback.GroundTruthRecorder``), and handed to the event bus.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from serval.core.errors import (
     ServalError,
 )
 from serval.core.events import EventBus, PredictionEvent
-from serval.core.feedback import Feedback, FeedbackItem
+from serval.core.feedback import Feedback, FeedbackItem, GroundTruthRecorder
 from serval.core.feedback_ledger import AnswerLedger
 from serval.core.lifecycle.handles import ServableHandle, Workload
 from serval.core.lifecycle.manager import LifecycleManager
@@ -73,10 +74,12 @@ class DataPlane:
         *,
         shadows: ShadowRunner | None = None,
         ledger: AnswerLedger | None = None,
+        ground_truth: GroundTruthRecorder | None = None,
     ) -> None:
         """``shadows`` runs shadow copies (default: at most 8 in flight); ``ledger``
         remembers which version answered each request id (default: an hour, a million
-        ids)."""
+        ids); ``ground_truth`` keeps the ground truth of evaluated models (default: none
+        kept, feedback is only an event)."""
         self._manager = manager
         self._router = router if router is not None else Router()
         self._events = events
@@ -84,6 +87,7 @@ class DataPlane:
         self._live = True
         self._shadows = shadows if shadows is not None else ShadowRunner(manager, events)
         self._ledger = ledger if ledger is not None else AnswerLedger()
+        self._ground_truth = ground_truth
         events.on_request(record_statistics)
         events.on_request(self._ledger.on_request)
 
@@ -225,22 +229,49 @@ class DataPlane:
         """What the shadow versions of ``name`` have shown so far (version -> counters)."""
         return self._shadows.book.statistics(name)
 
-    def feedback(self, name: str, items: Sequence[FeedbackItem]) -> tuple[int, int]:
-        """Hand each item of feedback on ``name``'s answers to the event bus, matched to the
-        version that answered its request id when that is still remembered; returns
-        (accepted, matched). ``ModelNotFoundError`` for a model the server does not know;
-        an unknown id is not an error (it is unmatched)."""
+    async def feedback(self, name: str, items: Sequence[FeedbackItem]) -> tuple[int, int]:
+        """Take each item of feedback on ``name``'s answers: match it to the version that
+        answered its request id when that is still remembered, have the recorder keep its
+        ground truth durably (evaluated models), then hand it to the event bus. Returns
+        (accepted, matched): matched counts the items joined to an answer, by the ledger or
+        by the recorder (a logged prediction). ``ModelNotFoundError`` for a model the server
+        does not know; ``InvalidInputError`` naming the id for ground truth that cannot label
+        its prediction (nothing is taken then); an unknown id is not an error (unmatched)."""
         self._manager.statuses(name)  # raises for an unknown model
         received = time.time()
-        matched = 0
         answered = self._ledger.answered
+        recorder = self._ground_truth
+        feedback: list[Feedback] = []
         for item in items:
-            servable = answered(name, item.request_id)
-            matched += servable is not None
-            self._events.emit_feedback(
-                Feedback(name, item.request_id, servable, received, item.reward, item.ground_truth)
+            answer = None if item.request_id is None else answered(name, item.request_id)
+            servable, rows = (None, 0) if answer is None else answer
+            one = Feedback(
+                name,
+                item.request_id,
+                servable,
+                received,
+                item.reward,
+                item.ground_truth,
+                key=item.key,
+                rows=rows,
             )
-        return len(items), matched
+            if recorder is not None and one.ground_truth is not None:
+                recorder.check(one)
+            feedback.append(one)
+        joined: Sequence[bool] | None = None
+        if recorder is not None:
+            truths = [one for one in feedback if one.ground_truth is not None]
+            if truths:
+                joined_truths = iter((await recorder.record(name, truths)) or ())
+                joined = [
+                    next(joined_truths, False) if one.ground_truth is not None else False
+                    for one in feedback
+                ]
+        matched = 0
+        for index, one in enumerate(feedback):
+            matched += one.matched or (joined is not None and joined[index])
+            self._events.emit_feedback(one)
+        return len(feedback), matched
 
     async def close(self) -> None:
         """Stop the shadow copies in flight (the server stops): before models unload, so

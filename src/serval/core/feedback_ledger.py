@@ -1,7 +1,8 @@
 """Which version answered each request id, remembered for a while: what feedback is matched by.
 
 The ledger subscribes to request records (``EventBus.on_request``) and keeps, for each
-successful primary answer, its request id -> the version that answered. Failed requests and
+successful primary answer, its request id -> the version that answered and the rows it had
+(ground truth must give one value per row). Failed requests and
 shadow copies are left out: a failed request has no answer to give feedback on, and a shadow's
 answer was never returned (it shares the primary's id).
 
@@ -12,8 +13,8 @@ than ``ttl_s``. So at most ``max_ids`` ids are held, an id is remembered for at 
 (and at most a sixtieth more) unless about ``max_ids`` later answers pushed it out, and a
 request pays one insertion into a small dict, with no timestamp stored per id.
 
-Memory: about 40 bytes per id for the ledger's own entry, plus the id string itself (about
-80 bytes for a server-made id, which the ledger keeps alive): about 120 MB at the default of a
+Memory: about 100 bytes per id for the ledger's own entry, plus the id string itself (about
+80 bytes for a server-made id, which the ledger keeps alive): about 180 MB at the default of a
 million ids, reached only when a million requests arrive within the hour. Time: one insertion
 per request, about 0.2 µs (no clock read: the record's end time is used).
 """
@@ -31,6 +32,9 @@ DEFAULT_MAX_IDS = 1_000_000
 DEFAULT_TTL_S = 3600.0
 _SLICES = 60  # closed slices kept at most; the current one is the 61st
 _PRIMARY = "primary"
+
+# The version that answered a request, and the request's rows.
+Answer = tuple[ServableId, int]
 
 
 class AnswerLedger:
@@ -65,9 +69,9 @@ class AnswerLedger:
         self._slice_ids = max_ids // (self._max_closed + 1)
         # request id -> the version that answered it; the current slice and the closed ones,
         # oldest first, each with its newest answer's time (perf_counter_ns)
-        self._current: dict[str, ServableId] = {}
+        self._current: dict[str, Answer] = {}
         self._current_ends_ns = clock() + self._slice_ns
-        self._closed: deque[tuple[int, dict[str, ServableId]]] = deque()
+        self._closed: deque[tuple[int, dict[str, Answer]]] = deque()
 
     def __len__(self) -> int:
         return len(self._current) + sum(len(answers) for _, answers in self._closed)
@@ -83,24 +87,24 @@ class AnswerLedger:
         answered_ns = record.finished_ns
         if len(self._current) >= self._slice_ids or answered_ns >= self._current_ends_ns:
             self._close_current(answered_ns)
-        self._current[request_id] = servable
+        self._current[request_id] = (servable, record.rows)
 
-    def answered(self, model: str, request_id: str) -> ServableId | None:
-        """The version of ``model`` that answered ``request_id``; None when the id is unknown,
-        forgotten, or was answered by another model."""
+    def answered(self, model: str, request_id: str) -> Answer | None:
+        """The version of ``model`` that answered ``request_id`` and the request's rows; None
+        when the id is unknown, forgotten, or was answered by another model."""
         now = self._clock()
         if now >= self._current_ends_ns:
             self._close_current(self._current_ends_ns)
         self._expire(now)
-        servable = self._current.get(request_id)
-        if servable is None:
+        answer = self._current.get(request_id)
+        if answer is None:
             for _, answers in reversed(self._closed):  # the newest answer first
-                servable = answers.get(request_id)
-                if servable is not None:
+                answer = answers.get(request_id)
+                if answer is not None:
                     break
-        if servable is None or servable.name != model:
+        if answer is None or answer[0].name != model:
             return None
-        return servable
+        return answer
 
     def _close_current(self, now_ns: int) -> None:
         """Close the current slice (its newest answer is no later than ``now_ns``)."""

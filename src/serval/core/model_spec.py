@@ -25,6 +25,7 @@ from serval.core.specs.composite import (
     composite_calls,
 )
 from serval.core.specs.keys import MAX_KEYS, KeySpec, unique_keys
+from serval.core.specs.monitoring import MonitoringSpec
 from serval.core.specs.scheduling import ConcurrencySpec, DynamicBatchingSpec, WarmupSpec
 from serval.core.specs.strict import StrictSection
 from serval.core.specs.tensors import MAX_DIMENSION, MAX_TENSORS, TensorOverride
@@ -151,6 +152,12 @@ class ModelSpec(StrictSection):
         description="How requests that name no version are routed over the served versions: "
         "weighted routes (A/B, sticky), a canary ramp with guardrails, a bandit, shadow copies "
         "(docs/rollout.md). A change of this section alone reloads no version.",
+    )
+    monitoring: MonitoringSpec | None = Field(
+        default=None,
+        description="Continuous evaluation (docs/evaluation.md): a sampled prediction log, "
+        "ground truth joined from the feedback API, quality per version, drift against the "
+        "training reference, alerts and retraining triggers.",
     )
     # Composite models (docs/composition.md): at most one of the three, and no version folders.
     pipeline: PipelineSpec | None = Field(

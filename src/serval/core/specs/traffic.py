@@ -121,6 +121,11 @@ class GuardrailsSpec(StrictSection):
         le=1_000_000,
         description="Canary requests a step needs before its guardrails are evaluated.",
     )
+    rollback_on_alert: bool = Field(
+        default=False,
+        description="Roll back when continuous evaluation raises an alert (quality or drift) "
+        "on the canary version (model.yaml `monitoring`, docs/evaluation.md).",
+    )
 
 
 class CanarySpec(StrictSection):

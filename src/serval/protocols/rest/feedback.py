@@ -4,7 +4,9 @@ The body is one item, ``{"id": "<request id>", "reward": 1.0}``, or a list of th
 ``{"items": [{"id": ..., "reward": ..., "ground_truth": ...}, ...]}`` (at most
 ``MAX_FEEDBACK_ITEMS``). Each item names the request id its answer carried (the V2 ``id``,
 the ``x-request-id`` header) and a ``reward`` (a finite number), a ``ground_truth`` (any JSON
-value but null), or both. The answer is ``{"accepted": n, "matched": k}``: ``matched`` counts
+value but null), or both; or, for keyed predictions, a ``key`` (a string, an integer, or a
+list for a key of several values) and the ``ground_truth`` of that key's row. The answer is
+``{"accepted": n, "matched": k}``: ``matched`` counts
 the items whose id serval still remembers, with the version that answered it. A malformed body
 is a 400 that names the field (``items[3].reward: must be a number``); an unknown model a 404;
 an unknown id is no error, only unmatched.
@@ -22,12 +24,12 @@ from starlette.routing import Route
 
 from serval.core.dataplane import DataPlane
 from serval.core.errors import InvalidInputError, PayloadTooLargeError
-from serval.core.feedback import FeedbackItem, JsonValue
+from serval.core.feedback import FeedbackItem, JsonValue, key_text
 from serval.protocols.rest.body import parse_json_object, read_body
 
 MAX_FEEDBACK_ITEMS = 10_000
 FEEDBACK_PATH = "/v2/models/{model}/feedback"
-_ITEM_FIELDS = ("id", "reward", "ground_truth")
+_ITEM_FIELDS = ("id", "key", "reward", "ground_truth")
 
 
 class FeedbackRoute:
@@ -42,7 +44,7 @@ class FeedbackRoute:
         model = request.path_params["model"]
         self._dataplane.model_status(model)  # an unknown model is a 404 whatever the body
         items = parse_feedback(parse_json_object(await read_body(request, self._limit)))
-        accepted, matched = self._dataplane.feedback(model, items)
+        accepted, matched = await self._dataplane.feedback(model, items)
         body = orjson.dumps({"accepted": accepted, "matched": matched})
         return Response(body, media_type="application/json")
 
@@ -72,11 +74,27 @@ def _item(item: Any, where: str) -> FeedbackItem:
     unknown = sorted(key for key in item if key not in _ITEM_FIELDS)
     if unknown:
         raise InvalidInputError(
-            f"{where}{unknown[0]}: unknown field; a feedback item has id, reward, ground_truth"
+            f"{where}{unknown[0]}: unknown field; a feedback item has id or key, reward, "
+            "ground_truth"
         )
     request_id = item.get("id")
+    key = item.get("key")
+    if key is not None:
+        if request_id is not None:
+            raise InvalidInputError(f"{where}key: send id or key, not both")
+        if isinstance(key, bool | float | dict) or key in ("", []):
+            raise InvalidInputError(
+                f"{where}key: must be the row's key (a string, an integer or a list of them)"
+            )
+        if "reward" in item:
+            raise InvalidInputError(f"{where}reward: a reward is sent by request id, not by key")
+        if item.get("ground_truth") is None:
+            raise InvalidInputError(f"{where}ground_truth: required with key")
+        return FeedbackItem(None, None, item["ground_truth"], key_text(key))
     if not isinstance(request_id, str) or not request_id:
-        raise InvalidInputError(f"{where}id: must be the request id, a non-empty string")
+        raise InvalidInputError(
+            f"{where}id: must be the request id, a non-empty string (or send key)"
+        )
     reward = item.get("reward")
     if reward is not None:
         if isinstance(reward, bool) or not isinstance(reward, int | float):

@@ -1,0 +1,2 @@
+"""Batch serving (docs/batch.md): files and tables scored with the same model folders the
+server serves, streamed, keyed and resumable, locally or on Ray."""
