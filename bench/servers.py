@@ -32,13 +32,16 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def start_tree(src: Path, repository: Path, log: Path) -> tuple[subprocess.Popen[bytes], int]:
+def start_tree(
+    src: Path, repository: Path, log: Path, extra: Sequence[str] = ()
+) -> tuple[subprocess.Popen[bytes], int]:
     """``serval serve repository`` from the source tree ``src`` (its ``PYTHONPATH``), REST only,
-    on a free port; returns the process and the port once it answers ready (a minute at most).
-    For A/B runs of two trees or two repositories side by side (compare_refs, rollout)."""
+    on a free port, with the flags ``extra``; returns the process and the port once it answers
+    ready (a minute at most). For A/B runs of two trees or two repositories side by side
+    (compare_refs, rollout, evaluation_log)."""
     port = free_port()
     command = [sys.executable, "-m", "serval", "serve", str(repository), "--host", "127.0.0.1"]
-    command += ["--http-port", str(port), "--grpc-port", "0", "--log-level", "warning"]
+    command += ["--http-port", str(port), "--grpc-port", "0", "--log-level", "warning", *extra]
     process = subprocess.Popen(
         command,
         env=dict(os.environ, PYTHONPATH=str(src)),

@@ -18,7 +18,7 @@ import socket
 import ssl
 import sys
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from concurrent.futures import Executor
 from typing import Any, Protocol
 
@@ -53,10 +53,13 @@ class Server:
         executors: Sequence[Executor],
         on_stop: Sequence[Callable[[], object]] = (),
         before_unload: Sequence[Callable[[], Awaitable[None]]] = (),
+        background: Sequence[Callable[[], Coroutine[Any, Any, None]]] = (),
     ) -> None:
         """``on_stop``: called last when the server stops (e.g. flush buffered traces); an
         awaitable one gets a moment to finish. ``before_unload``: awaited once requests have
-        drained, before models unload (e.g. stop background work that holds leases)."""
+        drained, before models unload (e.g. stop background work that holds leases).
+        ``background``: tasks run while the server serves (periodic evaluation), cancelled
+        when it stops, before ``before_unload``."""
         self._settings = settings
         self._tls = tls
         self._manager = manager
@@ -65,6 +68,7 @@ class Server:
         self._executors = executors
         self._on_stop = on_stop
         self._before_unload = before_unload
+        self._background = background
         self._stop = asyncio.Event()
 
     def request_stop(self) -> None:
@@ -101,6 +105,7 @@ class Server:
         )
         if loading is None:
             loading = asyncio.create_task(self._manager.start(), name="serval-initial-load")
+        background = [asyncio.create_task(work()) for work in self._background]
         await asyncio.wait(
             [loading, asyncio.create_task(self._stop.wait())], return_when=asyncio.FIRST_COMPLETED
         )
@@ -122,6 +127,8 @@ class Server:
             )
         await self._stop.wait()
         logger.info("shutting down: finishing requests in flight")
+        for task in background:
+            task.cancel()
         stopping = time.monotonic()
         http.should_exit = True
         await http_loop

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from serval.core.deadlines import predict_by_deadline
@@ -51,6 +51,9 @@ class ServerMetadata:
 class Readiness:
     ready: bool
     reason: str = ""
+    # What is degraded without stopping service (an unreachable evaluation store): said in
+    # the readiness body, never a reason to be unready.
+    degraded: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,11 +78,13 @@ class DataPlane:
         shadows: ShadowRunner | None = None,
         ledger: AnswerLedger | None = None,
         ground_truth: GroundTruthRecorder | None = None,
+        degraded: Sequence[Callable[[], str | None]] = (),
     ) -> None:
         """``shadows`` runs shadow copies (default: at most 8 in flight); ``ledger``
         remembers which version answered each request id (default: an hour, a million
         ids); ``ground_truth`` keeps the ground truth of evaluated models (default: none
-        kept, feedback is only an event)."""
+        kept, feedback is only an event); ``degraded``: each says what is degraded, or
+        None (readiness reports it)."""
         self._manager = manager
         self._router = router if router is not None else Router()
         self._events = events
@@ -88,6 +93,7 @@ class DataPlane:
         self._shadows = shadows if shadows is not None else ShadowRunner(manager, events)
         self._ledger = ledger if ledger is not None else AnswerLedger()
         self._ground_truth = ground_truth
+        self._degraded = tuple(degraded)
         events.on_request(record_statistics)
         events.on_request(self._ledger.on_request)
 
@@ -96,7 +102,8 @@ class DataPlane:
 
     def ready(self) -> Readiness:
         ready, reason = self._manager.readiness()
-        return Readiness(ready, reason)
+        degraded = tuple(note for note in (check() for check in self._degraded) if note)
+        return Readiness(ready, reason, degraded)
 
     def server_metadata(self) -> ServerMetadata:
         return self._server
@@ -233,8 +240,8 @@ class DataPlane:
         """Take each item of feedback on ``name``'s answers: match it to the version that
         answered its request id when that is still remembered, have the recorder keep its
         ground truth durably (evaluated models), then hand it to the event bus. Returns
-        (accepted, matched): matched counts the items joined to an answer, by the ledger or
-        by the recorder (a logged prediction). ``ModelNotFoundError`` for a model the server
+        (accepted, matched): how many items were joined to an answer, by the ledger or by
+        the recorder (a logged prediction). ``ModelNotFoundError`` for a model the server
         does not know; ``InvalidInputError`` naming the id for ground truth that cannot label
         its prediction (nothing is taken then); an unknown id is not an error (unmatched)."""
         self._manager.statuses(name)  # raises for an unknown model
@@ -258,19 +265,16 @@ class DataPlane:
             if recorder is not None and one.ground_truth is not None:
                 recorder.check(one)
             feedback.append(one)
-        joined: Sequence[bool] | None = None
+        joined = 0
         if recorder is not None:
             truths = [one for one in feedback if one.ground_truth is not None]
             if truths:
-                joined_truths = iter((await recorder.record(name, truths)) or ())
-                joined = [
-                    next(joined_truths, False) if one.ground_truth is not None else False
-                    for one in feedback
-                ]
-        matched = 0
-        for index, one in enumerate(feedback):
-            matched += one.matched or (joined is not None and joined[index])
+                joined = (await recorder.record(name, truths)) or 0
+        for one in feedback:
             self._events.emit_feedback(one)
+        # An item is matched when the ledger remembers its id, or the recorder joined it to a
+        # logged prediction (by key, or by an id answered before a restart): the larger count.
+        matched = max(sum(one.matched for one in feedback), joined)
         return len(feedback), matched
 
     async def close(self) -> None:

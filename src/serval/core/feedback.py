@@ -90,8 +90,7 @@ class GroundTruthRecorder(Protocol):
         for a model it does not evaluate."""
         ...
 
-    async def record(self, model: str, feedback: Sequence[Feedback]) -> Sequence[bool] | None:
-        """Store the ground truths of ``feedback`` (items of ``model``) durably; per item,
-        whether it joined a logged prediction. None when ``model`` is not evaluated (nothing
-        stored)."""
+    async def record(self, model: str, feedback: Sequence[Feedback]) -> int | None:
+        """Store the ground truths of ``feedback`` (items of ``model``) durably; how many
+        joined a logged prediction. None when ``model`` is not evaluated (nothing stored)."""
         ...

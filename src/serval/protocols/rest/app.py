@@ -15,6 +15,8 @@ from starlette.types import ASGIApp
 from serval.core.control import ControlPlane
 from serval.core.dataplane import DataPlane
 from serval.core.errors import ServalError
+from serval.evaluation.service import EvaluationReader
+from serval.protocols.rest.evaluation import EvaluationRoute
 from serval.protocols.rest.errors import (
     UnexpectedErrors,
     error_response,
@@ -57,15 +59,19 @@ def build_rest_app(
     openapi_version: str | None = None,
     bearer_auth: bool = False,
     open_health: bool = True,
+    evaluation: EvaluationReader | None = None,
 ) -> ASGIApp:
     """``metrics`` renders ``GET /metrics`` (body, content type); None leaves it out.
     ``openapi_version``: serve ``GET /openapi.json`` describing a server of that version; None
     leaves it out; ``bearer_auth`` and ``open_health`` describe the token check the
-    composition root puts in front of the app."""
+    composition root puts in front of the app; ``evaluation`` answers
+    ``GET /v2/models/{m}/evaluation`` (None leaves it out)."""
     infer = V2InferEndpoint(dataplane, max_request_bytes, access_log=access_log)
     v2 = V2Routes(dataplane, control, max_request_bytes, infer)
     v1 = V1Routes(dataplane, max_request_bytes)
     routes = [*v2.routes(), *TrafficRoutes(control).routes(), *v1.routes()]
+    if evaluation is not None:
+        routes.extend(EvaluationRoute(evaluation).routes())
     if metrics is not None:
         routes.append(Route(METRICS_PATH, _metrics_endpoint(metrics), methods=["GET"]))
     if openapi_version is not None:

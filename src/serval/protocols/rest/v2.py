@@ -11,7 +11,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from serval.core.control import ControlPlane, IndexEntry
-from serval.core.dataplane import DataPlane
+from serval.core.dataplane import DataPlane, Readiness
 from serval.core.errors import InvalidInputError
 from serval.core.statistics import Duration, VersionStatistics
 from serval.core.types import ModelMetadata, TensorSpec
@@ -75,14 +75,17 @@ class V2Routes:
     async def ready(self, request: Request) -> Response:
         readiness = self._dataplane.ready()
         if readiness.ready:
+            if readiness.degraded:
+                return json_response({"ready": True, "degraded": _degraded(readiness)})
             return json_response({"ready": True})
+        body: dict[str, object] = {
+            "ready": False,
+            "error": public_message(f"not ready: {readiness.reason}", "not ready"),
+        }
+        if readiness.degraded:
+            body["degraded"] = _degraded(readiness)
         return Response(
-            orjson.dumps(
-                {
-                    "ready": False,
-                    "error": public_message(f"not ready: {readiness.reason}", "not ready"),
-                }
-            ),
+            orjson.dumps(body),
             status_code=503,
             media_type="application/json",
             headers={"Retry-After": "1"},
@@ -212,3 +215,8 @@ def _index_json(entry: IndexEntry) -> dict[str, Any]:
     row["state"] = index_state(entry.state)
     row["reason"] = entry.reason
     return row
+
+
+def _degraded(readiness: Readiness) -> list[str]:
+    """What is degraded, in detail for callers allowed to see it (store URLs, paths)."""
+    return [public_message(note, "a store is degraded") for note in readiness.degraded]

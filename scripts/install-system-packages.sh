@@ -1,0 +1,14 @@
+#!/usr/bin/env sh
+# Debian packages the test suite drives from outside Python: headless Chromium, which opens the
+# HTML report of `serval monitor report` (tests/evaluation/test_report_browser.py). Installs
+# only what is missing, so a machine that has it pays nothing; needs root (or sudo) when it
+# installs. Not needed to run the server.
+set -eu
+missing=""
+command -v chromium >/dev/null 2>&1 || missing="$missing chromium"
+[ -z "$missing" ] && exit 0
+if [ "$(id -u)" -eq 0 ]; then sudo=""; else sudo="sudo"; fi
+export DEBIAN_FRONTEND=noninteractive
+$sudo apt-get update -q || true  # a stale index still installs what it lists
+# shellcheck disable=SC2086 # one word per package
+$sudo apt-get install -y -q --no-install-recommends $missing

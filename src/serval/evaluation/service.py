@@ -1,0 +1,50 @@
+"""What the REST adapter asks of continuous evaluation: a model's evaluation, computed now.
+
+The adapter translates; this decides what an unknown, an unmonitored model and an unreachable
+store answer (404, 404, 503 with Retry-After), and runs the evaluation off the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Protocol
+
+from serval.core.errors import ModelNotFoundError, ServerNotReadyError
+from serval.evaluation.evaluator import Evaluator
+from serval.evaluation.monitored import MonitoredModels
+from serval.storage.evaluation import StoreUnavailableError
+
+_RETRY_AFTER_S = 5.0
+
+
+class EvaluationReader(Protocol):
+    async def evaluation(self, model: str) -> dict[str, object]: ...
+
+
+class EvaluationService:
+    def __init__(
+        self,
+        monitored: MonitoredModels,
+        evaluator: Evaluator,
+        known: Callable[[str], object],
+    ) -> None:
+        """``known`` raises ``ModelNotFoundError`` for a model the server does not know."""
+        self._monitored = monitored
+        self._evaluator = evaluator
+        self._known = known
+
+    async def evaluation(self, model: str) -> dict[str, object]:
+        self._known(model)
+        if self._monitored.get(model) is None:
+            raise ModelNotFoundError(
+                f"model {model!r} is not monitored: its model.yaml has no monitoring section "
+                f"(docs/evaluation.md)"
+            )
+        try:
+            result = await asyncio.to_thread(self._evaluator.evaluate, model)
+        except StoreUnavailableError as exc:
+            raise ServerNotReadyError(
+                f"the evaluation store is unreachable: {exc}", retry_after_s=_RETRY_AFTER_S
+            ) from None
+        return result.to_json()
