@@ -117,6 +117,8 @@ def test_labels_are_read_as_the_prediction_type() -> None:
     ]
     result = quality("accuracy", items, outputs)
     assert (result.value, result.count, result.skipped) == (0.75, 4, 3)
+    # accuracy reads no class scores: a record logged without them still counts.
+    assert quality("accuracy", items[:1], BINARY).count == 1
     text = PredictionOutputs("classification", "label", DataType.BYTES)
     assert quality("accuracy", [labelled({"label": np.array(["1"])}, 1)], text).value == 1.0
 

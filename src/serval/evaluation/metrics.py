@@ -19,6 +19,9 @@ import numpy as np
 
 from serval.core.specs.monitoring import QualityMetric
 
+# The metrics that read class scores (monitoring.score), not only the predicted class.
+SCORED_METRICS = frozenset({"auc", "log_loss"})
+
 
 class MetricUndefinedError(ValueError):
     """The metric has no value on these rows; the message says why."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -23,7 +23,7 @@ from serval.evaluation.ground_truth import (
     label_values,
     regression_value,
 )
-from serval.evaluation.metrics import MetricUndefinedError, metric_value
+from serval.evaluation.metrics import SCORED_METRICS, MetricUndefinedError, metric_value
 from serval.evaluation.outputs import PredictionOutputs
 from serval.evaluation.row_values import as_numbers, row_values
 from serval.evaluation.tensor_log import decode_tensors
@@ -103,7 +103,7 @@ def quality(
     metric: QualityMetric, labelled: Sequence[LabelledPrediction], outputs: PredictionOutputs
 ) -> QualityValue:
     """``metric`` over every row of ``labelled``."""
-    return _value(metric, quality_rows(labelled, outputs))
+    return _value(metric, quality_rows(labelled, _needed(metric, outputs)))
 
 
 def quality_over_time(
@@ -116,13 +116,19 @@ def quality_over_time(
     multiples of ``bucket_s``), oldest first; buckets without rows are left out."""
     if not bucket_s > 0:
         raise ValueError(f"bucket_s: must be > 0, got {bucket_s}")
-    rows = quality_rows(labelled, outputs)
+    rows = quality_rows(labelled, _needed(metric, outputs))
     starts = np.floor(rows.timestamps / bucket_s) * bucket_s
     points: list[QualityPoint] = []
     for start in np.unique(starts):
         bucket = rows.take(np.flatnonzero(starts == start))
         points.append(QualityPoint(float(start), _value(metric, bucket).value, len(bucket)))
     return points
+
+
+def _needed(metric: QualityMetric, outputs: PredictionOutputs) -> PredictionOutputs:
+    """``outputs`` without the class scores for a metric that does not read them, so that a
+    record logged without them still counts."""
+    return outputs if metric in SCORED_METRICS else replace(outputs, score=None)
 
 
 def _value(metric: QualityMetric, rows: QualityRows) -> QualityValue:
