@@ -41,6 +41,7 @@ from serval.core.servable import (
     TimedPredictor,
 )
 from serval.core.shadow import SHADOWS_PER_THREAD, ShadowRunner
+from serval.evaluation.continuous import ContinuousEvaluation, Rollouts
 from serval.observability.composite_metrics import CompositeMetrics
 from serval.observability.metrics import ServalMetrics, exposition
 from serval.observability.model_log import ModelStateLog
@@ -56,6 +57,7 @@ from serval.security.rate_limit import RateLimiter
 from serval.security.tls import TlsFiles
 from serval.security.tokens import TokenTable
 from serval.server import GrpcService, Server
+from serval.storage.open_store import open_evaluation_store
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace.export import SpanExporter
@@ -110,12 +112,21 @@ def build(settings: Settings, *, span_exporter: SpanExporter | None = None) -> S
     # the book of shadow statistics; the traffic API and the metrics read it.
     shadows = ShadowRunner(manager, events, ShadowBook(), SHADOWS_PER_THREAD * threads)
     traffic = TrafficController(manager, router, events, shadows.book, store=bandit_store(settings))
+    evaluation = continuous_evaluation(settings)
     dataplane = DataPlane(
         manager,
         events,
         ServerMetadata("serval", __version__, EXTENSIONS),
         router,
         shadows=shadows,
+        ground_truth=evaluation.ground_truth,
+        degraded=[evaluation.degraded],
+    )
+    evaluation_reader = evaluation.attach(
+        events,
+        metadata=dataplane.model_metadata,
+        known=dataplane.model_status,
+        rollouts=Rollouts(traffic.rolls_back_on_alert, traffic.roll_back_on_alert),
     )
     control = ControlPlane(manager, traffic)
     telemetry = build_telemetry(
@@ -130,6 +141,7 @@ def build(settings: Settings, *, span_exporter: SpanExporter | None = None) -> S
     telemetry.on_stop.append(traffic.close)
     if telemetry.registry is not None:
         TrafficMetrics(telemetry.registry, traffic.models, traffic.rollbacks)
+        evaluation.register_metrics(telemetry.registry)
     rest_app = build_rest_app(
         dataplane,
         control,
@@ -139,6 +151,7 @@ def build(settings: Settings, *, span_exporter: SpanExporter | None = None) -> S
         openapi_version=__version__ if settings.openapi else None,
         bearer_auth=settings.auth_tokens is not None,
         open_health=settings.auth_open_health,
+        evaluation=evaluation_reader,
     )
     access = access_policy(settings)
     if access is not None:
@@ -155,8 +168,10 @@ def build(settings: Settings, *, span_exporter: SpanExporter | None = None) -> S
         rest_app,
         grpc_service,
         [inference_pool, load_pool],
-        on_stop=telemetry.on_stop,
+        # The log is written to its end after shadows stopped (they log too), before traces.
+        on_stop=[evaluation.close, *telemetry.on_stop],
         before_unload=[dataplane.close],
+        background=[evaluation.run],
     )
 
 
@@ -167,6 +182,18 @@ def layer_plan(spec: ModelSpec, provider: ServableProvider) -> Sequence[Layer]:
         return ()
     # Keys outermost: batching and caches inside never see them (docs/keys.md).
     return (keys_layer,)
+
+
+def continuous_evaluation(settings: Settings) -> ContinuousEvaluation:
+    """Continuous evaluation over the store the settings name: PostgreSQL with ``--store``,
+    else SQLite under ``--state-dir`` (neither is touched until a model is monitored)."""
+    return ContinuousEvaluation(
+        open_evaluation_store(settings.store, settings.state_dir),
+        settings.model_repository,
+        settings.state_dir,
+        queue_size=settings.prediction_log_queue,
+        interval_s=settings.evaluation_interval_s,
+    )
 
 
 def bandit_store(settings: Settings) -> BanditStore | None:

@@ -56,7 +56,9 @@ class GroundTruthBook:
             )
         except ValueError as exc:
             subject = (
-                f"key {feedback.key!r}" if feedback.key is not None else f"id {feedback.request_id!r}"
+                f"key {feedback.key!r}"
+                if feedback.key is not None
+                else f"id {feedback.request_id!r}"
             )
             raise InvalidInputError(f"ground_truth of {subject}: {exc}") from None
 
@@ -94,7 +96,7 @@ class GroundTruthBook:
                 self._store.location,
                 exc,
                 len(items),
-                self._spill.path,
+                self._spill.folder,
             )
             self._spill.append(items)
             self.spilled[model] = self.spilled.get(model, 0) + len(items)

@@ -66,6 +66,9 @@ class PredictionLog:
         self._logged: dict[str, int] = {}
         self._spilled: dict[str, int] = {}
         self._unavailable_since: float | None = None
+        # Whether spilled records may wait (from now, or an earlier run): counting them reads
+        # the spill files, so it is asked only while this says so.
+        self._spill_waiting = True
         self._stopping = threading.Event()
         self._writer = threading.Thread(target=self._run, name="serval-prediction-log", daemon=True)
         self._started = False
@@ -90,7 +93,7 @@ class PredictionLog:
         rate = self._rates.get(request.model_name)
         if rate is None:
             return False
-        return rate >= 1.0 or random.random() < rate  # noqa: S311 - a sample, not a secret
+        return rate >= 1.0 or random.random() < rate  # a sample, not a secret
 
     def on_prediction(self, event: PredictionEvent) -> None:
         if event.response is None:  # a failed request has no answer to evaluate
@@ -132,7 +135,7 @@ class PredictionLog:
         return (
             f"evaluation store {self._store.location} unreachable for "
             f"{self._clock() - since:.0f} s; logged predictions are spilled to "
-            f"{self._spill.path} ({self._spill.pending()} waiting) and replayed when it is back"
+            f"{self._spill.folder} and replayed when it is back"
         )
 
     def _run(self) -> None:
@@ -140,7 +143,7 @@ class PredictionLog:
         while not self._stopping.is_set():
             if not self._queue:
                 self._stopping.wait(_IDLE_WAIT_S)
-            if self._unavailable_since is not None or self._spill.pending():
+            if self._spill_waiting:
                 now = time.monotonic()
                 if now >= next_replay:
                     next_replay = now + _REPLAY_EVERY_S
@@ -205,10 +208,11 @@ class PredictionLog:
                 "until it is back",
                 self._store.location,
                 exc,
-                self._spill.path,
+                self._spill.folder,
             )
         try:
             self._spill.append(batch)
+            self._spill_waiting = True
         except OSError:
             logger.exception("spilling %d logged predictions failed: they are lost", len(batch))
             self._count(self._dropped, batch)
@@ -218,6 +222,7 @@ class PredictionLog:
     def _replay(self) -> None:
         try:
             replayed = self._spill.replay(self._store)
+            self._spill_waiting = self._spill.pending() > 0
         except StoreUnavailableError:
             return
         except Exception:

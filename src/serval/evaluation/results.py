@@ -11,26 +11,39 @@ from serval.storage.evaluation import Alert, Trigger
 
 
 @dataclass(frozen=True, slots=True)
+class QualityPoint:
+    start: float  # the time bucket's start, time.time()
+    value: float | None
+    rows: int
+
+
+@dataclass(frozen=True, slots=True)
 class QualityResult:
     metric: str
     value: float | None  # None: not computable yet (no labels), ``reason`` says why
-    window: int  # labelled rows it was computed over
+    window: int  # the window asked for (labelled predictions, the latest first)
+    rows: int = 0  # labelled rows it was computed over
     threshold: float | None = None  # min, or max for an error metric
     breached: bool = False
+    skipped: int = 0  # labels that did not fit their prediction
     reason: str = ""
+    over_time: tuple[QualityPoint, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
 class FeatureDrift:
-    score: float
+    score: float | None  # None: no value of it in the window
     drifted: bool
+    rows: int = 0  # values compared
+    missing: int = 0  # values left out (NaN, null)
 
 
 @dataclass(frozen=True, slots=True)
 class DriftResult:
     method: str
     threshold: float
-    window: int  # logged rows compared with the reference
+    window: int  # the window asked for (logged rows, the latest first)
+    rows: int = 0  # logged rows compared with the reference
     features: dict[str, FeatureDrift] = field(default_factory=dict)
     prediction: FeatureDrift | None = None
     reason: str = ""  # why drift is unavailable (no reference, nothing logged yet)
@@ -68,7 +81,12 @@ class ModelEvaluation:
 def _version_json(result: VersionEvaluation) -> dict[str, object]:
     body: dict[str, object] = {"logged": result.logged, "labelled": result.labelled}
     if result.quality is not None:
-        body["quality"] = _without_empty(dataclasses.asdict(result.quality))
+        quality = dataclasses.asdict(result.quality)
+        quality["over_time"] = [
+            {"start": _iso(point.start), "value": point.value, "rows": point.rows}
+            for point in result.quality.over_time
+        ]
+        body["quality"] = _without_empty(quality)
     if result.drift is not None:
         drift = result.drift
         body["drift"] = _without_empty(
@@ -76,6 +94,7 @@ def _version_json(result: VersionEvaluation) -> dict[str, object]:
                 "method": drift.method,
                 "threshold": drift.threshold,
                 "window": drift.window,
+                "rows": drift.rows,
                 "features": {
                     name: dataclasses.asdict(score) for name, score in drift.features.items()
                 },
@@ -119,8 +138,13 @@ def _trigger_json(trigger: Trigger) -> dict[str, object]:
 
 
 def _without_empty(body: dict[str, object]) -> dict[str, object]:
-    """Leave out the fields that say nothing (no reason, no clearing time)."""
-    return {name: value for name, value in body.items() if value is not None and value != ""}
+    """Leave out the fields that say nothing (no reason, no clearing time); a ``value`` or
+    ``score`` of None stays: it says the metric is not computable (and ``reason`` why)."""
+    return {
+        name: value
+        for name, value in body.items()
+        if name in ("value", "score") or (value is not None and value != "")
+    }
 
 
 def _iso(at: float) -> str:

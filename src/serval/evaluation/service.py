@@ -1,18 +1,17 @@
 """What the REST adapter asks of continuous evaluation: a model's evaluation, computed now.
 
-The adapter translates; this decides what an unknown, an unmonitored model and an unreachable
-store answer (404, 404, 503 with Retry-After), and runs the evaluation off the event loop.
+The adapter translates; this decides what an unknown model, an unmonitored one and an
+unreachable store answer (404, 404, 503 with Retry-After).
 """
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 from serval.core.errors import ModelNotFoundError, ServerNotReadyError
-from serval.evaluation.evaluator import Evaluator
 from serval.evaluation.monitored import MonitoredModels
+from serval.evaluation.results import ModelEvaluation
 from serval.storage.evaluation import StoreUnavailableError
 
 _RETRY_AFTER_S = 5.0
@@ -26,12 +25,13 @@ class EvaluationService:
     def __init__(
         self,
         monitored: MonitoredModels,
-        evaluator: Evaluator,
+        evaluate: Callable[[str], Awaitable[ModelEvaluation]],
         known: Callable[[str], object],
     ) -> None:
-        """``known`` raises ``ModelNotFoundError`` for a model the server does not know."""
+        """``evaluate`` computes a model's evaluation off the loop; ``known`` raises
+        ``ModelNotFoundError`` for a model the server does not know."""
         self._monitored = monitored
-        self._evaluator = evaluator
+        self._evaluate = evaluate
         self._known = known
 
     async def evaluation(self, model: str) -> dict[str, object]:
@@ -42,9 +42,11 @@ class EvaluationService:
                 f"(docs/evaluation.md)"
             )
         try:
-            result = await asyncio.to_thread(self._evaluator.evaluate, model)
+            result = await self._evaluate(model)
         except StoreUnavailableError as exc:
             raise ServerNotReadyError(
                 f"the evaluation store is unreachable: {exc}", retry_after_s=_RETRY_AFTER_S
             ) from None
+        except LookupError:  # the monitoring section went away meanwhile
+            raise ModelNotFoundError(f"model {model!r} is not monitored") from None
         return result.to_json()

@@ -219,15 +219,40 @@ class TrafficController:
         if canary is not None and version == canary.version and canary.state == "ramping":
             reason = canary.observe(record)
             if reason is not None:
-                state.rollback = Rollback(None, reason)
-                self.rollbacks[state.model] = self.rollbacks.get(state.model, 0) + 1
-                logger.warning(
-                    "model %s: canary version %d rolled back: %s; all traffic goes to the "
-                    "stable version",
-                    state.model,
-                    canary.version,
-                    reason,
-                )
+                self._roll_back_canary(state, canary, reason)
+
+    def rolls_back_on_alert(self, model: str) -> frozenset[int]:
+        """The versions of ``model`` an evaluation alert rolls back: its canary, while it
+        ramps, when its guardrails say ``rollback_on_alert``."""
+        state = self._models.get(model)
+        canary = state.canary if state is not None else None
+        if canary is None or canary.state != "ramping":
+            return frozenset()
+        if not canary.spec.guardrails.rollback_on_alert:
+            return frozenset()
+        return frozenset({canary.version})
+
+    def roll_back_on_alert(self, model: str, version: int, reason: str) -> bool:
+        """Roll ``model``'s canary back because evaluation raised an alert on it (``reason``
+        names the alert), as a breached guardrail would; False when ``version`` is not a
+        ramping canary that rolls back on alerts (any more)."""
+        if version not in self.rolls_back_on_alert(model):
+            return False
+        state = self._models[model]
+        assert state.canary is not None
+        self._roll_back_canary(state, state.canary, reason)
+        return True
+
+    def _roll_back_canary(self, state: ModelTraffic, canary: CanaryRamp, reason: str) -> None:
+        canary.roll_back(reason)  # done already when a guardrail breached: the same again
+        state.rollback = Rollback(None, reason)
+        self.rollbacks[state.model] = self.rollbacks.get(state.model, 0) + 1
+        logger.warning(
+            "model %s: canary version %d rolled back: %s; all traffic goes to the stable version",
+            state.model,
+            canary.version,
+            reason,
+        )
 
     def _on_feedback(self, feedback: Feedback) -> None:
         servable = feedback.servable

@@ -81,6 +81,13 @@ class QualitySpec(StrictSection):
     max: float | None = Field(
         default=None, description="Alert above this value (error metrics: log_loss, mae, rmse)."
     )
+    bucket_s: float = Field(
+        default=3600.0,
+        ge=1.0,
+        le=366 * 86400,
+        description="Width of the time buckets of quality over time (the evaluation's "
+        "over_time, the report's plot), seconds of prediction time.",
+    )
 
     @model_validator(mode="after")
     def _threshold_fits_metric(self) -> QualitySpec:
