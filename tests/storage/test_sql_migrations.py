@@ -4,9 +4,10 @@ once apply each step once."""
 
 from __future__ import annotations
 
+import multiprocessing
 import sqlite3
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager, closing, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -135,3 +136,38 @@ def test_a_database_from_a_newer_serval_is_unavailable_with_the_reason(
     with pytest.raises(StoreSchemaError, match=r"version 99, newer than this serval knows"):
         store.counts("m")
     assert issubclass(StoreSchemaError, StoreUnavailableError)
+
+
+def _worker(path: str, worker: int, barrier: Any, raised: Any) -> None:
+    """One server process's worth: open the shared file, write, raise the shared alert."""
+    store = SqliteEvaluationStore(Path(path))
+    barrier.wait(timeout=60)
+    for n in range(5):
+        store.write_predictions([prediction(f"{worker}-{n}-{i}") for i in range(100)])
+    if store.raise_alert(Alert("m", 1, "drift", "x", 0.3, 0.2, NOW)) is not None:
+        with raised.get_lock():
+            raised.value += 1
+    store.close()
+
+
+def test_worker_processes_share_one_new_sqlite_file(tmp_path: Path) -> None:
+    context = multiprocessing.get_context("spawn")
+    barrier = context.Barrier(3)
+    raised = context.Value("i", 0)
+    path = tmp_path / "state" / "evaluation.sqlite3"
+    processes = [
+        context.Process(target=_worker, args=(str(path), n, barrier, raised)) for n in range(3)
+    ]
+    for process in processes:
+        process.start()
+    for process in processes:
+        process.join(timeout=120)
+    assert [process.exitcode for process in processes] == [0, 0, 0]
+    assert raised.value == 1
+    store = SqliteEvaluationStore(path)
+    assert store.counts("m") == {1: VersionCounts(logged=1500, labelled=0)}
+    store.close()
+    with closing(sqlite3.connect(path)) as connection:
+        assert connection.execute("SELECT version FROM serval_schema_version").fetchall() == [
+            (len(MIGRATIONS),)
+        ]

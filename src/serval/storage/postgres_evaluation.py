@@ -51,7 +51,7 @@ class _PostgresSession:
             with self._connection.cursor() as cursor:
                 cursor.executemany(_pyformat(sql), params)  # pipelined: one round trip
 
-    def one_of(self, values: Sequence[str]) -> tuple[str, Sequence[object]]:
+    def one_of(self, values: Sequence[object]) -> tuple[str, Sequence[object]]:
         return "= ANY(?)", (list(values),)  # one statement text whatever the count
 
     def new_ids(self, table: str, count: int) -> list[int]:

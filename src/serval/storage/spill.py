@@ -77,6 +77,7 @@ class SpillFile:
         written = 0
         for path in self._files():
             written += self._replay_file(path, store, batch)
+        self._remove_stray_progress()
         return written
 
     def close(self) -> None:
@@ -89,6 +90,12 @@ class SpillFile:
         if not self._folder.is_dir():
             return []
         return sorted(self._folder.glob(f"{self._name}.*.spill"))
+
+    def _remove_stray_progress(self) -> None:
+        """``.done`` files whose spill file is gone (a crash between the two removals)."""
+        for done in self._folder.glob(f"{self._name}.*.spill.done"):
+            if not done.with_name(done.name.removesuffix(".done")).exists():
+                done.unlink(missing_ok=True)
 
     def _create(self) -> int:
         self._folder.mkdir(parents=True, exist_ok=True)

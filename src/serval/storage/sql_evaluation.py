@@ -17,7 +17,7 @@ from collections import Counter, defaultdict
 from collections.abc import Collection, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import orjson
 
@@ -35,6 +35,7 @@ from serval.storage.evaluation import (
     VersionCounts,
 )
 
+_V = TypeVar("_V")
 _CHUNK = 500  # parameters of one IN (...) list
 
 _PREDICTION_COLUMNS = (
@@ -65,7 +66,7 @@ class SqlSession(Protocol):
 
     def run_many(self, sql: str, params: Sequence[Sequence[object]]) -> None: ...
 
-    def one_of(self, values: Sequence[str]) -> tuple[str, Sequence[object]]:
+    def one_of(self, values: Sequence[object]) -> tuple[str, Sequence[object]]:
         """SQL that tests a column against ``values`` (``IN (?, ...)``, ``= ANY(?)``) and its
         parameters."""
         ...
@@ -138,8 +139,12 @@ class SqlEvaluationStore(ABC):
             ids = session.new_ids("serval_ground_truth", len(items))
             labels: list[tuple[int, GroundTruth, _Target]] = []
             truths = []
+            by_request = _predictions_of_requests(session, items)
             for truth_id, item in zip(ids, items, strict=True):
-                targets = _targets_of(session, item)
+                if item.request_id is not None:
+                    targets = by_request.get((item.model, item.request_id), [])
+                else:
+                    targets = _keyed_target(session, item)
                 truths.append(
                     (
                         truth_id,
@@ -406,7 +411,7 @@ def _waiting_by_key(
             if not earlier:
                 continue
             _, prediction_id, row, version = max(earlier)
-            # Another writer may have joined it meanwhile (SQLite readers outside the lock).
+            # The transaction's lock keeps other writers of the model out; checked anyway.
             if session.run(
                 "UPDATE serval_ground_truth SET joined = 1 WHERE id = ? AND joined = 0",
                 (int(truth_id),),
@@ -416,14 +421,30 @@ def _waiting_by_key(
     return found
 
 
-def _targets_of(session: SqlSession, item: GroundTruth) -> list[_Target]:
-    if item.request_id is not None:
-        rows = session.rows(
-            "SELECT id, version, role FROM serval_predictions WHERE model = ? "
-            "AND request_id = ? ORDER BY id",
-            (item.model, item.request_id),
-        )
-        return [_Target(int(r[0]), int(r[1]), str(r[2]), None) for r in rows]
+def _predictions_of_requests(
+    session: SqlSession, items: Sequence[GroundTruth]
+) -> dict[tuple[str, str], list[_Target]]:
+    """The predictions logged for the request ids of ``items``, one query per model and chunk."""
+    wanted: dict[str, set[str]] = defaultdict(set)
+    for item in items:
+        if item.request_id is not None:
+            wanted[item.model].add(item.request_id)
+    found: dict[tuple[str, str], list[_Target]] = defaultdict(list)
+    for model, request_ids in wanted.items():
+        for chunk in _chunks(sorted(request_ids)):
+            test, params = session.one_of(chunk)
+            for prediction_id, request_id, version, role in session.rows(
+                "SELECT id, request_id, version, role FROM serval_predictions WHERE model = ? "
+                f"AND request_id {test} ORDER BY id",
+                (model, *params),
+            ):
+                target = _Target(int(prediction_id), int(version), str(role), None)
+                found[(model, str(request_id))].append(target)
+    return found
+
+
+def _keyed_target(session: SqlSession, item: GroundTruth) -> list[_Target]:
+    """The primary row with ``item.key`` answered last before ``item.received`` (or none)."""
     rows = session.rows(
         "SELECT k.prediction_id, p.version, k.row_index FROM serval_prediction_keys k "
         "JOIN serval_predictions p ON p.id = k.prediction_id WHERE k.model = ? "
@@ -457,16 +478,18 @@ def _insert_labels(
         ],
     )
     newly: Counter[tuple[str, int]] = Counter()
-    seen: set[int] = set()
-    for _, item, target in labels:
-        if target.role != "primary" or target.prediction_id in seen:
-            continue
-        seen.add(target.prediction_id)
-        if session.run(
-            "UPDATE serval_predictions SET labelled = 1 WHERE id = ? AND labelled = 0",
-            (target.prediction_id,),
+    primary = {
+        t.prediction_id: (item.model, t.version) for _, item, t in labels if t.role == "primary"
+    }
+    for chunk in _chunks(sorted(primary)):
+        test, params = session.one_of(chunk)
+        # One statement per chunk; RETURNING gives the predictions labelled for the first time.
+        for (prediction_id,) in session.rows(
+            f"UPDATE serval_predictions SET labelled = 1 WHERE id {test} AND labelled = 0 "
+            "RETURNING id",
+            params,
         ):
-            newly[(item.model, target.version)] += 1
+            newly[primary[int(prediction_id)]] += 1
     return newly
 
 
@@ -542,6 +565,6 @@ def _alert(row: Sequence[Any]) -> Alert:
     )
 
 
-def _chunks(values: list[str]) -> Iterator[list[str]]:
+def _chunks(values: Sequence[_V]) -> Iterator[Sequence[_V]]:
     for start in range(0, len(values), _CHUNK):
         yield values[start : start + _CHUNK]

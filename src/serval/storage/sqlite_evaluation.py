@@ -37,7 +37,7 @@ class _SqliteSession:
         if params:
             self._connection.executemany(sql, params)
 
-    def one_of(self, values: Sequence[str]) -> tuple[str, Sequence[object]]:
+    def one_of(self, values: Sequence[object]) -> tuple[str, Sequence[object]]:
         return f"IN ({', '.join('?' * len(values))})", values
 
     def new_ids(self, table: str, count: int) -> list[int]:
