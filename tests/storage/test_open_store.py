@@ -4,17 +4,19 @@ with them (constructors never connect) and each use says StoreUnavailableError, 
 from __future__ import annotations
 
 import sys
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 
+import psycopg
 import pytest
 
-from serval.storage.evaluation import EvaluationStore, StoreUnavailableError
+from serval.storage.evaluation import EvaluationStore, StoreSchemaError, StoreUnavailableError
 from serval.storage.open_store import StoreUrlError, open_evaluation_store
 from serval.storage.postgres_evaluation import PostgresEvaluationStore
 from serval.storage.sqlite_evaluation import SqliteEvaluationStore
 from serval.testing import free_port
-from tests.storage.evaluation_stores import prediction
+from tests.storage.evaluation_stores import postgresql_schema, postgresql_user, prediction
 
 
 def test_without_a_url_the_store_is_sqlite_under_the_state_dir(tmp_path: Path) -> None:
@@ -66,11 +68,36 @@ def test_a_postgresql_that_is_down_is_unavailable_at_each_use() -> None:
         lambda: store.claim_trigger("m", 0.0, 60),
     ]
     for call in calls:
-        with pytest.raises(StoreUnavailableError, match=r"^postgresql://127\.0\.0\.1:\d+/test: "):
+        with pytest.raises(
+            StoreUnavailableError, match=r"^postgresql://127\.0\.0\.1:\d+/test: .*refused"
+        ):
             call()
     store.close()
-    with pytest.raises(StoreUnavailableError):
+    with pytest.raises(StoreUnavailableError, match="closed"):
         store.counts("m")
+
+
+def test_a_postgresql_that_refuses_says_why() -> None:
+    missing = f"serval_missing_{uuid.uuid4().hex[:8]}"
+    url = f"postgresql://{postgresql_user()}@127.0.0.1:5432/{missing}"
+    store = PostgresEvaluationStore(url, timeout_s=1.0)
+    with pytest.raises(StoreUnavailableError, match=rf'database "{missing}" does not exist'):
+        store.counts("m")
+    store.close()
+
+
+def test_a_role_that_cannot_create_tables_gets_the_reason() -> None:
+    role = f"serval_test_{uuid.uuid4().hex[:8]}"
+    with postgresql_schema() as url, psycopg.connect(url, autocommit=True) as admin:
+        admin.execute(f"CREATE ROLE {role} LOGIN")
+        try:
+            user = url.split("//", 1)[1].split("@", 1)[0]
+            store = PostgresEvaluationStore(url.replace(f"//{user}@", f"//{role}@", 1))
+            with pytest.raises(StoreSchemaError, match="cannot create or migrate serval's tables"):
+                store.counts("m")
+            store.close()
+        finally:
+            admin.execute(f"DROP ROLE {role}")
 
 
 @pytest.mark.parametrize("damage", ["parent is a file", "not a database"])

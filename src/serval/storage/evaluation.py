@@ -34,8 +34,9 @@ class StoreUnavailableError(Exception):
 
 
 class StoreSchemaError(StoreUnavailableError):
-    """The store holds a schema this serval cannot use (written by a newer serval): to this
-    serval it is unavailable, so callers degrade as for a store that is down."""
+    """The store's tables cannot be used or made (a schema written by a newer serval, a role
+    without the right to create tables): to this serval it is unavailable, so callers degrade
+    as for a store that is down, and the message says why."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 import psycopg
 import psycopg_pool
 
-from serval.storage.evaluation import StoreUnavailableError
+from serval.storage.evaluation import StoreSchemaError, StoreUnavailableError
 from serval.storage.sql_evaluation import SqlEvaluationStore, SqlSession
 from serval.storage.sql_schema import POSTGRESQL, migrate
 
@@ -79,6 +79,7 @@ class PostgresEvaluationStore(SqlEvaluationStore):
         self._timeout_s = timeout_s
         self._migrated = False
         self._migrate_lock = threading.Lock()
+        self._connect_errors: list[str] = []  # the last failure to connect, if any
         # open=True starts the pool's workers and returns at once; min_size=0 makes no
         # connection before one is asked for (no background retries while the store is down).
         self._pool = psycopg_pool.ConnectionPool(
@@ -89,6 +90,7 @@ class PostgresEvaluationStore(SqlEvaluationStore):
             timeout=timeout_s,
             kwargs={"connect_timeout": max(1, round(timeout_s))},
             check=psycopg_pool.ConnectionPool.check_connection,
+            connection_class=_remembering_failures(self._connect_errors),
             name="serval-evaluation",
         )
 
@@ -117,7 +119,11 @@ class PostgresEvaluationStore(SqlEvaluationStore):
                 if not self._migrated:
                     self._migrate(connection)
                 yield connection
-        except (psycopg.OperationalError, psycopg.InterfaceError, psycopg_pool.PoolTimeout) as exc:
+        except psycopg_pool.PoolTimeout as exc:
+            # The pool says only that it waited; the reason is the last failed connection's.
+            reason = self._connect_errors[-1] if self._connect_errors else _first_line(exc)
+            raise StoreUnavailableError(f"{self.location}: {reason}") from exc
+        except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
             raise StoreUnavailableError(f"{self.location}: {_first_line(exc)}") from exc
         except psycopg_pool.PoolClosed as exc:
             raise StoreUnavailableError(f"{self.location}: the store is closed") from exc
@@ -126,15 +132,40 @@ class PostgresEvaluationStore(SqlEvaluationStore):
         with self._migrate_lock:
             if self._migrated:
                 return
-            with connection.transaction():
-                connection.execute(
-                    "SELECT pg_advisory_xact_lock(hashtext('serval-schema:' || current_schema()))"
-                )
-                migrate(connection, POSTGRESQL)
+            try:
+                with connection.transaction():
+                    connection.execute(
+                        "SELECT pg_advisory_xact_lock(hashtext('serval-schema:' || "
+                        "current_schema()))"
+                    )
+                    migrate(connection, POSTGRESQL)
+            except (psycopg.ProgrammingError, psycopg.DataError, psycopg.IntegrityError) as exc:
+                # e.g. a role without the right to create tables in its schema.
+                raise StoreSchemaError(
+                    f"{self.location}: cannot create or migrate serval's tables: {_first_line(exc)}"
+                ) from exc
             self._migrated = True
 
     def close(self) -> None:
         self._pool.close(timeout=self._timeout_s)
+
+
+def _remembering_failures(errors: list[str]) -> type[psycopg.Connection[tuple[Any, ...]]]:
+    """A connection class that keeps why its last connection failed in ``errors`` (one per
+    store: the pool connects in its own threads, and its timeout carries no reason)."""
+
+    class RememberingConnection(psycopg.Connection[tuple[Any, ...]]):
+        @classmethod
+        def connect(cls, *args: Any, **kwargs: Any) -> RememberingConnection:
+            try:
+                connection = super().connect(*args, **kwargs)
+            except psycopg.OperationalError as exc:
+                errors[:] = [_first_line(exc)]
+                raise
+            errors.clear()
+            return connection
+
+    return RememberingConnection
 
 
 def _first_line(exc: BaseException) -> str:

@@ -210,10 +210,12 @@ class SqlEvaluationStore(ABC):
                 if not rows:
                     return
                 first, after = int(rows[0][0]), int(rows[-1][0])
+                # By the prediction id index alone; other models' labels in the range are
+                # left out below.
                 label_rows = session.rows(
                     "SELECT prediction_id, value, row_index, received FROM serval_labels "
-                    "WHERE prediction_id BETWEEN ? AND ? AND model = ? ORDER BY id",
-                    (first, after, model),
+                    "WHERE prediction_id BETWEEN ? AND ? ORDER BY prediction_id, id",
+                    (first, after),
                 )
             labels: dict[int, list[Label]] = defaultdict(list)
             for row in label_rows:
@@ -435,11 +437,15 @@ def _predictions_of_requests(
             test, params = session.one_of(chunk)
             for prediction_id, request_id, version, role in session.rows(
                 "SELECT id, request_id, version, role FROM serval_predictions WHERE model = ? "
-                f"AND request_id {test} ORDER BY id",
+                f"AND request_id {test}",
                 (model, *params),
             ):
                 target = _Target(int(prediction_id), int(version), str(role), None)
                 found[(model, str(request_id))].append(target)
+    for targets in found.values():
+        targets.sort(
+            key=lambda target: target.prediction_id
+        )  # here: ORDER BY id makes SQLite scan (model, id)
     return found
 
 

@@ -78,10 +78,11 @@ class SqliteEvaluationStore(SqlEvaluationStore):
             connection.execute("BEGIN IMMEDIATE")
             try:
                 yield _SqliteSession(connection)
+                connection.execute("COMMIT")
             except BaseException:
-                connection.rollback()
+                if connection.in_transaction:  # the body failed, or COMMIT did (a full disk)
+                    connection.rollback()
                 raise
-            connection.execute("COMMIT")
 
     @contextmanager
     def _read(self) -> Iterator[SqlSession]:
@@ -135,10 +136,11 @@ class SqliteEvaluationStore(SqlEvaluationStore):
             connection.execute("BEGIN IMMEDIATE")  # the write lock: other processes wait
             try:
                 migrate(connection, SQLITE)
+                connection.execute("COMMIT")
             except BaseException:
-                connection.rollback()
+                if connection.in_transaction:
+                    connection.rollback()
                 raise
-            connection.execute("COMMIT")
             self._prepared = True
 
     def _use_wal(self, connection: sqlite3.Connection) -> None:
