@@ -22,8 +22,9 @@ import psycopg
 import psycopg_pool
 
 from serval.storage.evaluation import StoreSchemaError, StoreUnavailableError
-from serval.storage.sql_evaluation import SqlEvaluationStore, SqlSession
+from serval.storage.sql_evaluation import SqlEvaluationStore
 from serval.storage.sql_schema import POSTGRESQL, migrate
+from serval.storage.sql_session import SqlSession
 
 _LOCK_KEY = "hashtext('serval:' || current_schema() || ':' || %s)"
 

@@ -17,23 +17,17 @@ between the store's commit and the ``.done`` rename writes that one batch twice.
 
 from __future__ import annotations
 
-import base64
 import fcntl
-import logging
 import os
 import threading
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
 
 import orjson
 
 from serval.storage.evaluation import EvaluationStore, GroundTruth, LoggedPrediction
-
-logger = logging.getLogger(__name__)
-
-SpilledRecord = LoggedPrediction | GroundTruth
+from serval.storage.spill_codec import SpilledRecord, decode_lines, encode_record
 
 
 class SpillFile:
@@ -49,7 +43,7 @@ class SpillFile:
         """Add ``records`` at the end, on disk when this returns (OSError: not kept)."""
         if not records:
             return
-        data = b"".join(orjson.dumps(_encode(record)) + b"\n" for record in records)
+        data = b"".join(orjson.dumps(encode_record(record)) + b"\n" for record in records)
         with self._lock:
             if self._fd is None:
                 self._fd = self._create()
@@ -132,7 +126,7 @@ class SpillFile:
             with os.fdopen(os.dup(fd), "rb") as file:
                 lines = file.read().splitlines()
             done = _done(path)
-            records = list(_decode_lines(path, lines))
+            records = list(decode_lines(path, lines))
             written = 0
             for run in _runs(records[done:], batch):
                 predictions = [r for r in run if isinstance(r, LoggedPrediction)]
@@ -196,82 +190,3 @@ def _sync_folder(folder: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
-
-
-# -- records as JSON ------------------------------------------------------------------------------
-
-
-def _bytes_out(value: bytes) -> str | dict[str, str]:
-    """Text when it is UTF-8 (the tensor log and ground truth are orjson output), else
-    base64."""
-    try:
-        return value.decode()
-    except UnicodeDecodeError:
-        return {"b64": base64.b64encode(value).decode()}
-
-
-def _bytes_in(value: Any) -> bytes:
-    if isinstance(value, dict):
-        return base64.b64decode(value["b64"])
-    return str(value).encode()
-
-
-def _encode(record: SpilledRecord) -> dict[str, Any]:
-    if isinstance(record, LoggedPrediction):
-        return {
-            "t": "p",
-            "model": record.model,
-            "version": record.version,
-            "request_id": record.request_id,
-            "timestamp": record.timestamp,
-            "role": record.role,
-            "latency_ms": record.latency_ms,
-            "rows": record.rows,
-            "keys": None if record.keys is None else list(record.keys),
-            "inputs": _bytes_out(record.inputs),
-            "outputs": _bytes_out(record.outputs),
-        }
-    return {
-        "t": "g",
-        "model": record.model,
-        "request_id": record.request_id,
-        "key": record.key,
-        "value": _bytes_out(record.value),
-        "received": record.received,
-    }
-
-
-def _decode(document: dict[str, Any]) -> SpilledRecord:
-    if document["t"] == "p":
-        keys = document["keys"]
-        return LoggedPrediction(
-            model=document["model"],
-            version=int(document["version"]),
-            request_id=document["request_id"],
-            timestamp=float(document["timestamp"]),
-            role="shadow" if document["role"] == "shadow" else "primary",
-            latency_ms=float(document["latency_ms"]),
-            rows=int(document["rows"]),
-            keys=None if keys is None else tuple(keys),
-            inputs=_bytes_in(document["inputs"]),
-            outputs=_bytes_in(document["outputs"]),
-        )
-    return GroundTruth(
-        model=document["model"],
-        request_id=document["request_id"],
-        key=document["key"],
-        value=_bytes_in(document["value"]),
-        received=float(document["received"]),
-    )
-
-
-def _decode_lines(path: Path, lines: list[bytes]) -> Iterator[SpilledRecord]:
-    """The records of ``lines``; a line that is not one (the tail of a write cut short by a
-    crash) is logged and skipped, so it never blocks the rest."""
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            yield _decode(orjson.loads(line))
-        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
-            logger.warning("%s line %d: not a spilled record, skipped (%s)", path, number, exc)

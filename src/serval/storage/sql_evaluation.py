@@ -2,12 +2,8 @@
 to open a write transaction and a read session (and turns its driver's connection failures
 into ``StoreUnavailableError``); the queries are the same. The SQL is written with ``?``
 parameters (the PostgreSQL session rewrites them) and the tables of ``sql_schema``.
-
-Joins: ground truth by request id labels every logged prediction with that id (the primary
-answer and any shadow copies), whichever is written first. Ground truth by key labels the one
-primary row with that key answered last before the item was received; an item that finds none
-waits (``joined = 0``) and labels the first rows with its key written later that were answered
-before it. An item that labels something never moves to another prediction.
+The joins of ground truth and predictions are in ``sql_joins``, the row mapping in
+``sql_rows``.
 """
 
 from __future__ import annotations
@@ -16,10 +12,6 @@ from abc import ABC, abstractmethod
 from collections import Counter, defaultdict
 from collections.abc import Collection, Iterator, Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
-from typing import Any, Protocol, TypeVar
-
-import orjson
 
 from serval.storage.evaluation import (
     Alert,
@@ -34,60 +26,26 @@ from serval.storage.evaluation import (
     Trigger,
     VersionCounts,
 )
-
-_V = TypeVar("_V")
-_CHUNK = 500  # parameters of one IN (...) list
-
-_PREDICTION_COLUMNS = (
-    "p.id, p.model, p.version, p.request_id, p.ts, p.role, p.latency_ms, p.row_count, "
-    "p.keys_json, p.inputs, p.outputs"
+from serval.storage.sql_joins import (
+    JoinTarget,
+    WrittenPrediction,
+    add_counts,
+    insert_labels,
+    keyed_target,
+    predictions_of_requests,
+    waiting_by_key,
+    waiting_by_request,
 )
-_PREDICTION_INSERT = (
-    "id", "model", "version", "request_id", "ts", "role", "latency_ms", "row_count",
-    "keys_json", "inputs", "outputs",
-)  # fmt: skip
-_LABEL_INSERT = (
-    "ground_truth_id", "prediction_id", "model", "version", "role", "row_index", "value",
-    "received",
-)  # fmt: skip
-_ALERT_COLUMNS = (
-    "id, model, version, kind, subject, value, threshold, raised, cleared, delivery, detail"
+from serval.storage.sql_rows import (
+    ALERT_COLUMNS,
+    PREDICTION_COLUMNS,
+    PREDICTION_INSERT,
+    alert_from_row,
+    label_from_row,
+    prediction_from_row,
+    prediction_row,
 )
-
-
-class SqlSession(Protocol):
-    """One connection inside a transaction (writes) or not (reads)."""
-
-    def rows(self, sql: str, params: Sequence[object] = ()) -> list[tuple[Any, ...]]: ...
-
-    def run(self, sql: str, params: Sequence[object] = ()) -> int:
-        """Execute; the number of rows it changed."""
-        ...
-
-    def run_many(self, sql: str, params: Sequence[Sequence[object]]) -> None: ...
-
-    def one_of(self, values: Sequence[object]) -> tuple[str, Sequence[object]]:
-        """SQL that tests a column against ``values`` (``IN (?, ...)``, ``= ANY(?)``) and its
-        parameters."""
-        ...
-
-    def new_ids(self, table: str, count: int) -> list[int]:
-        """``count`` ids for new rows of ``table`` (ascending; inside a write transaction)."""
-        ...
-
-    def insert(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
-        """Insert ``rows`` at once (PostgreSQL: COPY)."""
-        ...
-
-
-@dataclass(frozen=True, slots=True)
-class _Target:
-    """A prediction (row) an item of ground truth labels."""
-
-    prediction_id: int
-    version: int
-    role: str
-    row: int | None
+from serval.storage.sql_session import SqlSession
 
 
 class SqlEvaluationStore(ABC):
@@ -106,9 +64,13 @@ class SqlEvaluationStore(ABC):
             return
         with self._write({r.model for r in records}) as session:
             ids = session.new_ids("serval_predictions", len(records))
-            written = [_Written(record, id_) for record, id_ in zip(records, ids, strict=True)]
+            written = [
+                WrittenPrediction(record, id_) for record, id_ in zip(records, ids, strict=True)
+            ]
             session.insert(
-                "serval_predictions", _PREDICTION_INSERT, [_prediction_row(w) for w in written]
+                "serval_predictions",
+                PREDICTION_INSERT,
+                [prediction_row(w.record, w.id) for w in written],
             )
             session.insert(
                 "serval_prediction_keys",
@@ -121,15 +83,15 @@ class SqlEvaluationStore(ABC):
                 ],
             )
             logged = Counter((w.record.model, w.record.version) for w in written if w.primary)
-            labels: list[tuple[int, GroundTruth, _Target]] = []
-            by_model: dict[str, list[_Written]] = defaultdict(list)
+            labels: list[tuple[int, GroundTruth, JoinTarget]] = []
+            by_model: dict[str, list[WrittenPrediction]] = defaultdict(list)
             for w in written:
                 by_model[w.record.model].append(w)
             for model, batch in by_model.items():
-                labels += _waiting_by_request(session, model, batch)
-                labels += _waiting_by_key(session, model, batch)
-            labelled = _insert_labels(session, labels)
-            _add_counts(session, logged, labelled)
+                labels += waiting_by_request(session, model, batch)
+                labels += waiting_by_key(session, model, batch)
+            labelled = insert_labels(session, labels)
+            add_counts(session, logged, labelled)
 
     def write_ground_truth(self, items: Sequence[GroundTruth]) -> int:
         if not items:
@@ -137,14 +99,14 @@ class SqlEvaluationStore(ABC):
         joined = 0
         with self._write({i.model for i in items}) as session:
             ids = session.new_ids("serval_ground_truth", len(items))
-            labels: list[tuple[int, GroundTruth, _Target]] = []
+            labels: list[tuple[int, GroundTruth, JoinTarget]] = []
             truths = []
-            by_request = _predictions_of_requests(session, items)
+            by_request = predictions_of_requests(session, items)
             for truth_id, item in zip(ids, items, strict=True):
                 if item.request_id is not None:
                     targets = by_request.get((item.model, item.request_id), [])
                 else:
-                    targets = _keyed_target(session, item)
+                    targets = keyed_target(session, item)
                 truths.append(
                     (
                         truth_id,
@@ -163,7 +125,7 @@ class SqlEvaluationStore(ABC):
                 ("id", "model", "request_id", "key_text", "value", "received", "joined"),
                 truths,
             )
-            _add_counts(session, Counter(), _insert_labels(session, labels))
+            add_counts(session, Counter(), insert_labels(session, labels))
         return joined
 
     def recent_predictions(
@@ -171,22 +133,25 @@ class SqlEvaluationStore(ABC):
     ) -> list[LoggedPrediction]:
         with self._read() as session:
             rows = session.rows(
-                f"SELECT {_PREDICTION_COLUMNS} FROM serval_predictions p WHERE p.model = ? "
+                f"SELECT {PREDICTION_COLUMNS} FROM serval_predictions p WHERE p.model = ? "
                 "AND p.version = ? AND p.role = ? ORDER BY p.ts DESC, p.id DESC LIMIT ?",
                 (model, version, role, max(limit, 0)),
             )
-        return [_prediction(row) for row in rows]
+        return [prediction_from_row(row) for row in rows]
 
     def labelled(self, model: str, version: int, limit: int) -> list[LabelledPrediction]:
         with self._read() as session:
             rows = session.rows(
-                f"SELECT {_PREDICTION_COLUMNS}, l.value, l.row_index, l.received "
+                f"SELECT {PREDICTION_COLUMNS}, l.value, l.row_index, l.received "
                 "FROM serval_labels l JOIN serval_predictions p ON p.id = l.prediction_id "
                 "WHERE l.model = ? AND l.version = ? AND l.role = 'primary' "
                 "ORDER BY l.received DESC, l.id DESC LIMIT ?",
                 (model, version, max(limit, 0)),
             )
-        return [LabelledPrediction(_prediction(row[:11]), _label(row[11:])) for row in rows]
+        return [
+            LabelledPrediction(prediction_from_row(row[:11]), label_from_row(row[11:]))
+            for row in rows
+        ]
 
     def counts(self, model: str) -> dict[int, VersionCounts]:
         with self._read() as session:
@@ -203,7 +168,7 @@ class SqlEvaluationStore(ABC):
             # A session per page: a slow reader of the export holds no connection.
             with self._read() as session:
                 rows = session.rows(
-                    f"SELECT {_PREDICTION_COLUMNS} FROM serval_predictions p "
+                    f"SELECT {PREDICTION_COLUMNS} FROM serval_predictions p "
                     "WHERE p.model = ? AND p.id > ? ORDER BY p.id LIMIT ?",
                     (model, after, max(batch, 1)),
                 )
@@ -219,9 +184,9 @@ class SqlEvaluationStore(ABC):
                 )
             labels: dict[int, list[Label]] = defaultdict(list)
             for row in label_rows:
-                labels[int(row[0])].append(_label(row[1:]))
+                labels[int(row[0])].append(label_from_row(row[1:]))
             yield [
-                JoinedPrediction(_prediction(row), tuple(labels.get(int(row[0]), ())))
+                JoinedPrediction(prediction_from_row(row), tuple(labels.get(int(row[0]), ())))
                 for row in rows
             ]
 
@@ -282,11 +247,11 @@ class SqlEvaluationStore(ABC):
     def alerts(self, model: str, limit: int = 100) -> list[Alert]:
         with self._read() as session:
             rows = session.rows(
-                f"SELECT {_ALERT_COLUMNS} FROM serval_alerts WHERE model = ? "
+                f"SELECT {ALERT_COLUMNS} FROM serval_alerts WHERE model = ? "
                 "ORDER BY raised DESC, id DESC LIMIT ?",
                 (model, max(limit, 0)),
             )
-        return [_alert(row) for row in rows]
+        return [alert_from_row(row) for row in rows]
 
     def claim_trigger(self, model: str, now: float, cooldown_s: float) -> bool:
         with self._write(()) as session:
@@ -347,230 +312,3 @@ class SqlEvaluationStore(ABC):
             )
             for r in rows
         ]
-
-
-@dataclass(frozen=True, slots=True)
-class _Written:
-    record: LoggedPrediction
-    id: int
-
-    @property
-    def primary(self) -> bool:
-        return self.record.role == "primary"
-
-
-def _waiting_by_request(
-    session: SqlSession, model: str, batch: list[_Written]
-) -> list[tuple[int, GroundTruth, _Target]]:
-    """Ground truth already stored for the request ids of ``batch`` (one query per chunk:
-    nearly every prediction has an id, few have ground truth yet)."""
-    by_request: dict[str, list[_Written]] = defaultdict(list)
-    for w in batch:
-        if w.record.request_id is not None:
-            by_request[w.record.request_id].append(w)
-    found = []
-    for chunk in _chunks(list(by_request)):
-        test, params = session.one_of(chunk)
-        rows = session.rows(
-            "SELECT id, request_id, value, received FROM serval_ground_truth WHERE model = ? "
-            f"AND request_id {test}",
-            (model, *params),
-        )
-        for truth_id, request_id, value, received in rows:
-            item = GroundTruth(model, str(request_id), None, bytes(value), float(received))
-            for w in by_request[str(request_id)]:
-                found.append(
-                    (int(truth_id), item, _Target(w.id, w.record.version, w.record.role, None))
-                )
-    if found:
-        session.run_many(
-            "UPDATE serval_ground_truth SET joined = 1 WHERE id = ? AND joined = 0",
-            [(truth_id,) for truth_id in {entry[0] for entry in found}],
-        )
-    return found
-
-
-def _waiting_by_key(
-    session: SqlSession, model: str, batch: list[_Written]
-) -> list[tuple[int, GroundTruth, _Target]]:
-    """Keyed ground truth that found no prediction when it came, and finds one in ``batch``:
-    the latest row with its key answered before it was received."""
-    rows_of: dict[str, list[tuple[float, int, int, int]]] = defaultdict(list)
-    for w in batch:
-        if w.primary and w.record.keys is not None:
-            for row, key in enumerate(w.record.keys):
-                rows_of[key].append((w.record.timestamp, w.id, row, w.record.version))
-    found = []
-    for chunk in _chunks(list(rows_of)):
-        test, params = session.one_of(chunk)
-        waiting = session.rows(
-            "SELECT id, key_text, value, received FROM serval_ground_truth WHERE model = ? "
-            f"AND joined = 0 AND key_text {test}",
-            (model, *params),
-        )
-        for truth_id, key, value, received in waiting:
-            earlier = [entry for entry in rows_of[str(key)] if entry[0] <= float(received)]
-            if not earlier:
-                continue
-            _, prediction_id, row, version = max(earlier)
-            # The transaction's lock keeps other writers of the model out; checked anyway.
-            if session.run(
-                "UPDATE serval_ground_truth SET joined = 1 WHERE id = ? AND joined = 0",
-                (int(truth_id),),
-            ):
-                item = GroundTruth(model, None, str(key), bytes(value), float(received))
-                found.append((int(truth_id), item, _Target(prediction_id, version, "primary", row)))
-    return found
-
-
-def _predictions_of_requests(
-    session: SqlSession, items: Sequence[GroundTruth]
-) -> dict[tuple[str, str], list[_Target]]:
-    """The predictions logged for the request ids of ``items``, one query per model and chunk."""
-    wanted: dict[str, set[str]] = defaultdict(set)
-    for item in items:
-        if item.request_id is not None:
-            wanted[item.model].add(item.request_id)
-    found: dict[tuple[str, str], list[_Target]] = defaultdict(list)
-    for model, request_ids in wanted.items():
-        for chunk in _chunks(sorted(request_ids)):
-            test, params = session.one_of(chunk)
-            for prediction_id, request_id, version, role in session.rows(
-                "SELECT id, request_id, version, role FROM serval_predictions WHERE model = ? "
-                f"AND request_id {test}",
-                (model, *params),
-            ):
-                target = _Target(int(prediction_id), int(version), str(role), None)
-                found[(model, str(request_id))].append(target)
-    for targets in found.values():
-        targets.sort(
-            key=lambda target: target.prediction_id
-        )  # here: ORDER BY id makes SQLite scan (model, id)
-    return found
-
-
-def _keyed_target(session: SqlSession, item: GroundTruth) -> list[_Target]:
-    """The primary row with ``item.key`` answered last before ``item.received`` (or none)."""
-    rows = session.rows(
-        "SELECT k.prediction_id, p.version, k.row_index FROM serval_prediction_keys k "
-        "JOIN serval_predictions p ON p.id = k.prediction_id WHERE k.model = ? "
-        "AND k.key_text = ? AND k.ts <= ? "
-        "ORDER BY k.ts DESC, k.prediction_id DESC, k.row_index DESC LIMIT 1",
-        (item.model, item.key, item.received),
-    )
-    return [_Target(int(r[0]), int(r[1]), "primary", int(r[2])) for r in rows]
-
-
-def _insert_labels(
-    session: SqlSession, labels: list[tuple[int, GroundTruth, _Target]]
-) -> Counter[tuple[str, int]]:
-    """Insert ``labels``; how many primary predictions per (model, version) they labelled for
-    the first time."""
-    session.insert(
-        "serval_labels",
-        _LABEL_INSERT,
-        [
-            (
-                truth_id,
-                t.prediction_id,
-                item.model,
-                t.version,
-                t.role,
-                t.row,
-                item.value,
-                item.received,
-            )
-            for truth_id, item, t in labels
-        ],
-    )
-    newly: Counter[tuple[str, int]] = Counter()
-    primary = {
-        t.prediction_id: (item.model, t.version) for _, item, t in labels if t.role == "primary"
-    }
-    for chunk in _chunks(sorted(primary)):
-        test, params = session.one_of(chunk)
-        # One statement per chunk; RETURNING gives the predictions labelled for the first time.
-        for (prediction_id,) in session.rows(
-            f"UPDATE serval_predictions SET labelled = 1 WHERE id {test} AND labelled = 0 "
-            "RETURNING id",
-            params,
-        ):
-            newly[primary[int(prediction_id)]] += 1
-    return newly
-
-
-def _add_counts(
-    session: SqlSession, logged: Counter[tuple[str, int]], labelled: Counter[tuple[str, int]]
-) -> None:
-    """Add to the per-version counters, in one order (model, version) so that two
-    transactions never wait on each other's rows in opposite orders."""
-    session.run_many(
-        "INSERT INTO serval_version_counts (model, version, logged, labelled) "
-        "VALUES (?, ?, ?, ?) ON CONFLICT (model, version) DO UPDATE SET "
-        "logged = serval_version_counts.logged + excluded.logged, "
-        "labelled = serval_version_counts.labelled + excluded.labelled",
-        [
-            (m, v, logged[(m, v)], labelled[(m, v)])
-            for m, v in sorted(logged.keys() | labelled.keys())
-        ],
-    )
-
-
-def _prediction_row(w: _Written) -> tuple[object, ...]:
-    r = w.record
-    keys = None if r.keys is None else orjson.dumps(list(r.keys)).decode()
-    return (
-        w.id,
-        r.model,
-        r.version,
-        r.request_id,
-        r.timestamp,
-        r.role,
-        r.latency_ms,
-        r.rows,
-        keys,
-        r.inputs,
-        r.outputs,
-    )
-
-
-def _prediction(row: Sequence[Any]) -> LoggedPrediction:
-    keys = None if row[8] is None else tuple(str(k) for k in orjson.loads(row[8]))
-    return LoggedPrediction(
-        model=str(row[1]),
-        version=int(row[2]),
-        request_id=None if row[3] is None else str(row[3]),
-        timestamp=float(row[4]),
-        role="shadow" if row[5] == "shadow" else "primary",
-        latency_ms=float(row[6]),
-        rows=int(row[7]),
-        keys=keys,
-        inputs=bytes(row[9]),
-        outputs=bytes(row[10]),
-        id=int(row[0]),
-    )
-
-
-def _label(row: Sequence[Any]) -> Label:
-    return Label(bytes(row[0]), None if row[1] is None else int(row[1]), float(row[2]))
-
-
-def _alert(row: Sequence[Any]) -> Alert:
-    return Alert(
-        model=str(row[1]),
-        version=int(row[2]),
-        kind="drift" if row[3] == "drift" else "quality",
-        subject=str(row[4]),
-        value=float("nan") if row[5] is None else float(row[5]),
-        threshold=float(row[6]),
-        raised=float(row[7]),
-        cleared=None if row[8] is None else float(row[8]),
-        delivery=row[9],
-        detail=str(row[10]),
-        id=int(row[0]),
-    )
-
-
-def _chunks(values: Sequence[_V]) -> Iterator[Sequence[_V]]:
-    for start in range(0, len(values), _CHUNK):
-        yield values[start : start + _CHUNK]

@@ -19,8 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from serval.storage.evaluation import StoreUnavailableError
-from serval.storage.sql_evaluation import SqlEvaluationStore, SqlSession
+from serval.storage.sql_evaluation import SqlEvaluationStore
 from serval.storage.sql_schema import SQLITE, migrate
+from serval.storage.sql_session import SqlSession
 
 
 class _SqliteSession:
