@@ -114,3 +114,18 @@ def test_a_sqlite_file_that_cannot_be_used_is_unavailable_with_its_path(
     with pytest.raises(StoreUnavailableError, match=rf"^sqlite:{path}: "):
         store.write_predictions([prediction("r")])
     store.close()
+
+
+def test_connections_lost_by_the_server_are_replaced_without_a_failed_call() -> None:
+    name = f"serval-test-{uuid.uuid4().hex[:8]}"
+    with postgresql_schema() as url, psycopg.connect(url, autocommit=True) as admin:
+        store = PostgresEvaluationStore(f"{url}&application_name={name}")
+        store.write_predictions([prediction("r")])
+        killed = admin.execute(
+            "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE application_name = %s) AS t",
+            (name,),
+        ).fetchone()
+        assert killed is not None and killed[0] >= 1  # as a restart of the server would
+        assert [p.request_id for p in store.recent_predictions("m", 1, 5)] == ["r"]
+        store.close()
