@@ -4,8 +4,10 @@ worker processes.
 WAL mode lets readers go on while one process writes; writers take the file's write lock at
 the start of their transaction (BEGIN IMMEDIATE: never a lock upgrade that can deadlock) and
 wait up to ``busy_timeout_s`` for it. sqlite3 connections cannot be shared between threads,
-so each thread opens its own on first use. ``synchronous=FULL``: a commit is on disk when it
-returns (ground truth is acknowledged to the client after it).
+so each thread opens its own on first use and keeps it until ``close()`` (the callers use a
+few long-lived threads: the prediction log's writer, the default executor's).
+``synchronous=FULL``: a commit is on disk when it returns (ground truth is acknowledged to the
+client after it).
 """
 
 from __future__ import annotations
