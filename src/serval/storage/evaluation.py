@@ -33,6 +33,12 @@ class StoreUnavailableError(Exception):
     written. Raised for nothing else."""
 
 
+class StoreSchemaError(StoreUnavailableError):
+    """The store's tables cannot be used or made (a schema written by a newer serval, a role
+    without the right to create tables): to this serval it is unavailable, so callers degrade
+    as for a store that is down, and the message says why."""
+
+
 @dataclass(frozen=True, slots=True)
 class LoggedPrediction:
     """One logged inference request (one or more rows) and its answer."""
@@ -141,9 +147,11 @@ class EvaluationStore(Protocol):
 
     def write_ground_truth(self, items: Sequence[GroundTruth]) -> int:
         """Store ``items`` durably (committed when this returns) and join each to its logged
-        prediction: by request id, or by key to the latest logged prediction of a row with
-        that key answered before the item was received. Items whose prediction is not logged
-        (yet) are kept and joined when it is. Returns how many items were joined now."""
+        prediction: by request id (every prediction logged with that id: the primary answer
+        and its shadow copies), or by key to the latest logged primary prediction of a row
+        with that key answered before the item was received. Items whose prediction is not
+        logged (yet) are kept and joined when it is; an item joined by key stays with that
+        row. Returns how many items were joined now."""
         ...
 
     def recent_predictions(
@@ -158,7 +166,8 @@ class EvaluationStore(Protocol):
         ...
 
     def counts(self, model: str) -> dict[int, VersionCounts]:
-        """Per version of ``model`` that has logged predictions: how many, how many labelled."""
+        """Per version of ``model`` that has logged primary predictions: how many, how many
+        of those have at least one label."""
         ...
 
     def joined(self, model: str, batch: int = 10_000) -> Iterator[list[JoinedPrediction]]:
