@@ -169,6 +169,4 @@ class ContinuousEvaluation:
             f"evaluation alert {alert.id}: {alert.kind} {alert.subject} {alert.value:.4g} "
             f"(threshold {alert.threshold:.4g})"
         )
-        loop.call_soon_threadsafe(
-            rollouts.roll_back_on_alert, alert.model, alert.version, reason
-        )
+        loop.call_soon_threadsafe(rollouts.roll_back_on_alert, alert.model, alert.version, reason)

@@ -48,12 +48,13 @@ class GroundTruthBook:
             return
         from serval.evaluation.ground_truth import check_ground_truth  # noqa: PLC0415 - extra
 
-        # Rows are known for an id the ledger remembers; by key, a ground truth labels one row.
+        datatype = self._datatype(model)
+        if datatype is None:  # no version loaded: checked when it is evaluated
+            return
+        # Rows are known for an id the ledger remembers (0: unknown); by key, one row.
         rows = 1 if feedback.key is not None else feedback.rows
         try:
-            check_ground_truth(
-                model.monitoring.task_kind, self._datatype(model), rows, feedback.ground_truth
-            )
+            check_ground_truth(model.monitoring.task_kind, datatype, rows, feedback.ground_truth)
         except ValueError as exc:
             subject = (
                 f"key {feedback.key!r}"

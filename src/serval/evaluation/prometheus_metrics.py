@@ -62,9 +62,11 @@ class EvaluationMetrics(Collector):
                     continue
                 method = result.drift.method
                 for feature, score in result.drift.features.items():
-                    drift.add_metric((*labels, feature, method), score.score)
-                if result.drift.prediction is not None:
-                    prediction_drift.add_metric((*labels, method), result.drift.prediction.score)
+                    if score.score is not None:
+                        drift.add_metric((*labels, feature, method), score.score)
+                predicted = result.drift.prediction
+                if predicted is not None and predicted.score is not None:
+                    prediction_drift.add_metric((*labels, method), predicted.score)
         yield quality
         yield drift
         yield prediction_drift

@@ -39,6 +39,11 @@ class SpillFile:
         self._lock = threading.Lock()
         self._fd: int | None = None  # the file this process appends to, locked
 
+    @property
+    def folder(self) -> Path:
+        """Where the files are (for logs and readiness)."""
+        return self._folder
+
     def append(self, records: Sequence[SpilledRecord]) -> None:
         """Add ``records`` at the end, on disk when this returns (OSError: not kept)."""
         if not records:

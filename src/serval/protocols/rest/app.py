@@ -16,12 +16,12 @@ from serval.core.control import ControlPlane
 from serval.core.dataplane import DataPlane
 from serval.core.errors import ServalError
 from serval.evaluation.service import EvaluationReader
-from serval.protocols.rest.evaluation import EvaluationRoute
 from serval.protocols.rest.errors import (
     UnexpectedErrors,
     error_response,
     json_error,
 )
+from serval.protocols.rest.evaluation import EvaluationRoute
 from serval.protocols.rest.middleware import RequestIdMiddleware
 from serval.protocols.rest.openapi import (
     METRICS_PATH,
