@@ -33,6 +33,11 @@ class StoreUnavailableError(Exception):
     written. Raised for nothing else."""
 
 
+class StoreSchemaError(StoreUnavailableError):
+    """The store holds a schema this serval cannot use (written by a newer serval): to this
+    serval it is unavailable, so callers degrade as for a store that is down."""
+
+
 @dataclass(frozen=True, slots=True)
 class LoggedPrediction:
     """One logged inference request (one or more rows) and its answer."""
