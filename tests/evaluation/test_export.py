@@ -1,6 +1,7 @@
-"""``serval monitor export``'s Parquet file from a real SQLite store: one row per predicted
-row, ground truth joined by id and by key, column types, several row groups (streamed), and
-the CLI's answers to what a user can get wrong."""
+"""``serval monitor export``'s Parquet file from a real SQLite store (and PostgreSQL's): one
+row per predicted row, ground truth joined by id and by key, column types, several row groups
+(streamed), feature columns named by the reference, and the CLI's answers to what a user can
+get wrong."""
 
 from __future__ import annotations
 
@@ -18,8 +19,9 @@ import pytest
 from serval.core.types import Tensor
 from serval.evaluation.export import NothingLoggedError, export_predictions
 from serval.evaluation.tensor_log import encode_tensors
-from serval.storage.evaluation import GroundTruth, LoggedPrediction
+from serval.storage.evaluation import EvaluationStore, GroundTruth, LoggedPrediction
 from serval.storage.sqlite_evaluation import SqliteEvaluationStore
+from tests.storage.evaluation_stores import store_factory
 
 T0 = 1_800_000_000.0
 
@@ -53,8 +55,13 @@ def truth(value: object, *, request_id: str | None = None, key: str | None = Non
     return GroundTruth("churn", request_id, key, orjson.dumps(value), T0 + 60)
 
 
-def test_rows_are_joined_with_ground_truth_by_id_and_by_key(tmp_path: Path) -> None:
-    store = SqliteEvaluationStore(tmp_path / "evaluation.sqlite3")
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+def test_rows_are_joined_with_ground_truth_by_id_and_by_key(kind: str, tmp_path: Path) -> None:
+    with store_factory(kind, tmp_path) as open_store:
+        joined_by_id_and_key(open_store(), tmp_path)
+
+
+def joined_by_id_and_key(store: EvaluationStore, tmp_path: Path) -> None:
     x = np.array([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]], np.float32)
     store.write_predictions(
         [
