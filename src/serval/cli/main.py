@@ -22,6 +22,7 @@ COMMANDS = {
     "models": "list, load or unload models of a running server",
     "convert": "convert a scikit-learn, XGBoost or LightGBM model version to ONNX",
     "optimize": "optimize and quantize an ONNX model version",
+    "monitor": "export or report a model's prediction log and ground truth",
 }
 
 
