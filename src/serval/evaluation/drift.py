@@ -135,10 +135,11 @@ def _is_present(value: object) -> bool:
 
 def _scale(reference: FloatArray) -> float:
     """What a Wasserstein distance is divided by: the reference's standard deviation; for a
-    constant reference (no spread) its magnitude, or 1 for a constant 0, so that any move away
-    from the constant still scores, relative to its size."""
+    reference without spread (constant, or a spread lost in rounding: a billionth of its
+    magnitude or less, which would make any distance infinite) its magnitude, or 1 for
+    zeros, so that any move away from the constant still scores, relative to its size."""
     std = float(np.std(reference))
-    if std > 0.0 and math.isfinite(std):
+    magnitude = float(np.max(np.abs(reference)))
+    if math.isfinite(std) and std > 1e-9 * max(magnitude, 1.0):
         return std
-    magnitude = abs(float(reference[0]))
-    return magnitude if magnitude > 0.0 else 1.0
+    return magnitude if magnitude > 1e-9 else 1.0
