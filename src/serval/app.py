@@ -124,6 +124,7 @@ def build(settings: Settings, *, span_exporter: SpanExporter | None = None) -> S
     )
     evaluation_reader = evaluation.attach(
         events,
+        configured=manager.on_configured,
         metadata=dataplane.model_metadata,
         known=dataplane.model_status,
         rollouts=Rollouts(traffic.rolls_back_on_alert, traffic.roll_back_on_alert),

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import socket
 import ssl
@@ -115,7 +116,15 @@ def run_server(
         str(grpc_port),
         *args,
     ]
-    process_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+    # A state folder of its own unless the test names one (--state-dir, XDG_STATE_HOME): a
+    # monitored model's store never lands in the user's ~/.local/state.
+    state_home = tempfile.mkdtemp(prefix="serval-state-")
+    process_env = {
+        **os.environ,
+        "PYTHONUNBUFFERED": "1",
+        "XDG_STATE_HOME": state_home,
+        **(env or {}),
+    }
     process = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT, env=process_env)
     server = RunningServer(
         process, http_port, grpc_port, Path(log_file.name), scheme="https" if tls_ca else "http"
@@ -132,6 +141,7 @@ def run_server(
     finally:
         server.stop()
         log_file.close()
+        shutil.rmtree(state_home, ignore_errors=True)
 
 
 def client_tls_context(ca: Path, client_cert: tuple[Path, Path] | None = None) -> ssl.SSLContext:

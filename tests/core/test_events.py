@@ -17,24 +17,45 @@ def event(model: str) -> PredictionEvent:
     return PredictionEvent(ServableId(model, 1), request(model), None, None, 10)
 
 
+def emit(bus: EventBus, prediction: PredictionEvent) -> None:
+    """As the data plane does: ask who wants it, build and hand it to them."""
+    wanted = bus.wanted_by(prediction.request)
+    if wanted is not None:
+        bus.emit_prediction(prediction, wanted)
+
+
 def test_no_subscriber_wants_nothing() -> None:
-    assert not EventBus().wants_prediction(request("m"))
+    assert EventBus().wanted_by(request("m")) is None
 
 
 def test_a_filter_decides_which_predictions_are_built_and_delivered() -> None:
     bus = EventBus()
     monitored: list[PredictionEvent] = []
     bus.on_prediction(monitored.append, lambda r: r.model_name == "monitored")
-    assert bus.wants_prediction(request("monitored"))
-    assert not bus.wants_prediction(request("m"))  # the data plane builds no event
+    assert bus.wanted_by(request("monitored")) == [monitored.append]
+    assert bus.wanted_by(request("m")) is None  # the data plane builds no event
 
     everything: list[PredictionEvent] = []
     bus.on_prediction(everything.append)
-    assert bus.wants_prediction(request("m"))
-    bus.emit(event("m"))  # wanted by the second subscriber only
-    bus.emit(event("monitored"))
+    assert bus.wanted_by(request("m")) == [everything.append]
+    emit(bus, event("m"))  # wanted by the second subscriber only
+    emit(bus, event("monitored"))
     assert [e.request.model_name for e in monitored] == ["monitored"]
     assert [e.request.model_name for e in everything] == ["m", "monitored"]
+
+
+def test_each_filter_is_asked_once_per_request() -> None:
+    bus = EventBus()
+    asked: list[str] = []
+    seen: list[PredictionEvent] = []
+
+    def draw(r: InferenceRequest) -> bool:  # a sample: asked twice, it could differ
+        asked.append(r.model_name)
+        return True
+
+    bus.on_prediction(seen.append, draw)
+    emit(bus, event("m"))
+    assert asked == ["m"] and len(seen) == 1
 
 
 def test_a_failing_subscriber_does_not_stop_the_others() -> None:
@@ -46,7 +67,7 @@ def test_a_failing_subscriber_does_not_stop_the_others() -> None:
 
     bus.on_prediction(broken)
     bus.on_prediction(seen.append)
-    bus.emit(event("m"))
+    emit(bus, event("m"))
     assert len(seen) == 1
 
 

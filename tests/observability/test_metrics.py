@@ -86,8 +86,9 @@ class Rig:
                 record.timings = timings
             record.servable = servable
             record.inferred_ns = time.perf_counter_ns()
-            if self.bus.wants_prediction(request):
-                self.bus.emit(PredictionEvent(M1, request, response, error, 5))
+            wanted = self.bus.wanted_by(request)
+            if wanted is not None:
+                self.bus.emit_prediction(PredictionEvent(M1, request, response, error, 5), wanted)
         record.finished_ns = time.perf_counter_ns()
         record.error = error
         self.bus.emit_request(record)

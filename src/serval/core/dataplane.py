@@ -222,9 +222,10 @@ class DataPlane:
                 managed.release()
             ended = time.perf_counter_ns()
             self._record(request, managed.id, managed.stats, response, error, started, ended)
-            if self._events.wants_prediction(request):
+            wanted = self._events.wanted_by(request)
+            if wanted is not None:
                 event = PredictionEvent(managed.id, request, response, error, ended - started)
-                self._events.emit(event)
+                self._events.emit_prediction(event, wanted)
         response.model_name = managed.id.name
         response.model_version = str(managed.id.version)
         response.id = request.id

@@ -44,7 +44,7 @@ class PredictionEvent:
     duration_ns: int
 
 
-Event = StateChanged | PredictionEvent
+PredictionSubscriber = Callable[[PredictionEvent], None]
 
 
 class EventBus:
@@ -100,28 +100,39 @@ class EventBus:
         self._prediction_subscribers = (*self._prediction_subscribers, callback)
         self._prediction_filters = (*self._prediction_filters, wants)
 
-    def wants_prediction(self, request: InferenceRequest) -> bool:
-        """Whether any subscriber wants the prediction of ``request`` (the data plane asks
-        before building the event)."""
-        # A plain loop, not any(<generator>): once per request, and a generator costs more.
-        for wants in self._prediction_filters:  # noqa: SIM110
-            if wants is None or wants(request):
-                return True
-        return False
-
-    def emit(self, event: Event) -> None:
-        if isinstance(event, StateChanged):
-            for on_state in self._state_subscribers:
-                self._deliver(on_state, event)
-            return
-        for on_prediction, wants in zip(
+    def wanted_by(
+        self, request: InferenceRequest
+    ) -> list[Callable[[PredictionEvent], None]] | None:
+        """The prediction subscribers that want the prediction of ``request``, None when none
+        does (the data plane asks before building the event). Each filter is asked once per
+        request, so a filter may draw a sample (the prediction log)."""
+        wanted = None
+        # A plain loop, not a comprehension: once per request, and the common answer is none.
+        for callback, wants in zip(
             self._prediction_subscribers, self._prediction_filters, strict=True
         ):
-            if wants is None or wants(event.request):
-                self._deliver(on_prediction, event)
+            if wants is None or wants(request):
+                if wanted is None:
+                    wanted = [callback]
+                else:
+                    wanted.append(callback)
+        return wanted
+
+    def emit_prediction(
+        self, event: PredictionEvent, subscribers: list[PredictionSubscriber]
+    ) -> None:
+        """Hand ``event`` to ``subscribers`` (what ``wanted_by`` answered for its request)."""
+        for callback in subscribers:
+            self._deliver(callback, event)
+
+    def emit(self, event: StateChanged) -> None:
+        for on_state in self._state_subscribers:
+            self._deliver(on_state, event)
 
     @staticmethod
-    def _deliver(callback: Callable[[Any], None], event: Event | Feedback) -> None:
+    def _deliver(
+        callback: Callable[[Any], None], event: StateChanged | PredictionEvent | Feedback
+    ) -> None:
         try:
             callback(event)
         except Exception:

@@ -34,6 +34,11 @@ from serval.core.specs.traffic import TrafficSpec
 _LABEL = re.compile(r"^[A-Za-z0-9_]+$")
 
 
+# Sections whose change applies without reloading a version (the manager's ``on_configured``
+# hands them to the traffic controller and continuous evaluation): a version's fingerprint
+# leaves them out.
+RELOAD_FREE_SECTIONS = frozenset({"traffic", "monitoring"})
+
 # Fields of a model with a runtime (and versions to route between) that a composite model
 # refuses.
 _RUNTIME_ONLY = frozenset(

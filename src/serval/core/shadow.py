@@ -184,9 +184,11 @@ class ShadowRunner:
         events = self._events
         events.emit_request(record)
         servable = record.servable
-        if servable is not None and events.wants_prediction(copy):
+        wanted = events.wanted_by(copy) if servable is not None else None
+        if servable is not None and wanted is not None:
             failure = error if isinstance(error, Exception) else None
-            events.emit(PredictionEvent(servable, copy, answer, failure, ended - started))
+            event = PredictionEvent(servable, copy, answer, failure, ended - started)
+            events.emit_prediction(event, wanted)
 
 
 def _copy(request: InferenceRequest, model: str, version: int) -> InferenceRequest:

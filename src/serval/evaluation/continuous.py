@@ -19,6 +19,7 @@ from pathlib import Path
 from prometheus_client import CollectorRegistry
 
 from serval.core.events import EventBus
+from serval.core.model_spec import ModelSpec
 from serval.core.types import ModelMetadata
 from serval.evaluation.alerts import AlertBook
 from serval.evaluation.evaluator import Evaluator, ModelContext
@@ -72,15 +73,17 @@ class ContinuousEvaluation:
     def attach(
         self,
         events: EventBus,
+        configured: Callable[[Callable[[str, ModelSpec | None], None]], None],
         metadata: Callable[[str], ModelMetadata],
         known: Callable[[str], object],
         rollouts: Rollouts,
     ) -> EvaluationService:
-        """Subscribe to ``events``; ``metadata`` and ``known`` are the data plane's,
-        ``rollouts`` the traffic controller's. Returns what the REST adapter reads."""
+        """Subscribe to ``events`` and to ``configured`` (the manager's accepted specs);
+        ``metadata`` and ``known`` are the data plane's, ``rollouts`` the traffic
+        controller's. Returns what the REST adapter reads."""
         self._metadata = metadata
         self._rollouts = rollouts
-        events.on_state_changed(self.monitored.on_state_changed)
+        configured(self.monitored.configure)
         events.on_prediction(self.log.on_prediction, self.log.wants)
         return EvaluationService(self.monitored, self.evaluate, known)
 

@@ -127,7 +127,7 @@ class Evaluator:
         from serval.evaluation.quality import quality, quality_over_time  # noqa: PLC0415
 
         labelled = self._store.labelled(name, version, spec.window)
-        value = quality(spec.metric, labelled, outputs)
+        value = quality(spec.metric, labelled, outputs, rows=spec.window)
         points = quality_over_time(spec.metric, labelled, spec.bucket_s, outputs)
         reading = quality_reading(spec, value.value) if value.value is not None else None
         return QualityResult(

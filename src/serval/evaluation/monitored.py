@@ -1,9 +1,10 @@
-"""Which models are monitored, and how: learnt from the specs their versions load with.
+"""Which models are monitored, and how: learnt from the specs the repository accepts.
 
-Each ``StateChanged`` that carries a spec (a version loading or available) says what the
-model's ``model.yaml`` is now; a ``monitoring`` section makes the model monitored, its absence
-(an edit that removed it) makes it not. The prediction log is told at once, so sampling follows
-``model.yaml`` edits without a restart.
+The lifecycle manager hands each accepted ``model.yaml`` to ``configure`` (its
+``on_configured`` hook, at each reconcile; None when the model left the repository). A
+``monitoring`` section makes the model monitored, its absence makes it not. The section reloads
+no version (``model_spec.RELOAD_FREE_SECTIONS``): the prediction log is told at once, so
+sampling follows ``model.yaml`` edits without a restart or a reload.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from serval.core.events import StateChanged
 from serval.core.model_spec import ModelSpec
 from serval.core.specs.monitoring import MonitoringSpec
 
@@ -35,19 +35,15 @@ class MonitoredModels:
         self._models: dict[str, MonitoredModel] = {}
         self._on_change = on_change
 
-    def on_state_changed(self, event: StateChanged) -> None:
-        spec = event.spec
-        if spec is not None:
-            self.configure(event.id.name, spec)
-
-    def configure(self, name: str, spec: ModelSpec) -> None:
-        monitoring = spec.monitoring
+    def configure(self, name: str, spec: ModelSpec | None) -> None:
+        monitoring = spec.monitoring if spec is not None else None
         known = self._models.get(name)
         if monitoring is None:
             if known is not None:
                 del self._models[name]
                 self._on_change(name, None)
             return
+        assert spec is not None
         model = MonitoredModel(
             name,
             monitoring,

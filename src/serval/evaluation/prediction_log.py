@@ -69,6 +69,7 @@ class PredictionLog:
         # Whether spilled records may wait (from now, or an earlier run): counting them reads
         # the spill files, so it is asked only while this says so.
         self._spill_waiting = True
+        self._writing = 0  # records the writer took from the queue and has not written yet
         self._stopping = threading.Event()
         self._writer = threading.Thread(target=self._run, name="serval-prediction-log", daemon=True)
         self._started = False
@@ -125,7 +126,8 @@ class PredictionLog:
 
     @property
     def queued(self) -> int:
-        return len(self._queue)
+        """Records not in the store or the spill file yet: queued, or in the writer's hands."""
+        return len(self._queue) + self._writing
 
     def health(self) -> str | None:
         """Why logging is degraded (the store is unreachable), for readiness; None when not."""
@@ -158,6 +160,7 @@ class PredictionLog:
     def _write_batch(self) -> None:
         batch = self._take()
         if not batch:
+            self._writing = 0
             return
         try:
             self._store.write_predictions(batch)
@@ -168,6 +171,8 @@ class PredictionLog:
             logger.exception("writing %d logged predictions failed; spilled", len(batch))
             self._spill_batch(batch, None)
             return
+        finally:
+            self._writing = 0
         self._count(self._logged, batch)
 
     def _take(self) -> list[LoggedPrediction]:
@@ -175,6 +180,7 @@ class PredictionLog:
         batch: list[LoggedPrediction] = []
         while queue and len(batch) < self._batch:
             event, answered = queue.popleft()
+            self._writing += 1
             try:
                 batch.append(self._logged_prediction(event, answered))
             except Exception:  # a tensor the log cannot encode: never stop the writer

@@ -88,7 +88,7 @@ class EvaluationMetrics(Collector):
         yield records
         yield GaugeMetricFamily(
             "serval_prediction_log_queued",
-            "Logged predictions waiting for the writer.",
+            "Logged predictions not written yet (queued, or being written).",
             value=self._queued(),
         )
         yield _counter(

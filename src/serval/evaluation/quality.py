@@ -100,10 +100,18 @@ def quality_rows(labelled: Sequence[LabelledPrediction], outputs: PredictionOutp
 
 
 def quality(
-    metric: QualityMetric, labelled: Sequence[LabelledPrediction], outputs: PredictionOutputs
+    metric: QualityMetric,
+    labelled: Sequence[LabelledPrediction],
+    outputs: PredictionOutputs,
+    rows: int | None = None,
 ) -> QualityValue:
-    """``metric`` over every row of ``labelled``."""
-    return _value(metric, quality_rows(labelled, _needed(metric, outputs)))
+    """``metric`` over the rows of ``labelled`` (newest label first), the first ``rows`` of
+    them when given (a label by id labels every row of its request: the window is in rows)."""
+    found = quality_rows(labelled, _needed(metric, outputs))
+    if rows is not None and len(found) > rows:
+        kept = found.take(np.arange(rows))
+        found = QualityRows(kept.y_true, kept.y_pred, kept.y_score, kept.timestamps, found.skipped)
+    return _value(metric, found)
 
 
 def quality_over_time(

@@ -26,7 +26,7 @@ from serval.core.lifecycle.record import ModelRecord, dependency_cycle
 from serval.core.lifecycle.source import VersionSource
 from serval.core.lifecycle.states import ServableId, ServableState
 from serval.core.load_override import LoadOverride
-from serval.core.model_spec import ModelSpec
+from serval.core.model_spec import RELOAD_FREE_SECTIONS, ModelSpec
 from serval.core.servable import Predictor, Servable
 from serval.core.statistics import VersionStatistics
 
@@ -240,8 +240,9 @@ class Reconciler:
 def _with_override(fingerprint: str, override: LoadOverride | None) -> str:
     if override is None:
         return fingerprint
-    # Without the traffic section: a new traffic policy reloads no version.
-    return f"{fingerprint}+{hash(override.spec.model_dump_json(exclude={'traffic'}))}"
+    # Without the sections that reload nothing (a new traffic policy, new monitoring).
+    spec = override.spec.model_dump_json(exclude=set(RELOAD_FREE_SECTIONS))
+    return f"{fingerprint}+{hash(spec)}"
 
 
 def _describe(exc: BaseException) -> str:

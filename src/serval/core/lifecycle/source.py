@@ -32,7 +32,7 @@ from serval.core.lifecycle.layout import (
     parse_version,
     repository_problems,
 )
-from serval.core.model_spec import ModelSpec
+from serval.core.model_spec import RELOAD_FREE_SECTIONS, ModelSpec
 from serval.core.specs.traffic import TrafficSpec
 
 logger = logging.getLogger(__name__)
@@ -226,11 +226,13 @@ def _loggable(model: ModelSource) -> list[str]:
 
 
 def _spec_digest(document: object) -> str:
-    """What of model.yaml a version's fingerprint covers: every section but ``traffic``, which
-    applies on the next reconcile without reloading a version. Over the parsed document, so
-    comments and formatting reload nothing either."""
+    """What of model.yaml a version's fingerprint covers: every section but ``traffic`` and
+    ``monitoring``, which apply on the next reconcile without reloading a version. Over the
+    parsed document, so comments and formatting reload nothing either."""
     if isinstance(document, dict):
-        document = {key: value for key, value in document.items() if key != "traffic"}
+        document = {
+            key: value for key, value in document.items() if key not in RELOAD_FREE_SECTIONS
+        }
     try:
         text = json.dumps(document, sort_keys=True, default=str)
     except TypeError:  # keys of mixed types (1 and "a") do not sort: the file's order then
