@@ -330,7 +330,8 @@ def server_repository(server: RunningServer) -> Path:
 def test_evaluation_survives_a_restart(tmp_path: Path) -> None:
     repo = repository(
         tmp_path / "repo",
-        "  log: {sample_rate: 1.0}\n  prediction: label\n  quality: {metric: accuracy, window: 100}\n",
+        "  log: {sample_rate: 1.0}\n  prediction: label\n"
+        "  quality: {metric: accuracy, window: 100}\n",
     )
     args = ("--state-dir", str(tmp_path / "state"))
     rows = np.random.default_rng(5).normal(size=(2, 4)).astype(np.float32)

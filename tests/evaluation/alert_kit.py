@@ -1,8 +1,5 @@
-"""What the alert tests share: a store of just the alert and trigger methods, a webhook
-receiver on 127.0.0.1, and a small model folder with a retraining script.
-
-``AlertTriggerStore`` stands in for the evaluation stores being written alongside; at merge
-the tests switch to the real memory / SQLite stores (same contract)."""
+"""What the alert tests share: a webhook receiver on 127.0.0.1, and a small model folder with
+a retraining script. The tests keep alerts and triggers in a real SQLite store."""
 
 from __future__ import annotations
 
@@ -10,14 +7,12 @@ import socket
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import orjson
-
-from serval.storage.evaluation import Alert, AlertKind, Delivery, Trigger
 
 WAIT_S = 20.0  # deadline for background work in the tests; never reached when they pass
 
@@ -28,73 +23,6 @@ def wait_until(condition: Callable[[], bool], what: str) -> None:
     while not condition():
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
         time.sleep(0.01)
-
-
-class AlertTriggerStore:
-    """``EvaluationStore``'s alert and trigger methods in memory, atomic under one lock."""
-
-    location = "memory"
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._alerts: list[Alert] = []  # id N at index N - 1
-        self._triggers: list[Trigger] = []
-        self._last_claim: dict[str, float] = {}
-
-    def raise_alert(self, alert: Alert) -> Alert | None:
-        with self._lock:
-            if self._active(alert.model, alert.version, alert.kind, alert.subject) is not None:
-                return None
-            stored = replace(alert, id=len(self._alerts) + 1)
-            self._alerts.append(stored)
-            return stored
-
-    def clear_alert(
-        self, model: str, version: int, kind: AlertKind, subject: str, at: float
-    ) -> bool:
-        with self._lock:
-            index = self._active(model, version, kind, subject)
-            if index is None:
-                return False
-            self._alerts[index] = replace(self._alerts[index], cleared=at)
-            return True
-
-    def set_delivery(self, alert_id: int, delivery: Delivery, detail: str = "") -> None:
-        with self._lock:
-            index = alert_id - 1
-            self._alerts[index] = replace(self._alerts[index], delivery=delivery, detail=detail)
-
-    def alerts(self, model: str, limit: int = 100) -> list[Alert]:
-        with self._lock:
-            return [alert for alert in reversed(self._alerts) if alert.model == model][:limit]
-
-    def claim_trigger(self, model: str, now: float, cooldown_s: float) -> bool:
-        with self._lock:
-            last = self._last_claim.get(model)
-            if last is not None and now - last < cooldown_s:
-                return False
-            self._last_claim[model] = now
-            return True
-
-    def record_trigger(self, trigger: Trigger) -> Trigger:
-        with self._lock:
-            stored = replace(trigger, id=len(self._triggers) + 1)
-            self._triggers.append(stored)
-            return stored
-
-    def triggers(self, model: str, limit: int = 100) -> list[Trigger]:
-        with self._lock:
-            return [t for t in reversed(self._triggers) if t.model == model][:limit]
-
-    def close(self) -> None:
-        pass
-
-    def _active(self, model: str, version: int, kind: str, subject: str) -> int | None:
-        for index, alert in enumerate(self._alerts):
-            same = (alert.model, alert.version, alert.kind, alert.subject)
-            if same == (model, version, kind, subject) and alert.cleared is None:
-                return index
-        return None
 
 
 @dataclass(frozen=True)

@@ -21,8 +21,9 @@ from serval.evaluation.alerts import (
     drift_readings,
     quality_reading,
 )
-from serval.storage.evaluation import Alert
-from tests.evaluation.alert_kit import WAIT_S, AlertTriggerStore, Webhook
+from serval.storage.evaluation import Alert, EvaluationStore
+from serval.storage.sqlite_evaluation import SqliteEvaluationStore
+from tests.evaluation.alert_kit import WAIT_S, Webhook
 
 ACCURACY = QualitySpec(metric="accuracy", min=0.8)
 
@@ -34,8 +35,10 @@ def accuracy(value: float) -> list[Reading]:
 
 
 @pytest.fixture
-def store() -> AlertTriggerStore:
-    return AlertTriggerStore()
+def store(tmp_path: Path) -> Iterator[EvaluationStore]:
+    sqlite = SqliteEvaluationStore(tmp_path / "state" / "evaluation.sqlite3")
+    yield sqlite
+    sqlite.close()
 
 
 @pytest.fixture
@@ -45,7 +48,7 @@ def webhook() -> Iterator[Webhook]:
 
 
 @pytest.fixture
-def book(store: AlertTriggerStore) -> Iterator[AlertBook]:
+def book(store: EvaluationStore) -> Iterator[AlertBook]:
     book = AlertBook(store)  # type: ignore[arg-type]  # the alert and trigger methods only
     yield book
     book.close(grace_s=1.0)
@@ -80,7 +83,7 @@ def test_drift_readings_breach_when_the_score_reaches_the_threshold() -> None:
 
 
 def test_an_alert_reaches_the_webhook_once_while_it_lasts(
-    store: AlertTriggerStore, book: AlertBook, webhook: Webhook, tmp_path: Path
+    store: EvaluationStore, book: AlertBook, webhook: Webhook, tmp_path: Path
 ) -> None:
     plan = AlertPlan(tmp_path, webhook=webhook.url)
     first = book.evaluate("m", 2, accuracy(0.7), plan, now=1_796_000_000.25)
@@ -109,7 +112,7 @@ def test_an_alert_reaches_the_webhook_once_while_it_lasts(
 
 
 def test_back_within_the_threshold_clears_and_a_new_crossing_alerts_again(
-    store: AlertTriggerStore, book: AlertBook, webhook: Webhook, tmp_path: Path
+    store: EvaluationStore, book: AlertBook, webhook: Webhook, tmp_path: Path
 ) -> None:
     plan = AlertPlan(tmp_path, webhook=webhook.url)
     (first,) = book.evaluate("m", 1, accuracy(0.7), plan, now=100.0)
@@ -128,7 +131,7 @@ def test_back_within_the_threshold_clears_and_a_new_crossing_alerts_again(
 
 
 def test_each_subject_and_version_alerts_on_its_own(
-    store: AlertTriggerStore, book: AlertBook, tmp_path: Path
+    store: EvaluationStore, book: AlertBook, tmp_path: Path
 ) -> None:
     plan = AlertPlan(tmp_path)
     drift = drift_readings(DriftSpec(), {"x": 0.5, "y": 0.01, "prediction": 0.3})
@@ -145,7 +148,7 @@ def test_each_subject_and_version_alerts_on_its_own(
 
 
 def test_a_raised_alert_logs_one_warning_and_calls_back(
-    store: AlertTriggerStore, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    store: EvaluationStore, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     seen: list[Alert] = []
     rolled_back: list[Alert] = []
@@ -172,7 +175,7 @@ def test_a_raised_alert_logs_one_warning_and_calls_back(
 
 
 def test_a_failing_callback_leaves_the_other_actions_to_run(
-    store: AlertTriggerStore, webhook: Webhook, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    store: EvaluationStore, webhook: Webhook, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     def broken(alert: Alert) -> None:
         raise RuntimeError("metrics are down")
@@ -188,7 +191,7 @@ def test_a_failing_callback_leaves_the_other_actions_to_run(
 
 
 def test_two_books_on_one_store_raise_one_alert(
-    store: AlertTriggerStore, webhook: Webhook, tmp_path: Path
+    store: EvaluationStore, webhook: Webhook, tmp_path: Path
 ) -> None:
     """Two replicas' books evaluate the same crossing at once: one alert, one POST."""
     books = [AlertBook(store) for _ in range(2)]  # type: ignore[arg-type]
@@ -216,7 +219,7 @@ def test_two_books_on_one_store_raise_one_alert(
 
 
 def test_numpy_scores_are_sent_as_plain_numbers(
-    store: AlertTriggerStore, book: AlertBook, webhook: Webhook, tmp_path: Path
+    store: EvaluationStore, book: AlertBook, webhook: Webhook, tmp_path: Path
 ) -> None:
     scores = {"x": np.float64(0.5), "prediction": np.float32(0.25)}
     raised = book.evaluate(

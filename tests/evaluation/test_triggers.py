@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -12,9 +13,10 @@ import pytest
 from serval.core.specs.monitoring import QualitySpec, RetrainSpec
 from serval.evaluation.alerts import AlertBook, AlertPlan, Reading, quality_reading
 from serval.evaluation.webhooks import RetryPolicy, alert_document
+from serval.storage.evaluation import EvaluationStore
+from serval.storage.sqlite_evaluation import SqliteEvaluationStore
 from tests.evaluation.alert_kit import (
     WAIT_S,
-    AlertTriggerStore,
     Webhook,
     model_folder,
     recorded_calls,
@@ -31,12 +33,14 @@ def accuracy(value: float) -> list[Reading]:
 
 
 @pytest.fixture
-def store() -> AlertTriggerStore:
-    return AlertTriggerStore()
+def store(tmp_path: Path) -> Iterator[EvaluationStore]:
+    sqlite = SqliteEvaluationStore(tmp_path / "state" / "evaluation.sqlite3")
+    yield sqlite
+    sqlite.close()
 
 
 def run_alerts(
-    store: AlertTriggerStore,
+    store: EvaluationStore,
     plan: AlertPlan,
     values: list[float],
     command_timeout_s: float = 60.0,
@@ -54,7 +58,7 @@ def run_alerts(
 
 
 def test_a_retrain_command_runs_once_within_its_cooldown(
-    store: AlertTriggerStore, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    store: EvaluationStore, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     folder = model_folder(tmp_path)
     plan = AlertPlan(folder, retrain=RetrainSpec(command=RETRAIN, cooldown_s=3600))
@@ -73,7 +77,7 @@ def test_a_retrain_command_runs_once_within_its_cooldown(
     assert f"retraining triggered by alert {first.id}" in caplog.text
 
 
-def test_with_no_cooldown_each_alert_triggers(store: AlertTriggerStore, tmp_path: Path) -> None:
+def test_with_no_cooldown_each_alert_triggers(store: EvaluationStore, tmp_path: Path) -> None:
     folder = model_folder(tmp_path)
     plan = AlertPlan(folder, retrain=RetrainSpec(command=RETRAIN, cooldown_s=0))
     run_alerts(store, plan, [0.5, 0.9, 0.4])
@@ -85,7 +89,7 @@ def test_with_no_cooldown_each_alert_triggers(store: AlertTriggerStore, tmp_path
 
 
 def test_one_evaluation_raising_several_alerts_triggers_once(
-    store: AlertTriggerStore, tmp_path: Path
+    store: EvaluationStore, tmp_path: Path
 ) -> None:
     folder = model_folder(tmp_path)
     plan = AlertPlan(folder, retrain=RetrainSpec(command=RETRAIN, cooldown_s=0))
@@ -101,7 +105,7 @@ def test_one_evaluation_raising_several_alerts_triggers_once(
 
 
 def test_the_retrain_webhook_and_command_both_get_the_alert(
-    store: AlertTriggerStore, tmp_path: Path
+    store: EvaluationStore, tmp_path: Path
 ) -> None:
     folder = model_folder(tmp_path)
     with Webhook() as hook:
@@ -116,7 +120,7 @@ def test_the_retrain_webhook_and_command_both_get_the_alert(
 
 
 def test_failures_of_the_webhook_and_command_are_the_outcome(
-    store: AlertTriggerStore, tmp_path: Path
+    store: EvaluationStore, tmp_path: Path
 ) -> None:
     folder = model_folder(tmp_path, "import sys\nprint('progress')\nsys.exit('no training data')\n")
     with Webhook(statuses=(500,)) as hook:
@@ -137,14 +141,14 @@ def test_failures_of_the_webhook_and_command_are_the_outcome(
     ],
 )
 def test_a_command_that_cannot_run_or_dies_says_so(
-    store: AlertTriggerStore, tmp_path: Path, command: tuple[str, ...], outcome: str
+    store: EvaluationStore, tmp_path: Path, command: tuple[str, ...], outcome: str
 ) -> None:
     plan = AlertPlan(model_folder(tmp_path), retrain=RetrainSpec(command=command, cooldown_s=0))
     run_alerts(store, plan, [0.5])
     assert store.triggers("m")[0].outcome == outcome
 
 
-def test_a_command_past_its_timeout_is_stopped(store: AlertTriggerStore, tmp_path: Path) -> None:
+def test_a_command_past_its_timeout_is_stopped(store: EvaluationStore, tmp_path: Path) -> None:
     # A child that would sleep long: stopped at its timeout, it and its own children.
     hang = (sys.executable, "-c", "import time; time.sleep(600)")
     plan = AlertPlan(model_folder(tmp_path), retrain=RetrainSpec(command=hang, cooldown_s=0))
@@ -153,7 +157,7 @@ def test_a_command_past_its_timeout_is_stopped(store: AlertTriggerStore, tmp_pat
 
 
 def test_close_stops_a_running_command_and_records_it(
-    store: AlertTriggerStore, tmp_path: Path
+    store: EvaluationStore, tmp_path: Path
 ) -> None:
     folder = model_folder(tmp_path)
     started = folder / "started"
@@ -168,9 +172,7 @@ def test_close_stops_a_running_command_and_records_it(
     assert trigger.outcome == "command stopped at shutdown"
 
 
-def test_no_command_starts_once_the_book_is_closing(
-    store: AlertTriggerStore, tmp_path: Path
-) -> None:
+def test_no_command_starts_once_the_book_is_closing(store: EvaluationStore, tmp_path: Path) -> None:
     folder = model_folder(tmp_path)
     book = AlertBook(store)  # type: ignore[arg-type]
     book.close(grace_s=0.0)

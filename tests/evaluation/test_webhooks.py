@@ -12,7 +12,9 @@ import pytest
 from serval.core.specs.monitoring import QualitySpec
 from serval.evaluation.alerts import AlertBook, AlertPlan, Reading, quality_reading
 from serval.evaluation.webhooks import RetryPolicy, iso_utc, shown_url
-from tests.evaluation.alert_kit import WAIT_S, AlertTriggerStore, Webhook, closed_port_url
+from serval.storage.evaluation import EvaluationStore
+from serval.storage.sqlite_evaluation import SqliteEvaluationStore
+from tests.evaluation.alert_kit import WAIT_S, Webhook, closed_port_url
 
 FAST = RetryPolicy(tries=5, first_delay_s=0.02, try_timeout_s=5.0)
 
@@ -24,12 +26,14 @@ def low_accuracy() -> list[Reading]:
 
 
 @pytest.fixture
-def store() -> AlertTriggerStore:
-    return AlertTriggerStore()
+def store(tmp_path: Path) -> Iterator[EvaluationStore]:
+    sqlite = SqliteEvaluationStore(tmp_path / "state" / "evaluation.sqlite3")
+    yield sqlite
+    sqlite.close()
 
 
-def book_with(store: AlertTriggerStore, retry: RetryPolicy) -> AlertBook:
-    return AlertBook(store, retry=retry)  # type: ignore[arg-type]  # alert methods only
+def book_with(store: EvaluationStore, retry: RetryPolicy) -> AlertBook:
+    return AlertBook(store, retry=retry)
 
 
 @pytest.fixture
@@ -45,7 +49,7 @@ def test_the_backoff_doubles_from_the_first_delay() -> None:
 
 
 def test_a_failing_webhook_is_retried_with_backoff_then_recorded_failed(
-    store: AlertTriggerStore, failing: Webhook, tmp_path: Path
+    store: EvaluationStore, failing: Webhook, tmp_path: Path
 ) -> None:
     book = book_with(store, FAST)
     failing.release.clear()  # the webhook holds its first answer until the caller is back
@@ -69,7 +73,7 @@ def test_a_failing_webhook_is_retried_with_backoff_then_recorded_failed(
 
 
 def test_a_webhook_that_recovers_within_the_tries_is_delivered(
-    store: AlertTriggerStore, tmp_path: Path
+    store: EvaluationStore, tmp_path: Path
 ) -> None:
     book = book_with(store, FAST)
     with Webhook(statuses=(503, 500, 204)) as flaky:
@@ -83,7 +87,7 @@ def test_a_webhook_that_recovers_within_the_tries_is_delivered(
 
 
 def test_an_unreachable_webhook_fails_with_the_reason(
-    store: AlertTriggerStore, tmp_path: Path
+    store: EvaluationStore, tmp_path: Path
 ) -> None:
     book = book_with(store, RetryPolicy(tries=2, first_delay_s=0.01, try_timeout_s=5.0))
     try:
@@ -98,7 +102,7 @@ def test_an_unreachable_webhook_fails_with_the_reason(
 
 
 def test_a_webhook_that_does_not_answer_times_out_each_try(
-    store: AlertTriggerStore, failing: Webhook, tmp_path: Path
+    store: EvaluationStore, failing: Webhook, tmp_path: Path
 ) -> None:
     book = book_with(store, RetryPolicy(tries=2, first_delay_s=0.01, try_timeout_s=0.2))
     failing.release.clear()  # never answers while the tries last
@@ -113,7 +117,7 @@ def test_a_webhook_that_does_not_answer_times_out_each_try(
 
 
 def test_close_gives_up_a_delivery_waiting_to_retry_and_records_it(
-    store: AlertTriggerStore, failing: Webhook, tmp_path: Path
+    store: EvaluationStore, failing: Webhook, tmp_path: Path
 ) -> None:
     # A backoff far longer than the grace: close() must not wait for it.
     book = book_with(store, RetryPolicy(tries=5, first_delay_s=600.0, try_timeout_s=5.0))
@@ -128,7 +132,7 @@ def test_close_gives_up_a_delivery_waiting_to_retry_and_records_it(
 
 
 def test_an_alert_raised_after_close_is_given_up_at_once(
-    store: AlertTriggerStore, failing: Webhook, tmp_path: Path
+    store: EvaluationStore, failing: Webhook, tmp_path: Path
 ) -> None:
     book = book_with(store, FAST)
     book.close(grace_s=0.0)
