@@ -121,10 +121,15 @@ class ContinuousEvaluation:
         unreachable = False
         while True:
             await asyncio.sleep(self.interval_s)
-            for name in self.monitored.names():
+            names = self.monitored.names()
+            if names:  # ground truth spilled while the store was down
+                try:
+                    await asyncio.to_thread(self.ground_truth.replay)
+                except Exception:
+                    logger.exception("replaying spilled ground truth failed")
+            for name in names:
                 try:
                     await self.evaluate(name)
-                    await asyncio.to_thread(self.ground_truth.replay)
                     unreachable = False
                 except StoreUnavailableError as exc:
                     if not unreachable:
@@ -144,6 +149,7 @@ class ContinuousEvaluation:
         deliveries, and release the store."""
         self.alerts.close()
         self.log.close()
+        self.store.close()
 
     # -- callbacks ------------------------------------------------------------------------
 

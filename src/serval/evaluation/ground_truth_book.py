@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 
 import orjson
 
-from serval.core.errors import InvalidInputError
+from serval.core.errors import InvalidInputError, ServerNotReadyError
 from serval.core.feedback import Feedback
 from serval.core.types import ModelMetadata
 from serval.evaluation.monitored import MonitoredModel, MonitoredModels
@@ -99,7 +99,14 @@ class GroundTruthBook:
                 len(items),
                 self._spill.folder,
             )
-            self._spill.append(items)
+            try:
+                self._spill.append(items)
+            except OSError as disk:  # not kept anywhere: the client must send it again
+                raise ServerNotReadyError(
+                    f"ground truth could not be kept: the store is unreachable and the spill "
+                    f"file cannot be written ({disk.strerror})",
+                    retry_after_s=5.0,
+                ) from disk
             self.spilled[model] = self.spilled.get(model, 0) + len(items)
             return 0
         self.joined[model] = self.joined.get(model, 0) + joined

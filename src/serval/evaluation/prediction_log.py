@@ -118,7 +118,7 @@ class PredictionLog:
         if self._started:
             self._writer.join()
         self._drain()  # anything queued after the writer's last look
-        self._store.close()
+        self._spill.close()
 
     @property
     def counts(self) -> LogCounts:
