@@ -17,6 +17,8 @@ from serval.core.routing.bandit import Bandit
 from serval.core.routing.canary import CanaryRamp
 from serval.core.routing.traffic_state import ModelTraffic
 from serval.core.specs.traffic import BanditSpec, CanarySpec
+from serval.evaluation.prediction_log import LogCounts
+from serval.evaluation.prometheus_metrics import EvaluationMetrics
 from serval.observability.composite_metrics import CompositeMetrics
 from serval.observability.metrics import ServalMetrics
 from serval.observability.traffic_metrics import TrafficMetrics
@@ -43,6 +45,14 @@ def families() -> dict[str, str]:
         ModelTraffic("b", None, "api", bandit, bandit=bandit),
     ]
     TrafficMetrics(registry, lambda: policies, {"c": 1})
+    EvaluationMetrics(
+        registry,
+        evaluations={},
+        log_counts=lambda: LogCounts({}, {}, {}),
+        queued=lambda: 0,
+        joined={},
+        alerts={},
+    )
     return {
         family.name + ("_total" if family.type == "counter" else ""): family.type
         for family in registry.collect()
