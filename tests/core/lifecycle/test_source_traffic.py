@@ -32,6 +32,20 @@ def test_a_change_of_the_traffic_section_alone_keeps_every_fingerprint(tmp_path:
     assert all(after[v] != before[v] for v in before)
 
 
+def test_a_change_of_the_monitoring_section_alone_keeps_every_fingerprint(
+    tmp_path: Path,
+) -> None:
+    write_version(tmp_path, "m", 1)
+    spec = tmp_path / "m" / "model.yaml"
+    spec.write_text("max_batch_size: 4\n")
+    source = FileSystemSource(tmp_path)
+    before = source.scan()["m"].versions[1].fingerprint
+    spec.write_text("max_batch_size: 4\nmonitoring:\n  log: {sample_rate: 0.5}\n")
+    monitored = source.scan()["m"]
+    assert monitored.spec is not None and monitored.spec.monitoring is not None
+    assert monitored.versions[1].fingerprint == before
+
+
 def test_a_policy_naming_a_version_that_is_not_served_is_a_model_yaml_error(
     tmp_path: Path,
 ) -> None:

@@ -169,6 +169,42 @@ def test_a_canary_breaching_its_guardrail_rolls_back_and_logs_once(
     h.run(test)
 
 
+def test_an_evaluation_alert_rolls_back_a_canary_that_asks_for_it() -> None:
+    h = Harness()
+    canary = {"version": "3", "steps": [50], "step_s": 3600}
+    canary["guardrails"] = {"rollback_on_alert": True}
+    model(h, {"canary": canary})
+
+    async def test(h: Harness) -> None:
+        controller, dataplane, _ = serve(h)
+        await h.manager.start()
+        assert controller.rolls_back_on_alert("m") == frozenset({3})
+        assert not controller.roll_back_on_alert("m", 2, "drift")  # not the canary
+        assert controller.roll_back_on_alert("m", 3, "evaluation alert 7: drift x 0.4")
+        state = controller.state("m")["canary"]
+        assert state["state"] == "rolled_back"
+        assert state["reason"] == "evaluation alert 7: drift x 0.4"
+        assert set(await versions(dataplane, 20)) == {2}
+        assert controller.rolls_back_on_alert("m") == frozenset()  # rolled back already
+        assert controller.rollbacks == {"m": 1}
+
+    h.run(test)
+
+
+def test_a_canary_without_rollback_on_alert_stays() -> None:
+    h = Harness()
+    model(h, {"canary": {"version": "3", "steps": [50], "step_s": 3600}})
+
+    async def test(h: Harness) -> None:
+        controller, _, _ = serve(h)
+        await h.manager.start()
+        assert controller.rolls_back_on_alert("m") == frozenset()
+        assert not controller.roll_back_on_alert("m", 3, "drift")
+        assert controller.state("m")["canary"]["state"] == "ramping"
+
+    h.run(test)
+
+
 @pytest.mark.parametrize("algorithm", ["thompson", "epsilon_greedy", "ucb1"])
 def test_a_bandit_sends_most_late_traffic_to_the_rewarded_version(algorithm: str) -> None:
     h = Harness()
