@@ -22,6 +22,7 @@ COMMANDS = {
     "models": "list, load or unload models of a running server",
     "convert": "convert a scikit-learn, XGBoost or LightGBM model version to ONNX",
     "optimize": "optimize and quantize an ONNX model version",
+    "batch": "score Parquet, CSV or JSON lines files with a model folder, locally or on Ray",
 }
 
 
