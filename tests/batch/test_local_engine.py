@@ -268,3 +268,27 @@ def test_a_model_that_does_not_load_says_why(tmp_path: Path) -> None:
             BatchJob(tmp_path / "repo" / "broken", str(tmp_path / "in.parquet"), tmp_path / "out")
         )
     assert not (tmp_path / "out").exists()
+
+
+def test_a_scikit_learn_model_equals_scikit_learn_in_process(tmp_path: Path) -> None:
+    pytest.importorskip("skops")
+    from tests.runtimes.builders import sklearn_classifier  # noqa: PLC0415 - needs skops
+
+    expected = sklearn_classifier(tmp_path / "repo", "clf")
+    rng = np.random.default_rng(5)
+    features = rng.normal(size=(700, 4))
+    table = pa.table(
+        {"user": [f"u{i}" for i in range(700)], **{c: features[:, i] for i, c in enumerate("abcd")}}
+    )
+    write_parts(table, tmp_path / "in", parts=2)
+
+    score(
+        BatchJob(tmp_path / "repo" / "clf", str(tmp_path / "in"), tmp_path / "out", keys=("user",))
+    )
+
+    out = read_parts(tmp_path / "out")
+    want = expected(features)
+    assert out.column("user").to_pylist() == table.column("user").to_pylist()
+    assert out.column("predict").to_pylist() == want["predict"].tolist()
+    got = np.stack(out.column("predict_proba").to_numpy(zero_copy_only=False))
+    np.testing.assert_allclose(got, want["predict_proba"], rtol=1e-12)

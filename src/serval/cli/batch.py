@@ -67,7 +67,12 @@ def register(commands: Any, summary: str) -> None:
         default="stop",
         help="rows the model fails on: stop the job (default) or write them with an error",
     )
-    parser.add_argument("--engine", choices=("local", "ray"), default="local")
+    parser.add_argument(
+        "--engine",
+        choices=("local", "ray"),
+        default="local",
+        help="local (this process, default) or ray (Ray Data; needs --key)",
+    )
     parser.add_argument("--ray-address", help="an existing Ray cluster (default: start one)")
     parser.add_argument(
         "--to", help="also store each row's outputs by key: redis://HOST:PORT/DB or sqlite:///PATH"
