@@ -16,7 +16,8 @@ import pytest
 from serval.batch import BatchJob, score
 from serval.batch.errors import BatchOutputError, PartFailedError
 from serval.core.errors import ModelLoadError
-from tests.batch.data import features_of, repository, rows, run_onnx, write_parts
+from tests.batch.data import WEIGHTS, features_of, repository, rows, run_onnx, write_parts
+from tests.onnx_models import linear, write_model
 
 
 @pytest.fixture(scope="module")
@@ -292,3 +293,31 @@ def test_a_scikit_learn_model_equals_scikit_learn_in_process(tmp_path: Path) -> 
     assert out.column("predict").to_pylist() == want["predict"].tolist()
     got = np.stack(out.column("predict_proba").to_numpy(zero_copy_only=False))
     np.testing.assert_allclose(got, want["predict_proba"], rtol=1e-12)
+
+
+def test_a_keyed_model_takes_its_key_from_the_column_and_writes_it_once(
+    repo: Path, tmp_path: Path
+) -> None:
+    keyed = tmp_path / "repo"
+    write_model(keyed, "klin", 1, linear(WEIGHTS, 0.5))
+    (keyed / "klin" / "model.yaml").write_text("keys: [{name: id, datatype: INT64}]\n")
+    table = rows(200)
+    pq.write_table(table, tmp_path / "in.parquet")
+
+    score(
+        BatchJob(
+            keyed / "klin",
+            str(tmp_path / "in.parquet"),
+            tmp_path / "out",
+            keys=("id",),
+            columns=("a", "b", "c"),
+        )
+    )
+
+    out = read_parts(tmp_path / "out")
+    assert out.column_names == ["id", "y", "model", "version"]
+    assert out.column("id").to_pylist() == table.column("id").to_pylist()
+    expected = run_onnx(keyed / "klin" / "1" / "model.onnx", "y", {"x": features_of(table)})
+    np.testing.assert_array_equal(
+        np.stack(out.column("y").to_numpy(zero_copy_only=False)), expected
+    )

@@ -1,9 +1,14 @@
 """The local engine: the parts one after another in this process, each streamed through the
-model in record batches of the rows per call, read one batch ahead on a thread of its own so
-that reading the next batch overlaps the model's work on this one."""
+model in record batches of the rows per call.
+
+When the model leaves a core free (``--threads`` below the cores), the next batch is read on a
+thread of its own while the model works on this one. Otherwise reading stays on the calling
+thread: a reader thread would only take cores from the model's threads (which spin between
+calls), and on 2 cores it measured slower than reading in turn (bench/batch.py)."""
 
 from __future__ import annotations
 
+import os
 import queue
 import threading
 import time
@@ -70,7 +75,7 @@ def _score_part(
     first_row = 0
     try:
         batches = part.batches(prepared.mapping.read_columns, prepared.call_rows)
-        for batch in read_ahead(batches):
+        for batch in read_ahead(batches) if _spare_core(job) else batches:
             table = scorer.score(batch, first_row, str(part.path))
             file.write(table)
             if sink is not None:
@@ -92,6 +97,11 @@ def _empty_schema(scorer: BatchScorer, part: InputPart, prepared: PreparedJob) -
         [pa.array([], f.type) for f in fields], schema=pa.schema(fields)
     )
     return scorer.empty_table(empty).schema
+
+
+def _spare_core(job: BatchJob) -> bool:
+    cores = os.cpu_count() or 1
+    return (job.threads or cores) < cores
 
 
 def _total_rows(parts: list[InputPart]) -> int | None:

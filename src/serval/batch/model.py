@@ -55,16 +55,17 @@ class BatchModel:
         self._pool = ThreadPoolExecutor(self._threads, thread_name_prefix="serval-batch")
         self._load_pool = ThreadPoolExecutor(2, thread_name_prefix="serval-batch-load")
         source = FileSystemSource(folder.parent)
+        events = EventBus()  # no subscribers: a batch job keeps no per-request statistics
         self._manager = LifecycleManager(
             source,
             RuntimeRegistry.default(),
             Composition(self._base, _layer_plan, CompositeServables()),
             self._load_pool,
-            EventBus(),
+            events,
             ManagerOptions(control_mode=ControlMode.EXPLICIT, startup_models=()),
         )
         self._dataplane = DataPlane(
-            self._manager, EventBus(), ServerMetadata("serval-batch", __version__, ())
+            self._manager, events, ServerMetadata("serval-batch", __version__, ())
         )
         self._loaded = False
         self.metadata: ServableMetadata

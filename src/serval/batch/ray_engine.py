@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -87,6 +88,7 @@ def run_on_ray(job: BatchJob, progress: Progress) -> JobSummary:
                 log_to_driver=False,
             )
     try:
+        _quiet(ray)
         progress.start(None)
         dataset = _read(ray, prepared)
         cpus = int(ray.cluster_resources().get("CPU", 1))  # type: ignore[no-untyped-call]
@@ -99,7 +101,7 @@ def run_on_ray(job: BatchJob, progress: Progress) -> JobSummary:
             fn_constructor_kwargs={"job": job, "prepared": prepared, "threads": threads},
             batch_size=prepared.call_rows,
             batch_format="pyarrow",
-            concurrency=actors,
+            compute=ray.data.ActorPoolStrategy(size=actors),
             num_cpus=1,
         )
         _write(scored, prepared.format, job.output)
@@ -120,6 +122,13 @@ def run_on_ray(job: BatchJob, progress: Progress) -> JobSummary:
         seconds=time.monotonic() - started,
         output=str(job.output),
     )
+
+
+def _quiet(ray: Any) -> None:
+    """Ray Data's progress bars on a terminal only; its periodic INFO lines off."""
+    context = ray.data.DataContext.get_current()
+    context.enable_progress_bars = sys.stderr.isatty()
+    logging.getLogger("ray.data").setLevel(logging.WARNING)
 
 
 def _read(ray: Any, prepared: PreparedJob) -> Any:

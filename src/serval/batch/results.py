@@ -59,18 +59,16 @@ def result_table(
     ``error`` when given)."""
     rows = len(next(iter(passed.values())))
     columns: dict[str, Any] = {**passed, **results}
-    columns[MODEL_COLUMN] = (
-        pa.array([model] * rows, pa.string()) if rows else pa.array([], pa.string())
-    )
-    columns[VERSION_COLUMN] = pa.array(np.full(rows, version, np.int64))
+    columns[MODEL_COLUMN] = pa.repeat(pa.scalar(model, pa.string()), rows)
+    columns[VERSION_COLUMN] = pa.repeat(pa.scalar(version, pa.int64()), rows)
     if errors is not None:
         columns[ERROR_COLUMN] = errors
     return pa.table(columns)
 
 
-def null_results(like: dict[str, pa.Array], rows: int) -> dict[str, pa.Array]:
-    """Columns of the types of ``like`` holding ``rows`` nulls (rows the model failed on)."""
-    return {name: pa.nulls(rows, array.type) for name, array in like.items()}
+def null_results(types: dict[str, pa.DataType], rows: int) -> dict[str, pa.Array]:
+    """Columns of ``types`` holding ``rows`` nulls (rows the model failed on)."""
+    return {name: pa.nulls(rows, kind) for name, kind in types.items()}
 
 
 def declared_type(spec: TensorSpec) -> pa.DataType | None:

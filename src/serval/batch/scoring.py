@@ -74,7 +74,7 @@ class BatchScorer:
 
     def empty_table(self, batch: pa.RecordBatch) -> pa.Table:
         """The result of a batch without rows (its columns, with the types known so far)."""
-        results = {name: pa.nulls(0, kind) for name, kind in self._types.items()}
+        results = null_results(self._types, 0)
         errors = pa.nulls(0, pa.string()) if self._on_error == "skip" else None
         return self._table(self._passed(batch, 0), results, errors)
 
@@ -110,9 +110,7 @@ class BatchScorer:
         pieces: dict[str, list[pa.Array]] = {name: [] for name in names}
         errors: list[str | None] = []
         for segment in segments:
-            results = segment.results or null_results(
-                {n: pa.nulls(0, self._types[n]) for n in names}, segment.rows
-            )
+            results = segment.results or null_results(self._types, segment.rows)
             for name in names:
                 pieces[name].append(results[name])
             errors.extend([segment.error] * segment.rows)

@@ -26,6 +26,7 @@ FORMATS = {
 # CSV and JSON are read in blocks of this many bytes (each a record batch, then cut to the
 # rows per model call); Parquet in batches of the rows per call.
 TEXT_BLOCK_BYTES = 4 << 20
+READ_BUFFER_BYTES = 1 << 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,9 +62,10 @@ class InputPart:
         seen = 0
         try:
             if self.format == "parquet":
-                stream: Iterator[pa.RecordBatch] = pq.ParquetFile(self.path).iter_batches(
-                    batch_size=batch_rows, columns=columns
-                )
+                # pre_buffer (pyarrow's default) keeps each column chunk it read for the
+                # reader's lifetime: a whole file in memory by its end. Buffered reads stream.
+                parquet = pq.ParquetFile(self.path, pre_buffer=False, buffer_size=READ_BUFFER_BYTES)
+                stream = parquet.iter_batches(batch_size=batch_rows, columns=columns)
                 for batch in stream:
                     seen += batch.num_rows
                     yield batch
