@@ -43,7 +43,7 @@ class BatchJob:
     ray_address: str | None = None
     to: str | None = None  # precomputed predictions: redis://host:port/db or sqlite:///path
     redis_prefix: str = "serval:"
-    threads: int | None = None  # the model's threads (default: the cores)
+    threads: int | None = None  # the model runtime's threads (None: model.yaml's)
 
     def __post_init__(self) -> None:
         if self.batch_rows < 1:

@@ -13,9 +13,9 @@ call it alike.
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 
 from serval import __version__
@@ -25,21 +25,27 @@ from serval.core.composition.keys import keys_layer
 from serval.core.composition.layers import Composition, Layer
 from serval.core.composition.provider import ServableProvider
 from serval.core.dataplane import DataPlane, ServerMetadata
-from serval.core.errors import ModelNotFoundError
+from serval.core.errors import ModelNotFoundError, ServalError
 from serval.core.events import EventBus
+from serval.core.lifecycle.loader import LoadRequest
 from serval.core.lifecycle.manager import LifecycleManager, ManagerOptions
 from serval.core.lifecycle.options import ControlMode
-from serval.core.lifecycle.source import FileSystemSource
-from serval.core.load_override import LoadOverride
+from serval.core.lifecycle.source import FileSystemSource, ModelSource, Source
 from serval.core.model_spec import ModelSpec, VersionPolicySpec
 from serval.core.servable import CallLimits, Predictor, Servable, ThreadPoolServable
 from serval.core.types import InferenceRequest, InferenceResponse, ServableMetadata, Tensor
 from serval.runtimes.registry import RuntimeRegistry
 
+# The runtime option that sets a model's threads, for ``--threads`` (runtimes without one keep
+# their model.yaml's behaviour).
+RUNTIME_THREADS = {"onnx": "intra_op_threads", "xgboost": "nthread", "lightgbm": "num_threads"}
+
 
 class BatchModel:
     """``folder`` (``repo/name``) loaded at ``version`` (None: what its version policy serves,
-    the highest). ``threads``: the threads its calls run on (default: the cores)."""
+    the highest). ``threads`` replaces the runtime's threads option (``RUNTIME_THREADS``) of
+    model.yaml; None keeps it. Calls come one at a time: the runtime's threads work inside
+    each."""
 
     def __init__(
         self, folder: Path, version: int | None = None, threads: int | None = None
@@ -50,11 +56,11 @@ class BatchModel:
         self.folder = folder
         self.name = folder.name
         self._version = version
-        self._threads = threads or os.cpu_count() or 1
+        self._threads = threads
         self._loop = asyncio.new_event_loop()
-        self._pool = ThreadPoolExecutor(self._threads, thread_name_prefix="serval-batch")
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="serval-batch")
         self._load_pool = ThreadPoolExecutor(2, thread_name_prefix="serval-batch-load")
-        source = FileSystemSource(folder.parent)
+        source = BatchSource(FileSystemSource(folder.parent), self.name, version, threads)
         events = EventBus()  # no subscribers: a batch job keeps no per-request statistics
         self._manager = LifecycleManager(
             source,
@@ -75,7 +81,7 @@ class BatchModel:
     def _base(self, predictor: Predictor, spec: ModelSpec) -> Servable:
         # A batch job sends big requests one after another: no queue, no batching servable;
         # each call runs on the pool (the runtime uses its own threads inside a call).
-        return ThreadPoolServable(predictor, self._pool, CallLimits(max_concurrency=self._threads))
+        return ThreadPoolServable(predictor, self._pool, CallLimits(max_concurrency=1))
 
     def open(self) -> BatchModel:
         """Load the model (and, for a composite, its steps); raises ``ModelLoadError`` with
@@ -90,11 +96,8 @@ class BatchModel:
 
     async def _open(self) -> None:
         await self._manager.start()
-        override = None
-        if self._version is not None:
-            override = self._pinned(self._version)
         try:
-            await self._manager.load(self.name, override)
+            await self._manager.load(self.name)
         except ModelNotFoundError as exc:
             raise BatchInputError(
                 f"{str(self.folder)!r} is not a model folder (no version folder, no "
@@ -108,21 +111,6 @@ class BatchModel:
             self.metadata = handle.metadata
         finally:
             handle.release()
-
-    def _pinned(self, version: int) -> LoadOverride:
-        """The folder's own model.yaml with a version policy serving just ``version``."""
-        scanned = FileSystemSource(self.folder.parent).scan_model(self.name)
-        if scanned is None:
-            raise BatchInputError(f"{str(self.folder)!r} is not a model folder")
-        if scanned.versions and version not in scanned.versions:
-            found = ", ".join(str(v) for v in sorted(scanned.versions)) or "none"
-            raise BatchInputError(
-                f"--version {version}: model {self.name!r} has no version {version} "
-                f"(versions found: {found})"
-            )
-        spec = scanned.spec if scanned.spec is not None else ModelSpec()
-        policy = VersionPolicySpec(kind="specific", versions=(version,))
-        return LoadOverride(spec.model_copy(update={"version_policy": policy}), frozenset())
 
     def _request(self, inputs: list[Tensor]) -> InferenceRequest:
         version = None if self._version is None else str(self.served_version)
@@ -148,6 +136,61 @@ class BatchModel:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class BatchSource:
+    """The repository as ``inner`` reads it, but the scored model's spec serves just
+    ``version`` (when given) with its runtime's threads set to ``threads`` (when given): the
+    job's choices, applied where the server reads model.yaml, so everything else is the
+    folder's own. Other models (a composite's steps) are as they are."""
+
+    def __init__(self, inner: Source, name: str, version: int | None, threads: int | None) -> None:
+        self._inner = inner
+        self._name = name
+        self._version = version
+        self._threads = threads
+
+    def scan(self) -> dict[str, ModelSource]:
+        return {name: self._adjusted(source) for name, source in self._inner.scan().items()}
+
+    def scan_model(self, name: str) -> ModelSource | None:
+        source = self._inner.scan_model(name)
+        return None if source is None else self._adjusted(source)
+
+    def _adjusted(self, source: ModelSource) -> ModelSource:
+        if source.name != self._name or source.spec is None:
+            return source  # another model, or a model.yaml error the load reports
+        spec = source.spec
+        version = self._version
+        if version is not None:
+            if version not in source.versions and spec.composite is None:
+                found = ", ".join(str(v) for v in sorted(source.versions)) or "none"
+                raise BatchInputError(
+                    f"--version {version}: model {self._name!r} has no version {version} "
+                    f"(versions found: {found})"
+                )
+            policy = VersionPolicySpec(kind="specific", versions=(version,))
+            spec = spec.model_copy(update={"version_policy": policy})
+        if self._threads is not None and source.versions:
+            folder = source.versions[version if version is not None else max(source.versions)]
+            spec = with_threads(spec, self._name, folder.path, self._threads)
+        return replace(source, spec=spec)
+
+
+def with_threads(spec: ModelSpec, name: str, version_folder: Path, threads: int) -> ModelSpec:
+    """``spec`` with its runtime's threads option set to ``threads`` (unchanged for a runtime
+    without one, or a composite)."""
+    if spec.composite is not None:
+        return spec
+    try:
+        runtime = RuntimeRegistry.default().choose(LoadRequest(name, 0, version_folder, spec))
+    except ServalError:
+        return spec  # the load reports it
+    option = RUNTIME_THREADS.get(runtime.name)
+    if option is None:
+        return spec
+    options = {**spec.runtime_options, option: threads}
+    return spec.model_copy(update={"runtime_options": options})
 
 
 def _layer_plan(spec: ModelSpec, provider: ServableProvider) -> Sequence[Layer]:

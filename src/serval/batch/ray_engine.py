@@ -92,8 +92,8 @@ def run_on_ray(job: BatchJob, progress: Progress) -> JobSummary:
         progress.start(None)
         dataset = _read(ray, prepared)
         cpus = int(ray.cluster_resources().get("CPU", 1))  # type: ignore[no-untyped-call]
-        # One CPU of a small machine is left to reading and writing; each actor's model gets
-        # the CPUs the actors leave (2 cores: one actor, two threads).
+        # One CPU is left to reading and writing; each actor's model gets the CPUs over the
+        # actors (2 cores: one actor, two threads; 16: fifteen actors, one thread each).
         actors = max(1, cpus - 1)
         threads = job.threads or max(1, cpus // actors)
         scored = dataset.map_batches(

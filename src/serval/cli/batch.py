@@ -78,7 +78,12 @@ def register(commands: Any, summary: str) -> None:
         "--to", help="also store each row's outputs by key: redis://HOST:PORT/DB or sqlite:///PATH"
     )
     parser.add_argument("--redis-prefix", default="serval:", help="Redis key prefix for --to")
-    parser.add_argument("--threads", type=int, help="threads of the model (default: the cores)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        help="the model's threads: its runtime's threads option (ONNX intra_op_threads, "
+        "XGBoost nthread, LightGBM num_threads) in place of model.yaml's",
+    )
     parser.add_argument(
         "--no-progress", action="store_true", help="log lines instead of a progress bar"
     )
