@@ -96,8 +96,11 @@ def map_columns(
         chosen = tuple(columns) if columns is not None else tuple(n for n in names if n not in used)
         width = spec.shape[1]
         if width != -1 and len(chosen) != width:
-            how = "--columns" if columns is not None else "the columns that are neither keys nor "
-            how += "" if columns is not None else "another input's"
+            how = (
+                "--columns"
+                if columns is not None
+                else "the columns that are neither keys nor another input's"
+            )
             raise BatchInputError(
                 f"input {spec.name!r} takes {width} numeric columns (shape {list(spec.shape)}), "
                 f"but {how} in {source} are {len(chosen)}: {', '.join(chosen) or 'none'}; "

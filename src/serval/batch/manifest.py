@@ -9,6 +9,7 @@ output as a run that was never interrupted. ``--resume`` refuses a manifest of a
 
 from __future__ import annotations
 
+import contextlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -78,15 +79,23 @@ def prepare_output(folder: Path, job: dict[str, Any], *, resume: bool, overwrite
             f"use --overwrite or another --output"
         )
     if existing:  # --overwrite: only what a batch job writes is removed
-        for entry in folder.iterdir():
-            if entry.is_file() and (
-                entry.name.startswith("part-") or entry.name.startswith(MANIFEST)
-            ):
-                entry.unlink()
+        _remove_job_files(folder)
     folder.mkdir(parents=True, exist_ok=True)
     manifest = Manifest(folder, job)
     manifest.save()
     return manifest
+
+
+def _remove_job_files(folder: Path) -> None:
+    """The parts a job wrote (those its manifest lists: the Ray engine's have Ray's names),
+    any ``part-*`` file and the manifest; other files are left alone."""
+    listed: set[str] = set()
+    with contextlib.suppress(OSError, ValueError, KeyError):
+        listed = set(json.loads((folder / MANIFEST).read_text(encoding="utf-8"))["parts"])
+    for entry in folder.iterdir():
+        ours = entry.name in listed or entry.name.startswith(("part-", MANIFEST))
+        if entry.is_file() and ours:
+            entry.unlink()
 
 
 def _remove_partials(folder: Path) -> None:
