@@ -23,6 +23,7 @@ COMMANDS = {
     "convert": "convert a scikit-learn, XGBoost or LightGBM model version to ONNX",
     "optimize": "optimize and quantize an ONNX model version",
     "monitor": "export or report a model's prediction log and ground truth",
+    "batch": "score Parquet, CSV or JSON lines files with a model folder, locally or on Ray",
 }
 
 

@@ -100,9 +100,7 @@ class EventBus:
         self._prediction_subscribers = (*self._prediction_subscribers, callback)
         self._prediction_filters = (*self._prediction_filters, wants)
 
-    def wanted_by(
-        self, request: InferenceRequest
-    ) -> list[Callable[[PredictionEvent], None]] | None:
+    def wanted_by(self, request: InferenceRequest) -> list[PredictionSubscriber] | None:
         """The prediction subscribers that want the prediction of ``request``, None when none
         does (the data plane asks before building the event). Each filter is asked once per
         request, so a filter may draw a sample (the prediction log)."""
