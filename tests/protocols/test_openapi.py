@@ -16,6 +16,7 @@ from starlette.routing import Route
 from serval import __version__
 from serval.cli.serve import register, settings_from_args
 from serval.protocols.rest.app import build_rest_app
+from serval.protocols.rest.evaluation import EvaluationRoute
 from serval.protocols.rest.openapi import openapi_document
 from serval.protocols.rest.traffic import TrafficRoutes
 from serval.protocols.rest.v1 import V1Routes
@@ -38,6 +39,7 @@ def _routes() -> list[Route]:
     return [
         *V2Routes(None, None, 1024, None).routes(),  # type: ignore[arg-type]
         *TrafficRoutes(None).routes(),  # type: ignore[arg-type]
+        *EvaluationRoute(None).routes(),  # type: ignore[arg-type]
         *V1Routes(None, 1024).routes(),  # type: ignore[arg-type]
     ]
 
