@@ -35,13 +35,13 @@ def encode_tensors(tensors: Iterable[Tensor], leave_out: Collection[str] = ()) -
             continue
         data = tensor.data
         values: object
-        if data.dtype == np.object_ or data.dtype.kind in "SU":
+        if data.dtype.kind in "OSU":  # BYTES: text
             values = [_text(value) for value in data.reshape(-1).tolist()]
-        else:
-            values = np.ascontiguousarray(data).reshape(-1)
+        else:  # numbers: orjson writes the array itself
+            values = data.reshape(-1) if data.flags.c_contiguous else data.ravel()
         document[tensor.name] = {
-            "datatype": str(tensor.datatype),
-            "shape": list(data.shape),
+            "datatype": tensor.datatype.value,
+            "shape": data.shape,
             "data": values,
         }
     return orjson.dumps(document, option=_OPTIONS)
