@@ -148,10 +148,10 @@ def stored(folder: Path, postgres: str | None) -> int:
         import psycopg  # noqa: PLC0415 - only with --postgres
 
         with psycopg.connect(postgres) as connection:
-            row = connection.execute("SELECT count(*) FROM predictions").fetchone()
+            row = connection.execute("SELECT count(*) FROM serval_predictions").fetchone()
             return int(row[0]) if row else 0
     with sqlite3.connect(folder / "state" / "evaluation.sqlite3") as connection:
-        return int(connection.execute("SELECT count(*) FROM predictions").fetchone()[0])
+        return int(connection.execute("SELECT count(*) FROM serval_predictions").fetchone()[0])
 
 
 def loss(args: argparse.Namespace) -> None:
