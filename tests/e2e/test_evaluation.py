@@ -13,6 +13,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,8 @@ pytestmark = pytest.mark.e2e
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "models" / "classifier" / "1"
 FEATURES = ("a", "b", "c", "d")
 WAIT_S = 30.0
+# The first evaluation imports scipy and scikit-learn: seconds on a loaded 2-core machine.
+CLIENT_TIMEOUT_S = 60.0
 
 
 def wait_for(condition: Callable[[], bool], what: str, timeout_s: float = WAIT_S) -> None:
@@ -117,7 +120,7 @@ def test_a_tenth_is_logged_at_sample_rate_0_1_on_postgresql(
     rows = np.random.default_rng(1).normal(size=(1, 4)).astype(np.float32)
     with (
         run_server(repo, "--store", postgresql, "--state-dir", str(tmp_path / "s")) as server,
-        httpx.Client(base_url=server.http_url, timeout=10) as http,
+        httpx.Client(base_url=server.http_url, timeout=CLIENT_TIMEOUT_S) as http,
     ):
         for index in range(requests):
             infer(http, rows, f"tenth-{index}")
@@ -140,7 +143,7 @@ def test_every_request_is_logged_with_its_version_and_id_at_1_0(
     rows = np.random.default_rng(2).normal(size=(3, 4)).astype(np.float32)
     with (
         run_server(repo, "--store", url, "--state-dir", str(tmp_path / "s")) as server,
-        httpx.Client(base_url=server.http_url, timeout=10) as http,
+        httpx.Client(base_url=server.http_url, timeout=CLIENT_TIMEOUT_S) as http,
     ):
         for index in range(10):
             infer(http, rows, f"every-{index}", version="1" if index % 2 else "2")
@@ -176,33 +179,43 @@ MONITORED = """\
 """
 
 
-@pytest.fixture(scope="module")
-def webhook() -> Iterator[Webhook]:
-    with Webhook() as receiver:
-        yield receiver
+@dataclass
+class Monitored:
+    """A server of a monitored, keyed classifier on one store, its webhook receiver, and the
+    flags that name the store (--state-dir, and --store for PostgreSQL)."""
+
+    server: RunningServer
+    webhook: Webhook
+    store_args: list[str]
+    state: Path
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
 def monitored(
-    tmp_path_factory: pytest.TempPathFactory, webhook: Webhook
-) -> Iterator[tuple[RunningServer, Path]]:
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Monitored]:
     root = tmp_path_factory.mktemp("monitored")
-    monitoring = MONITORED.replace("WEBHOOK", webhook.url).replace("PYTHON", sys.executable)
-    repo = repository(root / "repo", monitoring, extra="keys: [user]\n")
     state = root / "state"
-    # A long interval: evaluations here run when the test asks for them.
-    with run_server(repo, "--state-dir", str(state), "--evaluation-interval-s", "3600") as server:
-        yield server, state
+    with Webhook() as webhook, contextlib.ExitStack() as stack:
+        store_args = ["--state-dir", str(state)]
+        if request.param == "postgresql":
+            store_args += ["--store", stack.enter_context(postgresql_schema())]
+        monitoring = MONITORED.replace("WEBHOOK", webhook.url).replace("PYTHON", sys.executable)
+        repo = repository(root / "repo", monitoring, extra="keys: [user]\n")
+        # A long interval: evaluations here run when the test asks for them.
+        interval = ["--evaluation-interval-s", "3600"]
+        with run_server(repo, *store_args, *interval) as server:
+            yield Monitored(server, webhook, store_args, state)
 
 
 def test_ground_truth_joins_and_quality_is_the_metric_of_the_same_labels(
-    monitored: tuple[RunningServer, Path], webhook: Webhook
+    monitored: Monitored,
 ) -> None:
-    server, state = monitored
+    server = monitored.server
     rng = np.random.default_rng(3)
     truths: list[int] = []
     predictions: list[int] = []
-    with httpx.Client(base_url=server.http_url, timeout=10) as http:
+    with httpx.Client(base_url=server.http_url, timeout=CLIENT_TIMEOUT_S) as http:
         feedback = []
         for index in range(60):
             rows = rng.normal(size=(5, 4)).astype(np.float32)
@@ -242,15 +255,16 @@ def test_ground_truth_joins_and_quality_is_the_metric_of_the_same_labels(
     assert quality["rows"] == 300
     assert quality["value"] == pytest.approx(accuracy_score(truths, predictions))
     assert quality["breached"] is True  # 2/3 < 0.9
-    assert (state / "evaluation.sqlite3").exists()
+    sqlite = (monitored.state / "evaluation.sqlite3").exists()
+    assert sqlite == ("--store" not in monitored.store_args)
 
 
 def test_a_shifted_feature_drifts_alone_and_alerts_reach_the_webhook_once(
-    monitored: tuple[RunningServer, Path], webhook: Webhook
+    monitored: Monitored,
 ) -> None:
-    server, _ = monitored
+    server, webhook = monitored.server, monitored.webhook
     rng = np.random.default_rng(4)
-    with httpx.Client(base_url=server.http_url, timeout=10) as http:
+    with httpx.Client(base_url=server.http_url, timeout=CLIENT_TIMEOUT_S) as http:
         for index in range(40):
             rows = rng.normal(size=(15, 4)).astype(np.float32)
             rows[:, 2] += 1.5  # feature c only
@@ -280,12 +294,10 @@ def test_a_shifted_feature_drifts_alone_and_alerts_reach_the_webhook_once(
     assert all(p.body["model"] == "classifier" and p.body["version"] == 1 for p in posts)
 
 
-def test_the_retraining_command_runs_once_within_its_cooldown(
-    monitored: tuple[RunningServer, Path],
-) -> None:
-    server, _ = monitored
+def test_the_retraining_command_runs_once_within_its_cooldown(monitored: Monitored) -> None:
+    server = monitored.server
     folder = server_repository(server) / "classifier"
-    with httpx.Client(base_url=server.http_url, timeout=10) as http:
+    with httpx.Client(base_url=server.http_url, timeout=CLIENT_TIMEOUT_S) as http:
         wait_for(lambda: len(recorded_calls(folder)) >= 1, "the retraining command")
         for _ in range(3):
             evaluation(http)
@@ -296,13 +308,12 @@ def test_the_retraining_command_runs_once_within_its_cooldown(
 
 
 def test_export_holds_the_predictions_joined_with_their_ground_truth(
-    monitored: tuple[RunningServer, Path], tmp_path: Path
+    monitored: Monitored, tmp_path: Path
 ) -> None:
-    _, state = monitored
     out = tmp_path / "data.parquet"
     command = [sys.executable, "-m", "serval", "monitor", "export", "classifier"]
     done = subprocess.run(
-        [*command, "--out", str(out), "--state-dir", str(state)],
+        [*command, "--out", str(out), *monitored.store_args],
         check=False,
         capture_output=True,
         text=True,
@@ -335,13 +346,19 @@ def test_evaluation_survives_a_restart(tmp_path: Path) -> None:
     )
     args = ("--state-dir", str(tmp_path / "state"))
     rows = np.random.default_rng(5).normal(size=(2, 4)).astype(np.float32)
-    with run_server(repo, *args) as server, httpx.Client(base_url=server.http_url) as http:
+    with (
+        run_server(repo, *args) as server,
+        httpx.Client(base_url=server.http_url, timeout=CLIENT_TIMEOUT_S) as http,
+    ):
         labels = [infer(http, rows, f"restart-{index}") for index in range(5)]
         wait_for(lambda: drained(http), "the log's queue to drain")
         items = [{"id": f"restart-{i}", "ground_truth": label} for i, label in enumerate(labels)]
         assert http.post("/v2/models/classifier/feedback", json={"items": items}).status_code == 200
         before = evaluation(http)["versions"]
-    with run_server(repo, *args) as server, httpx.Client(base_url=server.http_url) as http:
+    with (
+        run_server(repo, *args) as server,
+        httpx.Client(base_url=server.http_url, timeout=CLIENT_TIMEOUT_S) as http,
+    ):
         after = evaluation(http)["versions"]
     assert after["1"]["logged"] == before["1"]["logged"] == 5
     assert after["1"]["labelled"] == 5 and after["1"]["quality"]["value"] == 1.0
@@ -358,7 +375,7 @@ def test_sigterm_under_load_loses_no_record(tmp_path: Path) -> None:
 
     def load(url: str) -> None:
         nonlocal answered
-        with httpx.Client(base_url=url, timeout=10) as http:
+        with httpx.Client(base_url=url, timeout=CLIENT_TIMEOUT_S) as http:
             while not stop.is_set():
                 try:
                     ok = http.post("/v2/models/classifier/infer", json=body).status_code == 200
@@ -439,7 +456,7 @@ def test_postgresql_unreachable_does_not_stop_serving_and_spilled_records_arrive
     try:
         with (
             run_server(repo, "--store", url, "--state-dir", str(tmp_path / "state")) as server,
-            httpx.Client(base_url=server.http_url, timeout=10) as http,
+            httpx.Client(base_url=server.http_url, timeout=CLIENT_TIMEOUT_S) as http,
         ):
             for index in range(20):
                 infer(http, rows, f"spilled-{index}")

@@ -8,7 +8,7 @@ import numpy as np
 import orjson
 
 from serval.core.types import Tensor
-from serval.evaluation.tensor_log import encode_tensors
+from serval.evaluation.recording.tensor_log import encode_tensors
 from serval.storage.evaluation import Label, LabelledPrediction, LoggedPrediction
 
 

@@ -14,7 +14,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from serval.core.types import Tensor
-from serval.evaluation.tensor_log import encode_tensors
+from serval.evaluation.recording.tensor_log import encode_tensors
 from serval.storage.evaluation import Alert, GroundTruth, LoggedPrediction, Trigger
 from serval.storage.sqlite_evaluation import SqliteEvaluationStore
 

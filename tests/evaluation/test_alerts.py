@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from serval.core.specs.monitoring import DriftSpec, MonitoringSpec, QualitySpec
-from serval.evaluation.alerts import (
+from serval.evaluation.alerting.alerts import (
     AlertBook,
     AlertPlan,
     Reading,

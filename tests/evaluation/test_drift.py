@@ -15,9 +15,9 @@ from scipy.spatial.distance import jensenshannon
 from scipy.stats import ks_2samp, wasserstein_distance
 
 from serval.core.specs.monitoring import DEFAULT_DRIFT_THRESHOLDS, DriftMethod
-from serval.evaluation.drift import Baseline, baselines, drift, feature_drift
-from serval.evaluation.histograms import binned_shares, decile_edges, psi
-from serval.evaluation.reference import Column
+from serval.evaluation.analysis.drift import Baseline, baselines, drift, feature_drift
+from serval.evaluation.analysis.histograms import binned_shares, decile_edges, psi
+from serval.evaluation.analysis.reference import Column
 
 METHODS: list[DriftMethod] = ["psi", "jensenshannon", "wasserstein", "ks"]
 

@@ -17,8 +17,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from serval.core.types import Tensor
-from serval.evaluation.export import NothingLoggedError, export_predictions
-from serval.evaluation.tensor_log import encode_tensors
+from serval.evaluation.recording.tensor_log import encode_tensors
+from serval.evaluation.reporting.export import NothingLoggedError, export_predictions
 from serval.storage.evaluation import EvaluationStore, GroundTruth, LoggedPrediction
 from serval.storage.sqlite_evaluation import SqliteEvaluationStore
 from tests.storage.evaluation_stores import store_factory

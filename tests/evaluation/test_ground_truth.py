@@ -7,7 +7,7 @@ import orjson
 import pytest
 
 from serval.core.tensors.datatypes import DataType
-from serval.evaluation.ground_truth import (
+from serval.evaluation.analysis.ground_truth import (
     check_ground_truth,
     class_label,
     family,

@@ -17,8 +17,8 @@ from serval.core.lifecycle.states import ServableId
 from serval.core.model_spec import ModelSpec
 from serval.core.tensors.datatypes import DataType
 from serval.core.types import ModelMetadata, TensorSpec
-from serval.evaluation.ground_truth_book import GroundTruthBook
-from serval.evaluation.monitored import MonitoredModel, MonitoredModels
+from serval.evaluation.recording.ground_truth_book import GroundTruthBook
+from serval.evaluation.recording.monitored import MonitoredModel, MonitoredModels
 from serval.storage.evaluation import GroundTruth, StoreUnavailableError
 from serval.storage.memory_evaluation import MemoryEvaluationStore
 from serval.storage.spill import SpillFile

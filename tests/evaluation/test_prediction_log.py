@@ -16,8 +16,8 @@ from serval.core.lifecycle.states import ServableId
 from serval.core.records import RequestRecord
 from serval.core.tensors.datatypes import DataType
 from serval.core.types import InferenceRequest, InferenceResponse, Tensor
-from serval.evaluation.prediction_log import PredictionLog
-from serval.evaluation.tensor_log import decode_tensors
+from serval.evaluation.recording.prediction_log import PredictionLog
+from serval.evaluation.recording.tensor_log import decode_tensors
 from serval.storage.evaluation import LoggedPrediction, StoreUnavailableError
 from serval.storage.memory_evaluation import MemoryEvaluationStore
 from serval.storage.spill import SpillFile

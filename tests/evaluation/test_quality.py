@@ -12,8 +12,13 @@ from sklearn import metrics
 
 from serval.core.tensors.datatypes import DataType
 from serval.core.types import TensorSpec
-from serval.evaluation.outputs import PredictionOutputs, prediction_outputs
-from serval.evaluation.quality import QualityPoint, quality, quality_over_time, quality_rows
+from serval.evaluation.analysis.outputs import PredictionOutputs, prediction_outputs
+from serval.evaluation.analysis.quality import (
+    QualityPoint,
+    quality,
+    quality_over_time,
+    quality_rows,
+)
 from tests.evaluation.logged import labelled
 
 BINARY = PredictionOutputs("classification", "label", DataType.INT64, "probabilities")

@@ -12,8 +12,8 @@ import pytest
 
 from serval.core.tensors.datatypes import DataType
 from serval.core.types import TensorSpec
-from serval.evaluation.outputs import PredictionOutputs
-from serval.evaluation.reference import PREDICTION, ReferenceFileError, load_reference
+from serval.evaluation.analysis.outputs import PredictionOutputs
+from serval.evaluation.analysis.reference import PREDICTION, ReferenceFileError, load_reference
 from tests.evaluation.logged import logged
 
 CLASSIFIER = PredictionOutputs("classification", "label", DataType.INT64)

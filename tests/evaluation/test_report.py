@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from serval.evaluation.logged_model import monitored_model
-from serval.evaluation.report import render
-from serval.evaluation.report_data import choose_bucket, gather
+from serval.evaluation.reporting.logged_model import monitored_model
+from serval.evaluation.reporting.report import render
+from serval.evaluation.reporting.report_data import choose_bucket, gather
 from serval.storage.sqlite_evaluation import SqliteEvaluationStore
 from tests.evaluation.monitored_store import MODEL, build
 

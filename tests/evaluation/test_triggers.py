@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from serval.core.specs.monitoring import QualitySpec, RetrainSpec
-from serval.evaluation.alerts import AlertBook, AlertPlan, Reading, quality_reading
-from serval.evaluation.webhooks import RetryPolicy, alert_document
+from serval.evaluation.alerting.alerts import AlertBook, AlertPlan, Reading, quality_reading
+from serval.evaluation.alerting.webhooks import RetryPolicy, alert_document
 from serval.storage.evaluation import EvaluationStore
 from serval.storage.sqlite_evaluation import SqliteEvaluationStore
 from tests.evaluation.alert_kit import (

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from serval.core.specs.monitoring import QualitySpec
-from serval.evaluation.alerts import AlertBook, AlertPlan, Reading, quality_reading
-from serval.evaluation.webhooks import RetryPolicy, iso_utc, shown_url
+from serval.evaluation.alerting.alerts import AlertBook, AlertPlan, Reading, quality_reading
+from serval.evaluation.alerting.webhooks import RetryPolicy, iso_utc, shown_url
 from serval.storage.evaluation import EvaluationStore
 from serval.storage.sqlite_evaluation import SqliteEvaluationStore
 from tests.evaluation.alert_kit import WAIT_S, Webhook, closed_port_url

@@ -17,8 +17,8 @@ from serval.core.routing.bandit import Bandit
 from serval.core.routing.canary import CanaryRamp
 from serval.core.routing.traffic_state import ModelTraffic
 from serval.core.specs.traffic import BanditSpec, CanarySpec
-from serval.evaluation.prediction_log import LogCounts
 from serval.evaluation.prometheus_metrics import EvaluationMetrics
+from serval.evaluation.recording.prediction_log import LogCounts
 from serval.observability.composite_metrics import CompositeMetrics
 from serval.observability.metrics import ServalMetrics
 from serval.observability.traffic_metrics import TrafficMetrics

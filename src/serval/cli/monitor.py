@@ -86,10 +86,10 @@ def run_report(args: argparse.Namespace) -> int:
 
 def _work(action: str, args: argparse.Namespace, store: EvaluationStore) -> str:
     """Export or report; the line that says what was written."""
-    from serval.evaluation.logged_model import feature_names, monitored_model  # noqa: PLC0415
+    from serval.evaluation.reporting.logged_model import feature_names, monitored_model  # noqa: PLC0415
 
     if action == "export":
-        from serval.evaluation.export import export_predictions  # noqa: PLC0415 - pyarrow
+        from serval.evaluation.reporting.export import export_predictions  # noqa: PLC0415 - pyarrow
 
         names: dict[str, list[str]] = {}
         if args.repository is not None:
@@ -101,7 +101,7 @@ def _work(action: str, args: argparse.Namespace, store: EvaluationStore) -> str:
             f"wrote {args.out}: {summary.rows} rows ({summary.labelled} with ground truth) "
             f"from {summary.requests} logged requests"
         )
-    from serval.evaluation.report import write_report  # noqa: PLC0415 - matplotlib
+    from serval.evaluation.reporting.report import write_report  # noqa: PLC0415 - matplotlib
 
     model = monitored_model(args.repository, args.model)
     return f"wrote {args.out}: {write_report(store, model, args.out)}"
@@ -112,8 +112,8 @@ def _run(action: str, args: argparse.Namespace) -> int:
     stderr naming what went wrong (never a traceback)."""
     prefix = f"serval monitor {action}"
     try:
-        from serval.evaluation.export import NothingLoggedError  # noqa: PLC0415 - pyarrow
-        from serval.evaluation.logged_model import RepositoryError  # noqa: PLC0415
+        from serval.evaluation.reporting.export import NothingLoggedError  # noqa: PLC0415 - pyarrow
+        from serval.evaluation.reporting.logged_model import RepositoryError  # noqa: PLC0415
     except ImportError as exc:
         print(
             f"{prefix}: needs the monitoring extra ({exc.name} is not installed): "

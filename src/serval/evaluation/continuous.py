@@ -11,7 +11,9 @@ file by default) is touched only then.
 from __future__ import annotations
 
 import asyncio
+import importlib
 import logging
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,12 +23,12 @@ from prometheus_client import CollectorRegistry
 from serval.core.events import EventBus
 from serval.core.model_spec import ModelSpec
 from serval.core.types import ModelMetadata
-from serval.evaluation.alerts import AlertBook
+from serval.evaluation.alerting.alerts import AlertBook
 from serval.evaluation.evaluator import Evaluator, ModelContext
-from serval.evaluation.ground_truth_book import GroundTruthBook
-from serval.evaluation.monitored import MonitoredModel, MonitoredModels
-from serval.evaluation.prediction_log import PredictionLog
 from serval.evaluation.prometheus_metrics import EvaluationMetrics
+from serval.evaluation.recording.ground_truth_book import GroundTruthBook
+from serval.evaluation.recording.monitored import MonitoredModel, MonitoredModels
+from serval.evaluation.recording.prediction_log import PredictionLog
 from serval.evaluation.results import ModelEvaluation
 from serval.evaluation.service import EvaluationService
 from serval.storage.evaluation import Alert, EvaluationStore, StoreUnavailableError
@@ -66,6 +68,9 @@ class ContinuousEvaluation:
         self._metadata: Callable[[str], ModelMetadata] | None = None
         self._rollouts: Rollouts | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._warmed = False  # the monitoring extra's libraries imported ahead of need
+        self._events: EventBus | None = None
+        self._listening = False
         self.ground_truth = GroundTruthBook(
             store, SpillFile(spill_folder, "ground-truth"), self.monitored, self._model_metadata
         )
@@ -83,8 +88,8 @@ class ContinuousEvaluation:
         controller's. Returns what the REST adapter reads."""
         self._metadata = metadata
         self._rollouts = rollouts
+        self._events = events
         configured(self.monitored.configure)
-        events.on_prediction(self.log.on_prediction, self.log.wants)
         return EvaluationService(self.monitored, self.evaluate, known)
 
     def register_metrics(self, registry: CollectorRegistry) -> None:
@@ -165,6 +170,13 @@ class ContinuousEvaluation:
             return
         self.log.configure(name, model.monitoring.log.sample_rate, model.keys)
         self.log.start()
+        if not self._listening and self._events is not None:
+            # Subscribed with the first monitored model: until then requests pay nothing.
+            self._listening = True
+            self._events.on_prediction(self.log.on_prediction, self.log.wants)
+        if not self._warmed and (model.monitoring.quality or model.monitoring.drift):
+            self._warmed = True
+            threading.Thread(target=_import_monitoring, name="serval-import", daemon=True).start()
 
     def _count_alert(self, alert: Alert) -> None:  # from the evaluation's thread
         key = (alert.model, alert.kind)
@@ -179,3 +191,13 @@ class ContinuousEvaluation:
             f"(threshold {alert.threshold:.4g})"
         )
         loop.call_soon_threadsafe(rollouts.roll_back_on_alert, alert.model, alert.version, reason)
+
+
+def _import_monitoring() -> None:
+    """Import what quality and drift use (scikit-learn, scipy, pyarrow: seconds), so that the
+    first evaluation does not pay for it; a missing extra is said by the evaluation."""
+    for module in ("sklearn.metrics", "scipy.stats", "scipy.spatial.distance", "pyarrow.parquet"):
+        try:
+            importlib.import_module(module)
+        except ImportError:
+            return

@@ -19,9 +19,15 @@ from typing import TYPE_CHECKING
 
 from serval.core.specs.monitoring import DriftSpec, MonitoringSpec, QualitySpec
 from serval.core.types import TensorSpec
-from serval.evaluation.alerts import AlertBook, AlertPlan, Reading, drift_readings, quality_reading
-from serval.evaluation.monitored import MonitoredModel, MonitoredModels
-from serval.evaluation.outputs import PredictionOutputs, prediction_outputs
+from serval.evaluation.alerting.alerts import (
+    AlertBook,
+    AlertPlan,
+    Reading,
+    drift_readings,
+    quality_reading,
+)
+from serval.evaluation.analysis.outputs import PredictionOutputs, prediction_outputs
+from serval.evaluation.recording.monitored import MonitoredModel, MonitoredModels
 from serval.evaluation.results import (
     DriftResult,
     FeatureDrift,
@@ -33,8 +39,8 @@ from serval.evaluation.results import (
 from serval.storage.evaluation import EvaluationStore
 
 if TYPE_CHECKING:  # the monitoring extra's modules are imported when first needed
-    from serval.evaluation.drift import Baseline
-    from serval.evaluation.reference import FeatureMap
+    from serval.evaluation.analysis.drift import Baseline
+    from serval.evaluation.analysis.reference import FeatureMap
 
 logger = logging.getLogger("serval.evaluation")
 
@@ -124,7 +130,7 @@ class Evaluator:
             return QualityResult(
                 spec.metric, None, spec.window, threshold=threshold, reason=outputs_reason
             )
-        from serval.evaluation.quality import quality, quality_over_time  # noqa: PLC0415
+        from serval.evaluation.analysis.quality import quality, quality_over_time  # noqa: PLC0415
 
         labelled = self._store.labelled(name, version, spec.window)
         value = quality(spec.metric, labelled, outputs, rows=spec.window)
@@ -153,8 +159,8 @@ class Evaluator:
         reference = self._reference(model, context, outputs)
         if reference.reason:
             return DriftResult(spec.method, spec.limit, spec.window, reason=reference.reason)
-        from serval.evaluation.drift import drift  # noqa: PLC0415 - the monitoring extra
-        from serval.evaluation.reference import PREDICTION  # noqa: PLC0415
+        from serval.evaluation.analysis.drift import drift  # noqa: PLC0415 - the monitoring extra
+        from serval.evaluation.analysis.reference import PREDICTION  # noqa: PLC0415
 
         feature_map = reference.feature_map
         assert feature_map is not None  # set whenever there is no reason
@@ -214,8 +220,8 @@ class Evaluator:
     ) -> _CachedReference:
         cached = _CachedReference(identity)
         try:
-            from serval.evaluation.drift import baselines  # noqa: PLC0415 - monitoring extra
-            from serval.evaluation.reference import load_reference  # noqa: PLC0415
+            from serval.evaluation.analysis.drift import baselines  # noqa: PLC0415 - monitoring extra
+            from serval.evaluation.analysis.reference import load_reference  # noqa: PLC0415
 
             reference = load_reference(path, inputs, outputs, model.keys)
             cached.baselines = dict(baselines(reference.subjects()))

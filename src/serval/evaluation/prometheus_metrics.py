@@ -10,7 +10,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from serval.evaluation.prediction_log import LogCounts
+from serval.evaluation.recording.prediction_log import LogCounts
 from serval.evaluation.results import ModelEvaluation
 
 Metric = CounterMetricFamily | GaugeMetricFamily

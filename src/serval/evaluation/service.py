@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 from serval.core.errors import ModelNotFoundError, ServerNotReadyError
-from serval.evaluation.monitored import MonitoredModels
+from serval.evaluation.recording.monitored import MonitoredModels
 from serval.evaluation.results import ModelEvaluation
 from serval.storage.evaluation import StoreUnavailableError
 

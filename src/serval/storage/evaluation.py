@@ -14,7 +14,7 @@ store. A store that cannot be reached raises ``StoreUnavailableError`` (the call
 degrades); a store never raises it for anything else.
 
 Tensors are opaque here: ``LoggedPrediction.inputs`` and ``outputs`` are bytes that the
-evaluation encodes and decodes (``serval.evaluation.tensor_log``).
+evaluation encodes and decodes (``serval.evaluation.recording.tensor_log``).
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ class LoggedPrediction:
     # One text per row: the row's key (keyed predictions, core.feedback.key_text), None for a
     # model without keys.
     keys: tuple[str, ...] | None
-    inputs: bytes  # the request's tensors, keys left out (serval.evaluation.tensor_log)
+    inputs: bytes  # the request's tensors, keys left out (serval.evaluation.recording.tensor_log)
     outputs: bytes  # the answer's tensors, keys left out
     id: int | None = None  # the store's id, set on the records it reads back
 

@@ -25,7 +25,6 @@ from serval.storage.sql_evaluation import SqlEvaluationStore
 from serval.storage.sql_schema import SQLITE, migrate
 from serval.storage.sql_session import SqlSession
 
-
 _ROWS_PER_INSERT = 500  # a cap on the rows of one INSERT
 
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from serval.evaluation.tensor_log import LoggedTensor
+from serval.evaluation.recording.tensor_log import LoggedTensor
 
 FloatArray = np.ndarray[Any, np.dtype[np.float64]]
 ObjectArray = np.ndarray[Any, np.dtype[np.object_]]

@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-from serval.evaluation.delivery import Shutdown
-from serval.evaluation.webhooks import WebhookPoster, alert_body
+from serval.evaluation.alerting.delivery import Shutdown
+from serval.evaluation.alerting.webhooks import WebhookPoster, alert_body
 from serval.storage.evaluation import Alert, EvaluationStore, StoreUnavailableError, Trigger
 
 logger = logging.getLogger("serval.evaluation")

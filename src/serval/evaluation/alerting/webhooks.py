@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 import httpx
 import orjson
 
-from serval.evaluation.delivery import Shutdown
+from serval.evaluation.alerting.delivery import Shutdown
 from serval.storage.evaluation import Alert, EvaluationStore, StoreUnavailableError
 
 logger = logging.getLogger("serval.evaluation")

@@ -17,8 +17,8 @@ from matplotlib.dates import AutoDateLocator, ConciseDateFormatter
 from matplotlib.figure import Figure
 from matplotlib.typing import RcKeyType
 
-from serval.evaluation.quality import QualityPoint
-from serval.evaluation.reference import ColumnKind
+from serval.evaluation.analysis.quality import QualityPoint
+from serval.evaluation.analysis.reference import ColumnKind
 
 MAX_CATEGORIES = 12  # the most frequent categories shown; the rest are summed as "other"
 _STYLE: dict[RcKeyType, Any] = {

@@ -21,9 +21,9 @@ from pathlib import Path
 from typing import Literal
 
 from serval.core.specs.monitoring import DriftSpec, MonitoringSpec, QualitySpec, RetrainSpec
-from serval.evaluation.delivery import DeliveryWorker
-from serval.evaluation.triggers import RetrainRun
-from serval.evaluation.webhooks import AlertDelivery, RetryPolicy, WebhookPoster
+from serval.evaluation.alerting.delivery import DeliveryWorker
+from serval.evaluation.alerting.triggers import RetrainRun
+from serval.evaluation.alerting.webhooks import AlertDelivery, RetryPolicy, WebhookPoster
 from serval.storage.evaluation import Alert, AlertKind, EvaluationStore
 
 logger = logging.getLogger("serval.evaluation")

@@ -11,8 +11,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from serval.evaluation.reference import Column, ColumnKind, ReferenceFileError
-from serval.evaluation.row_values import as_categories
+from serval.evaluation.analysis.reference import Column, ColumnKind, ReferenceFileError
+from serval.evaluation.analysis.row_values import as_categories
 
 
 class ReferenceTable:

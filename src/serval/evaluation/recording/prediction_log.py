@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 from serval.core.events import PredictionEvent
 from serval.core.types import InferenceRequest
-from serval.evaluation.tensor_log import encode_tensors, key_texts
+from serval.evaluation.recording.tensor_log import encode_tensors, key_texts
 from serval.storage.evaluation import (
     EvaluationStore,
     LoggedPrediction,

@@ -23,8 +23,8 @@ from typing import Any, Literal
 import orjson
 import pyarrow as pa
 
-from serval.evaluation.ground_truth import label_values
-from serval.evaluation.tensor_log import LoggedTensor
+from serval.evaluation.analysis.ground_truth import label_values
+from serval.evaluation.recording.tensor_log import LoggedTensor
 from serval.storage.evaluation import Label
 
 Side = Literal["input", "output"]

@@ -25,9 +25,9 @@ from typing import Any, Literal
 import numpy as np
 
 from serval.core.types import TensorSpec
-from serval.evaluation.outputs import PredictionOutputs
-from serval.evaluation.row_values import as_categories, as_numbers, row_values
-from serval.evaluation.tensor_log import LoggedTensor, decode_tensors
+from serval.evaluation.analysis.outputs import PredictionOutputs
+from serval.evaluation.analysis.row_values import as_categories, as_numbers, row_values
+from serval.evaluation.recording.tensor_log import LoggedTensor, decode_tensors
 from serval.storage.evaluation import LoggedPrediction
 
 ColumnKind = Literal["numeric", "categorical"]
@@ -123,7 +123,7 @@ def load_reference(
 
     Raises ReferenceFileError naming the file (and the column) when the file is missing,
     unreadable or empty, or its columns do not fit the inputs."""
-    from serval.evaluation.reference_file import read_columns  # noqa: PLC0415 - pyarrow
+    from serval.evaluation.analysis.reference_file import read_columns  # noqa: PLC0415 - pyarrow
 
     table = read_columns(path)
     where = f"reference {path.name}"

@@ -17,7 +17,8 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from serval.evaluation.export_columns import (
+from serval.evaluation.recording.tensor_log import LoggedTensor, decode_tensors
+from serval.evaluation.reporting.export_columns import (
     GroundTruthSeen,
     Side,
     TensorColumn,
@@ -25,7 +26,6 @@ from serval.evaluation.export_columns import (
     ground_truth_cell,
     row_labels,
 )
-from serval.evaluation.tensor_log import LoggedTensor, decode_tensors
 from serval.storage.evaluation import EvaluationStore, JoinedPrediction
 
 # The columns every export has, before the tensors' (which take another name if they clash).

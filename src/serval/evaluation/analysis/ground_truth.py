@@ -22,7 +22,7 @@ import orjson
 
 from serval.core.feedback import JsonValue
 from serval.core.tensors.datatypes import DataType
-from serval.evaluation.outputs import Task
+from serval.evaluation.analysis.outputs import Task
 from serval.storage.evaluation import Label
 
 Family = Literal["integer", "float", "text", "bool"]

@@ -19,7 +19,7 @@ import orjson
 from serval.core.errors import InvalidInputError, ServerNotReadyError
 from serval.core.feedback import Feedback
 from serval.core.types import ModelMetadata
-from serval.evaluation.monitored import MonitoredModel, MonitoredModels
+from serval.evaluation.recording.monitored import MonitoredModel, MonitoredModels
 from serval.storage.evaluation import EvaluationStore, GroundTruth, StoreUnavailableError
 from serval.storage.spill import SpillFile
 
@@ -46,7 +46,7 @@ class GroundTruthBook:
         model = self._monitored.get(feedback.model)
         if model is None or feedback.ground_truth is None:
             return
-        from serval.evaluation.ground_truth import check_ground_truth  # noqa: PLC0415 - extra
+        from serval.evaluation.analysis.ground_truth import check_ground_truth  # noqa: PLC0415 - extra
 
         datatype = self._datatype(model)
         if datatype is None:  # no version loaded: checked when it is evaluated

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from serval.evaluation.row_values import FloatArray
+from serval.evaluation.analysis.row_values import FloatArray
 
 DECILES = np.linspace(0.1, 0.9, 9)
 # Stands in for an empty bin's share in PSI's logarithm (ln(0) is -inf): small enough not to

@@ -26,15 +26,15 @@ from typing import Any
 import numpy as np
 
 from serval.core.specs.monitoring import DriftMethod
-from serval.evaluation.histograms import (
+from serval.evaluation.analysis.histograms import (
     binned_shares,
     category_shares,
     decile_edges,
     jensen_shannon,
     psi,
 )
-from serval.evaluation.reference import Column
-from serval.evaluation.row_values import FloatArray
+from serval.evaluation.analysis.reference import Column
+from serval.evaluation.analysis.row_values import FloatArray
 
 
 @dataclass(frozen=True, slots=True)

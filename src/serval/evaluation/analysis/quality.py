@@ -16,17 +16,17 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from serval.core.specs.monitoring import QualityMetric
-from serval.evaluation.ground_truth import (
+from serval.evaluation.analysis.ground_truth import (
     Family,
     class_label,
     family,
     label_values,
     regression_value,
 )
-from serval.evaluation.metrics import SCORED_METRICS, MetricUndefinedError, metric_value
-from serval.evaluation.outputs import PredictionOutputs
-from serval.evaluation.row_values import as_numbers, row_values
-from serval.evaluation.tensor_log import decode_tensors
+from serval.evaluation.analysis.metrics import SCORED_METRICS, MetricUndefinedError, metric_value
+from serval.evaluation.analysis.outputs import PredictionOutputs
+from serval.evaluation.analysis.row_values import as_numbers, row_values
+from serval.evaluation.recording.tensor_log import decode_tensors
 from serval.storage.evaluation import LabelledPrediction
 
 

@@ -9,10 +9,10 @@ from pathlib import Path
 from serval.core.lifecycle.source import FileSystemSource
 from serval.core.tensors.datatypes import DataType
 from serval.core.types import TensorSpec
-from serval.evaluation.monitored import MonitoredModel
-from serval.evaluation.outputs import PredictionOutputs
-from serval.evaluation.reference import Reference, load_reference
-from serval.evaluation.tensor_log import decode_tensors
+from serval.evaluation.analysis.outputs import PredictionOutputs
+from serval.evaluation.analysis.reference import Reference, load_reference
+from serval.evaluation.recording.monitored import MonitoredModel
+from serval.evaluation.recording.tensor_log import decode_tensors
 from serval.storage.evaluation import EvaluationStore, LoggedPrediction
 
 

@@ -17,10 +17,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from serval.evaluation.monitored import MonitoredModel
-from serval.evaluation.reference import PREDICTION
-from serval.evaluation.report_data import ReportData, gather
-from serval.evaluation.report_plots import distribution_plot, drift_plot, quality_plot
+from serval.evaluation.analysis.reference import PREDICTION
+from serval.evaluation.recording.monitored import MonitoredModel
+from serval.evaluation.reporting.report_data import ReportData, gather
+from serval.evaluation.reporting.report_plots import distribution_plot, drift_plot, quality_plot
 from serval.storage.evaluation import Alert, EvaluationStore, Trigger
 
 FEATURE_PLOTS = 4  # feature distributions shown: the most drifted first

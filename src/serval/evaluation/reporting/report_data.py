@@ -17,14 +17,19 @@ from typing import Any
 import numpy as np
 
 from serval.core.types import TensorSpec
-from serval.evaluation.drift import FeatureDrift, baselines, drift
-from serval.evaluation.logged_model import newest_specs, read_reference
-from serval.evaluation.monitored import MonitoredModel
-from serval.evaluation.outputs import PredictionOutputs, prediction_outputs
-from serval.evaluation.quality import QualityPoint, QualityValue, quality, quality_over_time
-from serval.evaluation.reference import PREDICTION, Column, ColumnKind, Reference
-from serval.evaluation.row_values import as_categories, as_numbers, row_values
-from serval.evaluation.tensor_log import decode_tensors
+from serval.evaluation.analysis.drift import FeatureDrift, baselines, drift
+from serval.evaluation.analysis.outputs import PredictionOutputs, prediction_outputs
+from serval.evaluation.analysis.quality import (
+    QualityPoint,
+    QualityValue,
+    quality,
+    quality_over_time,
+)
+from serval.evaluation.analysis.reference import PREDICTION, Column, ColumnKind, Reference
+from serval.evaluation.analysis.row_values import as_categories, as_numbers, row_values
+from serval.evaluation.recording.monitored import MonitoredModel
+from serval.evaluation.recording.tensor_log import decode_tensors
+from serval.evaluation.reporting.logged_model import newest_specs, read_reference
 from serval.storage.evaluation import (
     Alert,
     EvaluationStore,
@@ -83,7 +88,7 @@ class ReportData:
 
 def gather(store: EvaluationStore, model: MonitoredModel) -> ReportData:
     """Everything the report shows; ``NothingLoggedError`` when nothing of ``model`` is logged."""
-    from serval.evaluation.export import NothingLoggedError  # noqa: PLC0415 - pyarrow
+    from serval.evaluation.reporting.export import NothingLoggedError  # noqa: PLC0415 - pyarrow
 
     counts = store.counts(model.name)
     if not counts:
