@@ -3,32 +3,26 @@ Redis and in SQLite; the reader the server uses finds them."""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-import redis
 
 from serval.batch import BatchJob, score
 from serval.batch.errors import BatchInputError
 from serval.storage.precomputed import open_precomputed_store
 from tests.batch.data import repository, rows
+from tests.redis_keys import redis_prefix
 
 REDIS = "redis://127.0.0.1:6379/15"
 
 
 @pytest.fixture
 def prefix() -> Iterator[str]:
-    prefix = f"serval-test-{uuid.uuid4().hex}:"
-    yield prefix
-    client = redis.Redis.from_url(REDIS)
-    keys = list(client.scan_iter(f"{prefix}*"))
-    if keys:
-        client.delete(*keys)
-    client.close()
+    with redis_prefix(REDIS) as prefix:
+        yield prefix
 
 
 @pytest.mark.parametrize("store", ["redis", "sqlite"])

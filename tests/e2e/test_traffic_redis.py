@@ -5,7 +5,6 @@ serving untouched, logged once."""
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,6 +14,7 @@ import redis
 
 from serval.testing import run_server
 from tests.e2e.test_traffic import BODY, repository, v2, wait_for
+from tests.redis_keys import redis_prefix
 
 pytestmark = pytest.mark.e2e
 
@@ -24,13 +24,8 @@ BANDIT = 'version_policy: all\ntraffic:\n  bandit: {versions: ["1", "2"]}\n'
 
 @pytest.fixture
 def prefix() -> Iterator[str]:
-    prefix = f"serval-test-{uuid.uuid4().hex}:"
-    yield prefix
-    client = redis.Redis.from_url(URL)
-    keys = list(client.scan_iter(f"{prefix}*"))
-    if keys:
-        client.delete(*keys)
-    client.close()
+    with redis_prefix(URL) as prefix:
+        yield prefix
 
 
 def pulls(client: httpx.Client) -> int:

@@ -22,7 +22,6 @@ from serval.evaluation.alerting.alerts import (
     quality_reading,
 )
 from serval.storage.evaluation import Alert, EvaluationStore
-from serval.storage.sqlite_evaluation import SqliteEvaluationStore
 from tests.evaluation.alert_kit import WAIT_S, Webhook
 
 ACCURACY = QualitySpec(metric="accuracy", min=0.8)
@@ -32,13 +31,6 @@ def accuracy(value: float) -> list[Reading]:
     reading = quality_reading(ACCURACY, value)
     assert reading is not None
     return [reading]
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[EvaluationStore]:
-    sqlite = SqliteEvaluationStore(tmp_path / "state" / "evaluation.sqlite3")
-    yield sqlite
-    sqlite.close()
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,7 +13,6 @@ from serval.core.specs.monitoring import QualitySpec, RetrainSpec
 from serval.evaluation.alerting.alerts import AlertBook, AlertPlan, Reading, quality_reading
 from serval.evaluation.alerting.webhooks import RetryPolicy, alert_document
 from serval.storage.evaluation import EvaluationStore
-from serval.storage.sqlite_evaluation import SqliteEvaluationStore
 from tests.evaluation.alert_kit import (
     WAIT_S,
     Webhook,
@@ -30,13 +28,6 @@ def accuracy(value: float) -> list[Reading]:
     reading = quality_reading(QualitySpec(metric="accuracy", min=0.8), value)
     assert reading is not None
     return [reading]
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[EvaluationStore]:
-    sqlite = SqliteEvaluationStore(tmp_path / "state" / "evaluation.sqlite3")
-    yield sqlite
-    sqlite.close()
 
 
 def run_alerts(

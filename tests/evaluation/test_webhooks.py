@@ -13,7 +13,6 @@ from serval.core.specs.monitoring import QualitySpec
 from serval.evaluation.alerting.alerts import AlertBook, AlertPlan, Reading, quality_reading
 from serval.evaluation.alerting.webhooks import RetryPolicy, iso_utc, shown_url
 from serval.storage.evaluation import EvaluationStore
-from serval.storage.sqlite_evaluation import SqliteEvaluationStore
 from tests.evaluation.alert_kit import WAIT_S, Webhook, closed_port_url
 
 FAST = RetryPolicy(tries=5, first_delay_s=0.02, try_timeout_s=5.0)
@@ -23,13 +22,6 @@ def low_accuracy() -> list[Reading]:
     reading = quality_reading(QualitySpec(metric="accuracy", min=0.8), 0.5)
     assert reading is not None
     return [reading]
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[EvaluationStore]:
-    sqlite = SqliteEvaluationStore(tmp_path / "state" / "evaluation.sqlite3")
-    yield sqlite
-    sqlite.close()
 
 
 def book_with(store: EvaluationStore, retry: RetryPolicy) -> AlertBook:

@@ -4,7 +4,6 @@ real SQLite file."""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,19 +20,15 @@ from serval.storage.precomputed import (
     key_text,
     open_precomputed_store,
 )
+from tests.redis_keys import redis_prefix
 
 URL = "redis://127.0.0.1:6379/15"
 
 
 @pytest.fixture
 def prefix() -> Iterator[str]:
-    prefix = f"serval-test-{uuid.uuid4().hex}:"
-    yield prefix
-    client = redis.Redis.from_url(URL)
-    keys = list(client.scan_iter(f"{prefix}*"))
-    if keys:
-        client.delete(*keys)
-    client.close()
+    with redis_prefix(URL) as prefix:
+        yield prefix
 
 
 def test_an_answer_round_trips_numbers_vectors_and_text() -> None:

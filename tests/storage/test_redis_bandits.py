@@ -5,12 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import redis
 from pydantic import ValidationError
 
 from serval.config import Settings
@@ -18,6 +16,7 @@ from serval.core.routing.bandit import Bandit
 from serval.core.routing.bandit_store import ArmCounts, BanditSync
 from serval.core.specs.traffic import BanditSpec
 from serval.storage.redis_bandits import RedisBanditStore
+from tests.redis_keys import redis_prefix
 
 URL = "redis://127.0.0.1:6379/0"
 SPEC = BanditSpec(versions=("1", "2"))
@@ -25,13 +24,8 @@ SPEC = BanditSpec(versions=("1", "2"))
 
 @pytest.fixture
 def prefix() -> Iterator[str]:
-    prefix = f"serval-test-{uuid.uuid4().hex}:"
-    yield prefix
-    client = redis.Redis.from_url(URL)
-    keys = list(client.scan_iter(f"{prefix}*"))
-    if keys:
-        client.delete(*keys)
-    client.close()
+    with redis_prefix(URL) as prefix:
+        yield prefix
 
 
 def test_exchange_adds_deltas_and_returns_the_totals(prefix: str) -> None:
