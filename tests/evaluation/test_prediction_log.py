@@ -4,7 +4,6 @@ and close() writing every queued record."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -21,16 +20,9 @@ from serval.evaluation.recording.tensor_log import decode_tensors
 from serval.storage.evaluation import LoggedPrediction, StoreUnavailableError
 from serval.storage.memory_evaluation import MemoryEvaluationStore
 from serval.storage.spill import SpillFile
+from tests.evaluation.alert_kit import wait_until
 
 M1 = ServableId("m", 1)
-WAIT_S = 20.0
-
-
-def wait_until(condition: object, what: str) -> None:
-    deadline = time.monotonic() + WAIT_S
-    while not condition():  # type: ignore[operator]
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.01)
 
 
 class FlakyStore(MemoryEvaluationStore):
