@@ -19,7 +19,7 @@ from serval.config import Settings
 from serval.core.batching.servable import BatchingOptions, BatchingServable
 from serval.core.composition.cascade import CascadeCounts
 from serval.core.composition.composite import CompositeServables
-from serval.core.composition.keys import keys_layer
+from serval.core.composition.keys import keys_plan
 from serval.core.composition.layers import Composition, Layer
 from serval.core.composition.provider import ServableProvider
 from serval.core.composition.time_limit import TimeLimitedServable
@@ -179,10 +179,7 @@ def build(settings: Settings, *, span_exporter: SpanExporter | None = None) -> S
 def layer_plan(spec: ModelSpec, provider: ServableProvider) -> Sequence[Layer]:
     """The layers around a version's base servable, innermost first. A model that asks for
     none gets none: its requests pay for no layer."""
-    if not spec.keys:
-        return ()
-    # Keys outermost: batching and caches inside never see them (docs/keys.md).
-    return (keys_layer,)
+    return keys_plan(spec)
 
 
 def continuous_evaluation(settings: Settings) -> ContinuousEvaluation:

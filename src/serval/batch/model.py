@@ -21,7 +21,7 @@ from pathlib import Path
 from serval import __version__
 from serval.batch.errors import BatchInputError
 from serval.core.composition.composite import CompositeServables
-from serval.core.composition.keys import keys_layer
+from serval.core.composition.keys import keys_plan
 from serval.core.composition.layers import Composition, Layer
 from serval.core.composition.provider import ServableProvider
 from serval.core.dataplane import DataPlane, ServerMetadata
@@ -194,6 +194,5 @@ def with_threads(spec: ModelSpec, name: str, version_folder: Path, threads: int)
 
 
 def _layer_plan(spec: ModelSpec, provider: ServableProvider) -> Sequence[Layer]:
-    """The server's layer plan for what batch scoring runs: the keys layer for a keyed model
-    (the same as ``serval.app.layer_plan``)."""
-    return (keys_layer,) if spec.keys else ()
+    """What the server's layer plan has for batch scoring: the keys layer of a keyed model."""
+    return keys_plan(spec)

@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import NamedTuple
 
+from serval.core.composition.layers import Layer
 from serval.core.composition.wrapper import WrappingServable
 from serval.core.errors import InvalidInputError, ModelConfigError
 from serval.core.model_spec import ModelSpec
@@ -155,3 +156,10 @@ def keyed_metadata(metadata: ServableMetadata, keys: Sequence[KeySpec]) -> Serva
 def keys_layer(servable: Servable, spec: ModelSpec) -> Servable:
     """The ``Layer`` for ``spec.keys`` (the layer plan adds it only when there are keys)."""
     return KeyedServable(servable, spec.keys)
+
+
+def keys_plan(spec: ModelSpec) -> tuple[Layer, ...]:
+    """The layers keys add to a plan: the keys layer for a keyed model, outermost (batching
+    and caches inside never see keys, docs/keys.md); none otherwise. The server's plan and
+    batch scoring's both start from it."""
+    return (keys_layer,) if spec.keys else ()
