@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import orjson
 
+from serval.core.feedback import key_text
 from serval.core.types import Tensor
 
 _OPTIONS = orjson.OPT_SERIALIZE_NUMPY
@@ -67,8 +68,6 @@ def key_texts(tensors: Iterable[Tensor], keys: Collection[str]) -> tuple[str, ..
     """One text per row naming the row's key (``core.feedback.key_text`` of its value): the
     value of the only key, or the JSON list of every key's values in the order of ``keys``.
     None when no tensor is a key."""
-    from serval.core.feedback import key_text  # noqa: PLC0415 - small, core
-
     columns = [_rows(tensor.data) for tensor in tensors if tensor.name in keys]
     if not columns:
         return None
