@@ -27,7 +27,7 @@ ROOT = BENCH.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.models import single_row, write_repository  # noqa: E402
-from bench.servers import cpu_seconds, start_tree  # noqa: E402
+from bench.servers import interleaved_rounds, medians, start_tree  # noqa: E402
 
 
 def export(ref: str, folder: Path) -> Path:
@@ -74,35 +74,18 @@ def main() -> None:
         servers = {
             name: start_tree(src, repository, folder / f"{name}.log") for name, src in trees.items()
         }
-        results: dict[str, list[tuple[float, float]]] = {name: [] for name in servers}
         try:
-            for round_index in range(args.rounds):
-                order = list(servers) if round_index % 2 == 0 else list(reversed(servers))
-                for name in order:
-                    process, port = servers[name]
-                    cpu_before = cpu_seconds(process.pid)
-                    wrk = run_wrk(port, args.model, body, args.connections, args.duration)
-                    cpu_per_request = (cpu_seconds(process.pid) - cpu_before) / wrk["requests"]
-                    rate = wrk["requests"] / (wrk["duration_us"] / 1e6)
-                    results[name].append((rate, cpu_per_request * 1e6))
-                    print(
-                        f"{name:8} {rate:8,.0f} req/s  p50 {wrk['p50_us'] / 1e3:6.2f} ms  "
-                        f"p99 {wrk['p99_us'] / 1e3:6.2f} ms  "
-                        f"CPU/request {cpu_per_request * 1e6:6.1f} µs  non-2xx {wrk['non2xx']}",
-                        flush=True,
-                    )
+            results = interleaved_rounds(
+                servers,
+                args.rounds,
+                lambda port: run_wrk(port, args.model, body, args.connections, args.duration),
+            )
         finally:
             for process, _ in servers.values():
                 process.terminate()
                 process.wait(timeout=30)
-    medians = {}
-    for name, rows in results.items():
-        rates = sorted(rate for rate, _ in rows)
-        cpus = sorted(cpu for _, cpu in rows)
-        medians[name] = (rates[len(rates) // 2], cpus[len(cpus) // 2])
-        median_rate, median_cpu = medians[name]
-        print(f"{name:8} median {median_rate:8,.0f} req/s, {median_cpu:6.1f} µs CPU/request")
-    (base_rate, base_cpu), (rate, cpu) = medians["baseline"], medians["working"]
+    found = medians(results)
+    (base_rate, base_cpu), (rate, cpu) = found["baseline"], found["working"]
     print(f"working / baseline: {rate / base_rate:.2f} x req/s, {cpu / base_cpu:.2f} x CPU/request")
 
 

@@ -41,7 +41,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.models import MODELS, build, model_yaml, single_row  # noqa: E402
 from bench.rollout import run_wrk  # noqa: E402
-from bench.servers import cpu_seconds, start_tree  # noqa: E402
+from bench.servers import interleaved_rounds, medians, start_tree  # noqa: E402
 
 
 def repository(root: Path, sample_rate: float | None) -> Path:
@@ -103,35 +103,19 @@ def cost(args: argparse.Namespace) -> None:
                 folder / f"{name}.log",
                 store_flags(root, postgres),
             )
-        results: dict[str, list[tuple[float, float]]] = {name: [] for name in servers}
         try:
-            for round_index in range(args.rounds):
-                order = list(servers) if round_index % 2 == 0 else list(reversed(servers))
-                for name in order:
-                    process, port = servers[name]
-                    before = cpu_seconds(process.pid)
-                    wrk = run_wrk(port, body, args.connections, args.duration)
-                    per_request = (cpu_seconds(process.pid) - before) / wrk["requests"]
-                    rate = wrk["requests"] / (wrk["duration_us"] / 1e6)
-                    results[name].append((rate, per_request * 1e6))
-                    print(
-                        f"{name:11} {rate:8,.0f} req/s  p50 {wrk['p50_us'] / 1e3:6.2f} ms  "
-                        f"p99 {wrk['p99_us'] / 1e3:6.2f} ms  CPU/request "
-                        f"{per_request * 1e6:6.1f} µs  non-2xx {wrk['non2xx']}",
-                        flush=True,
-                    )
+            results = interleaved_rounds(
+                servers,
+                args.rounds,
+                lambda port: run_wrk(port, body, args.connections, args.duration),
+            )
         finally:
             for process, _ in servers.values():
                 process.send_signal(signal.SIGTERM)
                 process.wait(timeout=60)
-    medians = {}
-    for name, measured in results.items():
-        rates = sorted(rate for rate, _ in measured)
-        cpus = sorted(cpu for _, cpu in measured)
-        medians[name] = (rates[len(rates) // 2], cpus[len(cpus) // 2])
-        print(f"{name:11} median {medians[name][0]:8,.0f} req/s, {medians[name][1]:6.1f} µs CPU")
-    base_rate, base_cpu = medians["none"]
-    for name, (rate, cpu) in medians.items():
+    found = medians(results)
+    base_rate, base_cpu = found["none"]
+    for name, (rate, cpu) in found.items():
         if name != "none":
             print(f"{name} / none: {rate / base_rate:.3f} x req/s, {cpu / base_cpu:.2f} x CPU")
 

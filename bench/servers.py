@@ -17,7 +17,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -303,3 +303,48 @@ def triton(
     )
     server.http_port, server.grpc_port = http, grpc
     return server
+
+
+# (req/s, server CPU µs per request) of one wrk run
+Measured = tuple[float, float]
+
+
+def interleaved_rounds(
+    servers: dict[str, tuple[subprocess.Popen[bytes], int]],
+    rounds: int,
+    load: Callable[[int], dict[str, int]],
+) -> dict[str, list[Measured]]:
+    """Drive each server in turn with ``load(port)`` (a wrk run's BENCH_RESULT), the order
+    reversed every other round so that drift on a noisy machine hits all alike; print each
+    run and return per server its (req/s, CPU µs per request). For A/B benches of servers
+    side by side (compare_refs, evaluation_log)."""
+    width = max(len(name) for name in servers)
+    results: dict[str, list[Measured]] = {name: [] for name in servers}
+    for round_index in range(rounds):
+        order = list(servers) if round_index % 2 == 0 else list(reversed(servers))
+        for name in order:
+            process, port = servers[name]
+            cpu_before = cpu_seconds(process.pid)
+            wrk = load(port)
+            per_request = (cpu_seconds(process.pid) - cpu_before) / wrk["requests"]
+            rate = wrk["requests"] / (wrk["duration_us"] / 1e6)
+            results[name].append((rate, per_request * 1e6))
+            print(
+                f"{name:{width}} {rate:8,.0f} req/s  p50 {wrk['p50_us'] / 1e3:6.2f} ms  "
+                f"p99 {wrk['p99_us'] / 1e3:6.2f} ms  CPU/request {per_request * 1e6:6.1f} µs  "
+                f"non-2xx {wrk['non2xx']}",
+                flush=True,
+            )
+    return results
+
+
+def medians(results: dict[str, list[Measured]]) -> dict[str, Measured]:
+    """Per server, the median req/s and the median CPU per request (printed)."""
+    width = max(len(name) for name in results)
+    found = {}
+    for name, measured in results.items():
+        rates = sorted(rate for rate, _ in measured)
+        cpus = sorted(cpu for _, cpu in measured)
+        found[name] = (rates[len(rates) // 2], cpus[len(cpus) // 2])
+        print(f"{name:{width}} median {found[name][0]:8,.0f} req/s, {found[name][1]:6.1f} µs CPU")
+    return found
