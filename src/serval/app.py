@@ -6,7 +6,7 @@ import ipaddress
 import logging
 import math
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
@@ -19,9 +19,9 @@ from serval.config import Settings
 from serval.core.batching.servable import BatchingOptions, BatchingServable
 from serval.core.composition.cascade import CascadeCounts
 from serval.core.composition.composite import CompositeServables
-from serval.core.composition.keys import keys_plan
-from serval.core.composition.layers import Composition, Layer
-from serval.core.composition.provider import ServableProvider
+from serval.core.composition.layer_counters import LayerCounters
+from serval.core.composition.layers import Composition
+from serval.core.composition.plan import ServerLayerPlan
 from serval.core.composition.time_limit import TimeLimitedServable
 from serval.core.control import ControlPlane
 from serval.core.dataplane import DataPlane, ServerMetadata
@@ -43,6 +43,7 @@ from serval.core.servable import (
 from serval.core.shadow import SHADOWS_PER_THREAD, ShadowRunner
 from serval.evaluation.continuous import ContinuousEvaluation, Rollouts
 from serval.observability.composite_metrics import CompositeMetrics
+from serval.observability.layer_metrics import LayerMetrics
 from serval.observability.metrics import ServalMetrics, exposition
 from serval.observability.model_log import ModelStateLog
 from serval.observability.shadow_metrics import ShadowReport
@@ -57,6 +58,7 @@ from serval.security.rate_limit import RateLimiter
 from serval.security.tls import TlsFiles
 from serval.security.tokens import TokenTable
 from serval.server import GrpcService, Server
+from serval.storage.lookup_stores import ServerLookupStores
 from serval.storage.open_store import open_evaluation_store
 
 if TYPE_CHECKING:
@@ -92,10 +94,14 @@ def build(settings: Settings, *, span_exporter: SpanExporter | None = None) -> S
     # A pipeline, cascade or ensemble is built by the same Composition: its composite
     # servable is the base in place of a runtime's, and the plan's layers wrap it.
     cascade_counts = CascadeCounts()
+    layer_counters = LayerCounters()
+    lookups = lookup_stores(settings, layer_counters)
     manager = LifecycleManager(
         FileSystemSource(settings.model_repository),
         RuntimeRegistry.default(),
-        Composition(base, layer_plan, CompositeServables(cascade_counts)),
+        Composition(
+            base, ServerLayerPlan(lookups, layer_counters), CompositeServables(cascade_counts)
+        ),
         load_pool,
         events,
         ManagerOptions(
@@ -138,6 +144,7 @@ def build(settings: Settings, *, span_exporter: SpanExporter | None = None) -> S
         span_exporter,
         shadow_report=shadows.book.every_model,
         cascade_counts=cascade_counts,
+        layer_counters=layer_counters,
     )
     telemetry.on_stop.append(traffic.close)
     if telemetry.registry is not None:
@@ -176,10 +183,16 @@ def build(settings: Settings, *, span_exporter: SpanExporter | None = None) -> S
     )
 
 
-def layer_plan(spec: ModelSpec, provider: ServableProvider) -> Sequence[Layer]:
-    """The layers around a version's base servable, innermost first. A model that asks for
-    none gets none: its requests pay for no layer."""
-    return keys_plan(spec)
+def lookup_stores(settings: Settings, counters: LayerCounters) -> ServerLookupStores:
+    """The stores of the cache, features and precomputed layers: memory, the server's
+    ``--redis-url`` (connected on first use, so a server without such models never touches
+    it) and SQLite files."""
+    return ServerLookupStores(
+        settings.redis_url,
+        prefix=settings.redis_prefix,
+        timeout_s=settings.redis_timeout_s,
+        counters=counters,
+    )
 
 
 def continuous_evaluation(settings: Settings) -> ContinuousEvaluation:
@@ -273,6 +286,7 @@ def build_telemetry(
     span_exporter: SpanExporter | None = None,
     shadow_report: ShadowReport | None = None,
     cascade_counts: CascadeCounts | None = None,
+    layer_counters: LayerCounters | None = None,
 ) -> Telemetry:
     """Metrics on a registry of their own (never prometheus_client's global one), tracing
     only when asked; each subscribes to the events it needs (one record per request)."""
@@ -291,6 +305,8 @@ def build_telemetry(
         events.on_prediction(metrics.on_prediction, metrics.wants_prediction)
         if cascade_counts is not None:
             CompositeMetrics(registry, cascade_counts)
+        if layer_counters is not None:
+            LayerMetrics(registry, layer_counters)
         telemetry.metrics_endpoint = partial(exposition, registry)
         telemetry.registry = registry
     if settings.tracing:

@@ -110,12 +110,21 @@ class Settings(BaseSettings):
     # State shared by replicas (docs/rollout.md#bandits).
     redis_url: str | None = Field(
         default=None,
-        description="Redis holding state that replicas share (bandit arms), e.g. "
+        description="Redis holding state that replicas share (bandit arms, the prediction "
+        "cache with backend: redis, online features, precomputed answers), e.g. "
         "redis://localhost:6379/0; without it, state is per process. Unreachable: each "
         "replica keeps its own, logged once, and serving continues.",
     )
     redis_prefix: str = Field(
         default="serval:", max_length=200, description="Prefix of every Redis key serval uses."
+    )
+    redis_timeout_s: float = Field(
+        default=0.25,
+        gt=0,
+        le=60,
+        description="Longest wait for one Redis exchange (connect or reply) of a request: the "
+        "cache, feature lookups, precomputed answers. Past it, Redis counts as unreachable "
+        "for that request (docs/caching.md#when-redis-is-down).",
     )
     # Continuous evaluation (docs/evaluation.md).
     state_dir: Path = Field(

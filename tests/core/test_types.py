@@ -29,6 +29,8 @@ def test_with_tensors_changes_inputs_and_outputs_and_shares_every_other_field() 
         deadline=12.5,
         priority=2,
         client_gone=_gone,
+        routing_key="user-7",
+        cache=False,
     )
     derived = request.with_tensors([x], [RequestedOutput("y")])
     assert derived.inputs == [x]

@@ -31,6 +31,7 @@ from serval.core.lifecycle.loader import LoadRequest
 from serval.core.lifecycle.manager import LifecycleManager, ManagerOptions
 from serval.core.lifecycle.options import ControlMode
 from serval.core.lifecycle.source import FileSystemSource, ModelSource, Source
+from serval.core.lifecycle.states import ServableId
 from serval.core.model_spec import ModelSpec, VersionPolicySpec
 from serval.core.servable import CallLimits, Predictor, Servable, ThreadPoolServable
 from serval.core.types import InferenceRequest, InferenceResponse, ServableMetadata, Tensor
@@ -193,6 +194,6 @@ def with_threads(spec: ModelSpec, name: str, version_folder: Path, threads: int)
     return spec.model_copy(update={"runtime_options": options})
 
 
-def _layer_plan(spec: ModelSpec, provider: ServableProvider) -> Sequence[Layer]:
+def _layer_plan(spec: ModelSpec, provider: ServableProvider, id: ServableId) -> Sequence[Layer]:
     """What the server's layer plan has for batch scoring: the keys layer of a keyed model."""
     return keys_plan(spec)

@@ -63,9 +63,14 @@ _FLAGS: dict[str, dict[str, Any]] = {
         "help": "open HTTP connections served (default 0: half the open-file limit)",
     },
     "--redis-url": {
-        "help": "Redis for state replicas share (bandit arms), e.g. redis://host:6379/0"
+        "help": "Redis for state replicas share (bandit arms, caches, features, precomputed "
+        "answers), e.g. redis://host:6379/0"
     },
     "--redis-prefix": {"help": "prefix of serval's Redis keys (default serval:)"},
+    "--redis-timeout-s": {
+        "type": float,
+        "help": "longest wait for one Redis exchange of a request (default 0.25)",
+    },
     "--state-dir": {
         "help": "folder of serval's state: SQLite evaluation store, spilled records "
         "(default $XDG_STATE_HOME/serval or ~/.local/state/serval)"

@@ -63,6 +63,19 @@ class PayloadTooLargeError(ServalError):
     code = ErrorCode.PAYLOAD_TOO_LARGE
 
 
+class DependencyUnavailableError(ServalError):
+    """A store the answer needs (the feature store) cannot be reached: retry later."""
+
+    code = ErrorCode.UNAVAILABLE
+
+
+class AnswerNotFoundError(ServalError):
+    """A row asked for an answer that does not exist (``precomputed`` with ``fallback:
+    error`` and no precomputed answer for the row's key)."""
+
+    code = ErrorCode.NOT_FOUND
+
+
 class OverloadedError(ServalError):
     code = ErrorCode.RESOURCE_EXHAUSTED
 

@@ -17,6 +17,7 @@ from pydantic import BaseModel, Field, ValidationError, field_validator, model_v
 
 from serval.core.errors import ModelConfigError
 from serval.core.lifecycle.version_policy import VersionPolicy
+from serval.core.specs.cache import CacheSpec
 from serval.core.specs.composite import (
     CascadeStage,
     EnsembleSpec,
@@ -24,8 +25,10 @@ from serval.core.specs.composite import (
     check_cascade,
     composite_calls,
 )
+from serval.core.specs.features import FeaturesSpec
 from serval.core.specs.keys import MAX_KEYS, KeySpec, unique_keys
 from serval.core.specs.monitoring import MonitoringSpec
+from serval.core.specs.precomputed import PrecomputedSpec
 from serval.core.specs.scheduling import ConcurrencySpec, DynamicBatchingSpec, WarmupSpec
 from serval.core.specs.strict import StrictSection
 from serval.core.specs.tensors import MAX_DIMENSION, MAX_TENSORS, TensorOverride
@@ -163,6 +166,22 @@ class ModelSpec(StrictSection):
         description="Continuous evaluation (docs/evaluation.md): a sampled prediction log, "
         "ground truth joined from the feedback API, quality per version, drift against the "
         "training reference, alerts and retraining triggers.",
+    )
+    cache: CacheSpec | None = Field(
+        default=None,
+        description="Answers kept per version and returned for an identical request without "
+        "running the model (docs/caching.md): memory (an LRU per version) or redis (shared "
+        "by replicas), with a TTL.",
+    )
+    features: FeaturesSpec | None = Field(
+        default=None,
+        description="One input filled from Redis hashes by each row's entity before the model "
+        "runs (online feature lookup, docs/caching.md).",
+    )
+    precomputed: PrecomputedSpec | None = Field(
+        default=None,
+        description="Answers a batch job wrote by key (`serval batch --to`), served for the "
+        "rows that have one; the others go to the model or get a 404 (docs/caching.md).",
     )
     # Composite models (docs/composition.md): at most one of the three, and no version folders.
     pipeline: PipelineSpec | None = Field(

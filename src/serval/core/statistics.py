@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-from serval.core.timings import InferenceTimings
+from serval.core.timings import CACHE_HIT, CACHE_MISS, InferenceTimings
 
 
 @dataclass(slots=True)
@@ -44,6 +44,8 @@ class VersionStatistics:
     compute_input: Duration = field(default_factory=Duration)
     compute_infer: Duration = field(default_factory=Duration)
     compute_output: Duration = field(default_factory=Duration)
+    cache_hit: Duration = field(default_factory=Duration)
+    cache_miss: Duration = field(default_factory=Duration)
     batches: dict[int, BatchStatistics] = field(default_factory=dict)
 
     def record_success(self, duration_ns: int, timings: InferenceTimings, rows: int) -> None:
@@ -53,6 +55,12 @@ class VersionStatistics:
         success.count += 1
         success.ns += duration_ns
         self.inference_count += rows
+        if timings.cache:
+            if timings.cache == CACHE_HIT:  # as Triton: nothing queued or computed
+                self.cache_hit.add(timings.cache_ns)
+                return
+            if timings.cache == CACHE_MISS:
+                self.cache_miss.add(timings.cache_ns)
         # Per request, as Triton: each request of a batch is charged the batch's compute time.
         queue.count += 1
         queue.ns += timings.queue_ns

@@ -22,3 +22,12 @@ class InferenceTimings:
     # requests that shared a batch, one carries 1 and the others 0, so that the counts add up
     # to executions (statistics' execution_count and batch_stats).
     executions: int = 1
+    # The prediction cache's part (``core.composition.cache``): CACHE_HIT (answered from it,
+    # nothing ran), CACHE_MISS (looked up, computed, stored) or 0 (no cache, or skipped);
+    # ``cache_ns`` the time spent looking up (and, on a miss, storing).
+    cache: int = 0
+    cache_ns: int = 0
+
+
+CACHE_HIT = 1
+CACHE_MISS = 2

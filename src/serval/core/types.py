@@ -113,6 +113,9 @@ class InferenceRequest:
     # The sticky key of a traffic policy that keeps a user on one version (the header its
     # ``sticky`` names), set by adapters only for a model whose policy asks for one.
     routing_key: str | None = None
+    # False when the client asked to skip the model's prediction cache (parameter ``cache``:
+    # false): the answer is computed, and not stored either.
+    cache: bool = True
 
     @property
     def rows(self) -> int:
@@ -141,6 +144,8 @@ class InferenceRequest:
             deadline=self.deadline,
             priority=self.priority,
             client_gone=self.client_gone,
+            routing_key=self.routing_key,
+            cache=self.cache,
         )
 
     def tighten_deadline(self, deadline: float) -> None:

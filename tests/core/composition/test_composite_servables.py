@@ -489,7 +489,7 @@ def test_the_layer_plan_wraps_a_composite_as_it_wraps_a_plain_model() -> None:
     class Outer(WrappingServable):
         __slots__ = ()
 
-    h = Harness(lambda spec, provider: [lambda s, _: Outer(s)])
+    h = Harness(lambda spec, provider, id: [lambda s, _: Outer(s)])
     h.source.add_version("two", 1)
     h.loaders.predictors[("two", 1)] = scaler(2)  # type: ignore[assignment]
     h.source.add_version("e", 1)

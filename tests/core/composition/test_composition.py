@@ -51,7 +51,7 @@ class ThroughBase(WrappingServable):
             return await lease.servable.predict(request)
 
 
-def plan(spec: ModelSpec, provider: ServableProvider) -> Sequence[Layer]:
+def plan(spec: ModelSpec, provider: ServableProvider, id: ServableId) -> Sequence[Layer]:
     layers: list[Layer] = [lambda s, _: Tagged(s, "inner"), lambda s, _: Tagged(s, "outer")]
     if spec.dependencies():
         layers.append(lambda s, _: ThroughBase(s, provider))

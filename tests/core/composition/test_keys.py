@@ -12,7 +12,6 @@ from typing import Any
 import numpy as np
 import pytest
 
-from serval.app import layer_plan
 from serval.core.batching.servable import BatchingOptions, BatchingServable
 from serval.core.composition.keys import (
     KeyedServable,
@@ -20,10 +19,12 @@ from serval.core.composition.keys import (
     keys_layer,
     split_keys,
 )
+from serval.core.composition.layer_counters import LayerCounters
+from serval.core.composition.plan import ServerLayerPlan
 from serval.core.dataplane import DataPlane, ServerMetadata
 from serval.core.errors import InvalidInputError, ModelConfigError
 from serval.core.events import EventBus
-from serval.core.lifecycle.states import ServableState
+from serval.core.lifecycle.states import ServableId, ServableState
 from serval.core.model_spec import ModelSpec
 from serval.core.servable import Predictor, Servable, ThreadPoolServable
 from serval.core.specs.keys import KeySpec
@@ -37,6 +38,9 @@ from serval.core.types import (
 )
 from serval.testing import EchoPredictor
 from tests.core.fakes import Harness, wait_until
+from tests.core.lookup_fakes import NoLookupStores
+
+layer_plan = ServerLayerPlan(NoLookupStores(), LayerCounters())
 
 KEYED = {"keys": ["request_id", {"name": "customer", "datatype": "INT64"}]}
 
@@ -235,11 +239,11 @@ def test_a_model_without_keys_gets_no_layer() -> None:
 
     async def test(h: Harness) -> None:
         await h.manager.start()
-        assert layer_plan(ModelSpec(), h.manager) == ()
+        assert layer_plan(ModelSpec(), h.manager, ServableId("m", 1)) == []
         async with h.manager.lease("m") as handle:
             assert isinstance(handle.servable, ThreadPoolServable)  # the base, bare
         keyed = ModelSpec.parse({"keys": ["k"]}, source="m/model.yaml")
-        assert layer_plan(keyed, h.manager) == (keys_layer,)
+        assert layer_plan(keyed, h.manager, ServableId("m", 1)) == [keys_layer]
 
     h.run(test)
 

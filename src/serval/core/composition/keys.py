@@ -15,7 +15,7 @@ elsewhere (batch serving's ``--key`` columns).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import replace
 from typing import NamedTuple
 
@@ -45,12 +45,14 @@ class TakenKeys(NamedTuple):
 
 
 def split_keys(
-    request: InferenceRequest, names: Sequence[str]
+    request: InferenceRequest, names: Sequence[str], shared: Collection[str] = ()
 ) -> tuple[InferenceRequest, TakenKeys]:
     """The request the model sees (``request`` without the key inputs, and without keys among
     its requested outputs) and the keys taken off it. ``request`` itself is left as it is (the
-    prediction record keeps the keys). Raises ``InvalidInputError`` naming a key the request
-    lacks, or one whose first dimension is not the request's rows."""
+    prediction record keeps the keys). Keys in ``shared`` are inputs of an inner layer too
+    (the features' entity, the precomputed key): they stay among the inputs as well. Raises
+    ``InvalidInputError`` naming a key the request lacks, or one whose first dimension is not
+    the request's rows."""
     found: dict[str, Tensor] = {}
     inputs: list[Tensor] = []
     for tensor in request.inputs:
@@ -60,6 +62,8 @@ def split_keys(
             found[tensor.name] = (
                 Tensor(tensor.name, tensor.datatype, tensor.data) if tensor.parameters else tensor
             )
+            if tensor.name in shared:
+                inputs.append(tensor)
         else:
             inputs.append(tensor)
     if len(found) != len(names):
@@ -106,14 +110,17 @@ class KeyedServable(WrappingServable):
     ``inner``'s outputs then the keys. Building one raises ``ModelConfigError`` (a load error)
     when a key has the name of one of ``inner``'s inputs or outputs."""
 
-    __slots__ = ("_inner_metadata", "_keys", "_metadata", "_names")
+    __slots__ = ("_inner_metadata", "_keys", "_metadata", "_names", "_shared")
 
-    def __init__(self, inner: Servable, keys: Sequence[KeySpec]) -> None:
+    def __init__(
+        self, inner: Servable, keys: Sequence[KeySpec], shared: Collection[str] = ()
+    ) -> None:
         super().__init__(inner)
         self._keys = tuple(keys)
         self._names = tuple(key.name for key in keys)
+        self._shared = frozenset(shared)
         self._inner_metadata = inner.metadata
-        self._metadata = keyed_metadata(self._inner_metadata, self._keys)
+        self._metadata = keyed_metadata(self._inner_metadata, self._keys, self._shared)
 
     @property
     def keys(self) -> tuple[KeySpec, ...]:
@@ -124,38 +131,66 @@ class KeyedServable(WrappingServable):
         inner = self.inner.metadata
         if inner is not self._inner_metadata:  # runtimes keep theirs: rarely taken
             if inner != self._inner_metadata:  # a composite whose steps changed
-                self._metadata = keyed_metadata(inner, self._keys)
+                self._metadata = keyed_metadata(inner, self._keys, self._shared)
             self._inner_metadata = inner
         return self._metadata
 
     async def predict(self, request: InferenceRequest) -> InferenceResponse:
-        inner_request, keys = split_keys(request, self._names)
+        inner_request, keys = split_keys(request, self._names, self._shared)
         return attach_keys(await self.inner.predict(inner_request), keys)
 
 
-def keyed_metadata(metadata: ServableMetadata, keys: Sequence[KeySpec]) -> ServableMetadata:
-    """``metadata`` with each key as an input and as an output (after the model's own).
-    Raises ``ModelConfigError`` naming a key that has the name of an input or output."""
+def keyed_metadata(
+    metadata: ServableMetadata, keys: Sequence[KeySpec], shared: Collection[str] = ()
+) -> ServableMetadata:
+    """``metadata`` with each key as an input and as an output (after the model's own; a
+    ``shared`` key is an input already). Raises ``ModelConfigError`` naming a key that has the
+    name of an input or output (a shared key: of an output, or an input of another type)."""
     for key in keys:
-        clash = (
-            "an input"
-            if metadata.input(key.name)
-            else "an output"
-            if metadata.output(key.name)
-            else None
-        )
+        if key.name in shared:
+            spec = metadata.input(key.name)
+            clash = (
+                "an output"
+                if metadata.output(key.name)
+                else None
+                if spec is None or spec.datatype == key.datatype
+                else f"an input of datatype {spec.datatype.value}"
+            )
+        else:
+            clash = (
+                "an input"
+                if metadata.input(key.name)
+                else "an output"
+                if metadata.output(key.name)
+                else None
+            )
         if clash is not None:
             raise ModelConfigError(
                 f"keys: key {key.name!r} has the name of {clash} of the model; a key is "
                 f"passed around the model, so rename the key"
             )
     specs = tuple(key.tensor_spec for key in keys)
-    return replace(metadata, inputs=metadata.inputs + specs, outputs=metadata.outputs + specs)
+    inputs = tuple(
+        spec for spec in specs if spec.name not in shared or not metadata.input(spec.name)
+    )
+    return replace(metadata, inputs=metadata.inputs + inputs, outputs=metadata.outputs + specs)
+
+
+def shared_keys(spec: ModelSpec) -> frozenset[str]:
+    """Keys that an inner layer takes as an input too: the features' entity and the
+    precomputed answers' key inputs (a key may also name the row's entity)."""
+    names = {key.name for key in spec.keys}
+    inner: set[str] = set()
+    if spec.features is not None:
+        inner.add(spec.features.entity.name)
+    if spec.precomputed is not None:
+        inner.update(key.name for key in spec.precomputed.key_input)
+    return frozenset(names & inner)
 
 
 def keys_layer(servable: Servable, spec: ModelSpec) -> Servable:
     """The ``Layer`` for ``spec.keys`` (the layer plan adds it only when there are keys)."""
-    return KeyedServable(servable, spec.keys)
+    return KeyedServable(servable, spec.keys, shared_keys(spec))
 
 
 def keys_plan(spec: ModelSpec) -> tuple[Layer, ...]:

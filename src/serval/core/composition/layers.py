@@ -19,6 +19,7 @@ from typing import Protocol
 
 from serval.core.composition.composite import CompositeServables
 from serval.core.composition.provider import ServableProvider
+from serval.core.lifecycle.states import ServableId
 from serval.core.model_spec import ModelSpec
 from serval.core.servable import Predictor, Servable
 
@@ -34,24 +35,25 @@ BaseServable = Callable[[Predictor, ModelSpec], Servable]
 # The servable of a composite model ``name``, which reaches the models it calls through the
 # provider.
 CompositeBase = Callable[[str, ModelSpec, ServableProvider], Servable]
-# The layers a spec asks for, innermost first. A layer that reaches other models closes over
-# the provider.
-LayerPlan = Callable[[ModelSpec, ServableProvider], Sequence[Layer]]
+# The layers a spec asks for around version ``ServableId``, innermost first. A layer that
+# reaches other models closes over the provider; one that keeps state per version (a cache)
+# over the id.
+LayerPlan = Callable[[ModelSpec, ServableProvider, ServableId], Sequence[Layer]]
 
 
 class ServableBuilder(Protocol):
     """What the lifecycle manager calls to turn a loaded predictor into a servable."""
 
     def __call__(
-        self, predictor: Predictor, spec: ModelSpec, provider: ServableProvider
+        self, predictor: Predictor, spec: ModelSpec, provider: ServableProvider, id: ServableId
     ) -> Servable: ...
 
-    def composite(self, name: str, spec: ModelSpec, provider: ServableProvider) -> Servable:
-        """The servable of composite model ``name`` (``spec.composite`` is set)."""
+    def composite(self, id: ServableId, spec: ModelSpec, provider: ServableProvider) -> Servable:
+        """The servable of composite model ``id.name`` (``spec.composite`` is set)."""
         ...
 
 
-def no_layers(spec: ModelSpec, provider: ServableProvider) -> Sequence[Layer]:
+def no_layers(spec: ModelSpec, provider: ServableProvider, id: ServableId) -> Sequence[Layer]:
     return ()
 
 
@@ -65,15 +67,17 @@ class Composition:
     composite_base: CompositeBase = field(default_factory=CompositeServables)
 
     def __call__(
-        self, predictor: Predictor, spec: ModelSpec, provider: ServableProvider
+        self, predictor: Predictor, spec: ModelSpec, provider: ServableProvider, id: ServableId
     ) -> Servable:
-        return self.wrap(self.base(predictor, spec), spec, provider)
+        return self.wrap(self.base(predictor, spec), spec, provider, id)
 
-    def composite(self, name: str, spec: ModelSpec, provider: ServableProvider) -> Servable:
-        return self.wrap(self.composite_base(name, spec, provider), spec, provider)
+    def composite(self, id: ServableId, spec: ModelSpec, provider: ServableProvider) -> Servable:
+        return self.wrap(self.composite_base(id.name, spec, provider), spec, provider, id)
 
-    def wrap(self, servable: Servable, spec: ModelSpec, provider: ServableProvider) -> Servable:
-        """``servable`` inside each layer of the plan, innermost first."""
-        for layer in self.plan(spec, provider):
+    def wrap(
+        self, servable: Servable, spec: ModelSpec, provider: ServableProvider, id: ServableId
+    ) -> Servable:
+        """``servable`` inside each layer of the plan for version ``id``, innermost first."""
+        for layer in self.plan(spec, provider, id):
             servable = layer(servable, spec)
         return servable

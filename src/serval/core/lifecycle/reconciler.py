@@ -142,7 +142,7 @@ class Reconciler:
         started = time.perf_counter()
         try:
             if spec.composite is not None:
-                managed.servable = self._build_composite(record.name, spec)
+                managed.servable = self._build_composite(servable_id, spec)
             else:
                 request = LoadRequest(record.name, found.version, found.path, spec)
                 loader = self._loader_factory(request)
@@ -151,7 +151,7 @@ class Reconciler:
                     loop.run_in_executor(self._load_executor, _load_guarded, loader),
                     self._options.load_timeout_s,
                 )
-                managed.servable = self._build(predictor, spec, self._provider)
+                managed.servable = self._build(predictor, spec, self._provider, servable_id)
         except Exception as exc:
             self._record_failure(record, managed, found, exc)
             return
@@ -175,11 +175,11 @@ class Reconciler:
             self.retire(record, previous)
         self._on_available(record)
 
-    def _build_composite(self, name: str, spec: ModelSpec) -> Servable:
+    def _build_composite(self, id: ServableId, spec: ModelSpec) -> Servable:
         """A composite model has no runtime: its servable calls other models, and derives its
         metadata from theirs now (cheap, on the loop). Why that fails is the reason shown."""
         try:
-            return self._build.composite(name, spec, self._provider)
+            return self._build.composite(id, spec, self._provider)
         except ServalError as exc:  # a step that does not fit, or is gone again
             raise ModelConfigError(exc.message) from exc
 

@@ -76,6 +76,8 @@ def model_statistics(found: Iterable[VersionStatistics]) -> pb.ModelStatisticsRe
         _duration(infer.compute_input, stats.compute_input)
         _duration(infer.compute_infer, stats.compute_infer)
         _duration(infer.compute_output, stats.compute_output)
+        _duration(infer.cache_hit, stats.cache_hit)
+        _duration(infer.cache_miss, stats.cache_miss)
         for batch_size, batch in sorted(stats.batches.items()):
             row = entry.batch_stats.add(batch_size=batch_size)
             _duration(row.compute_input, batch.compute_input)

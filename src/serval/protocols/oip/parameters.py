@@ -7,7 +7,8 @@ parameters meant for the model (a model's batches group requests by those): Trit
 ``InferenceRequest.deadline`` and ``InferenceRequest.priority``; the binary tensor data
 extension's ``binary_data_output`` (request) and ``binary_data`` (requested output) tell the
 REST adapter how to encode the response. ``binary_data_size`` announces an input's raw bytes
-and stays on the input tensor, which no batch compares.
+and stays on the input tensor, which no batch compares. ``cache: false`` becomes
+``InferenceRequest.cache`` (skip the prediction cache), so that it splits no batch either.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ BINARY_DATA_OUTPUT = "binary_data_output"  # every output as binary data (REST)
 BINARY_DATA = "binary_data"  # on a requested output: that output as binary data (REST)
 BINARY_DATA_SIZE = "binary_data_size"  # on a tensor: the bytes of its binary data (REST)
 HEADERS = "headers"  # Triton's clients forward HTTP headers in it; meaningless to a model
+CACHE = "cache"  # false: skip the model's prediction cache (docs/caching.md)
 
 
 def take_request_parameters(
@@ -43,6 +45,11 @@ def take_request_parameters(
     if priority is not None:
         request.priority = priority
     parameters.pop(HEADERS, None)
+    cache = parameters.pop(CACHE, None)
+    if cache is not None:
+        if not isinstance(cache, bool):
+            raise InvalidInputError(f"parameter {CACHE!r}: expected true or false, got {cache!r}")
+        request.cache = cache
     return bool(parameters.pop(BINARY_DATA_OUTPUT, False))
 
 
