@@ -36,6 +36,17 @@ ParameterValue = str | int | float | bool
 Parameters = Mapping[str, ParameterValue]
 
 
+@dataclass(frozen=True, slots=True, order=True)
+class ServableId:
+    """A model version: the model's name and the version's number."""
+
+    name: str
+    version: int
+
+    def __str__(self) -> str:
+        return f"{self.name}:{self.version}"
+
+
 @dataclass(frozen=True, slots=True)
 class TensorSpec:
     """What a model declares about one input or output; -1 marks a variable dimension."""

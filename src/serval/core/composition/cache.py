@@ -23,10 +23,9 @@ from serval.core.composition.cache_keys import cache_key
 from serval.core.composition.layer_counters import LayerCounters
 from serval.core.composition.stores import LookupUnavailableError, PredictionCache
 from serval.core.composition.wrapper import WrappingServable
-from serval.core.lifecycle.states import ServableId
 from serval.core.servable import Servable
 from serval.core.timings import CACHE_HIT, CACHE_MISS, InferenceTimings
-from serval.core.types import InferenceRequest, InferenceResponse, Tensor
+from serval.core.types import InferenceRequest, InferenceResponse, ServableId, Tensor
 
 
 class CachingServable(WrappingServable):

@@ -9,9 +9,9 @@ from __future__ import annotations
 from serval.core.composition.layer_counters import LayerCounters
 from serval.core.composition.stores import FeatureStore
 from serval.core.composition.wrapper import WrappingServable
-from serval.core.lifecycle.states import ServableId
 from serval.core.servable import Servable
 from serval.core.specs.features import FeaturesSpec
+from serval.core.types import ServableId
 
 
 class FeaturesServable(WrappingServable):

@@ -19,9 +19,9 @@ from typing import Protocol
 
 from serval.core.composition.composite import CompositeServables
 from serval.core.composition.provider import ServableProvider
-from serval.core.lifecycle.states import ServableId
 from serval.core.model_spec import ModelSpec
 from serval.core.servable import Predictor, Servable
+from serval.core.types import ServableId
 
 
 class Layer(Protocol):

@@ -24,9 +24,9 @@ from serval.core.composition.layers import Layer
 from serval.core.composition.precomputed import PrecomputedServable
 from serval.core.composition.provider import ServableProvider
 from serval.core.composition.stores import LookupStores
-from serval.core.lifecycle.states import ServableId
 from serval.core.model_spec import ModelSpec
 from serval.core.servable import Servable
+from serval.core.types import ServableId
 
 
 class ServerLayerPlan:

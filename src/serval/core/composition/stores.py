@@ -14,11 +14,10 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from serval.core.lifecycle.states import ServableId
 from serval.core.specs.cache import CacheSpec
 from serval.core.specs.features import FeaturesSpec
 from serval.core.specs.precomputed import PrecomputedSpec
-from serval.core.types import Tensor
+from serval.core.types import ServableId, Tensor
 
 Array = np.ndarray[Any, Any]
 

@@ -5,6 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
+# A value of the core's vocabulary (composition names the version it wraps by it too); here
+# for the many that import it with the states.
+from serval.core.types import ServableId
+
+__all__ = ["ServableId", "ServableState", "ServableStatus", "StateMachine"]
+
 
 class ServableState(StrEnum):
     START = "START"
@@ -19,15 +25,6 @@ class ServableState(StrEnum):
 
 
 _ORDER = list(ServableState)
-
-
-@dataclass(frozen=True, slots=True, order=True)
-class ServableId:
-    name: str
-    version: int
-
-    def __str__(self) -> str:
-        return f"{self.name}:{self.version}"
 
 
 @dataclass(frozen=True, slots=True)
