@@ -9,8 +9,8 @@ be able to run code in the server that reads them)::
     per output: u16 len, name  u8 len, datatype  u8 rank, u32 dims...  then its values:
         numbers: the raw little-endian values; BYTES: per value u32 len, bytes
 
-A key is the text of the key column's value (``key_text``; several key columns: their texts
-joined by U+001F). Stores:
+A key is the text of the key column's value (``key_text``, from ``core.composition.stores``;
+several key columns: their texts joined by U+001F). Stores:
 
 - Redis: one string per key, ``{prefix}precomputed:{model}:{key}``; writes are pipelined.
 - SQLite (``sqlite:///relative.db``, ``sqlite:////absolute.db``): table
@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import sqlite3
 import struct
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -29,11 +29,13 @@ from urllib.parse import urlsplit
 
 import numpy as np
 
+from serval.core.composition.stores import KEY_SEPARATOR, precomputed_key
 from serval.core.errors import InvalidInputError
 from serval.core.tensors.datatypes import DataType
 
 MAGIC = b"SVP1"
-KEY_SEPARATOR = "\x1f"
+key_text = precomputed_key  # the writers' name for it
+__all__ = ["KEY_SEPARATOR", "key_text"]
 _HEAD = struct.Struct("<H")
 _U32 = struct.Struct("<I")
 
@@ -48,15 +50,6 @@ class PrecomputedAnswer:
     model: str
     version: int
     outputs: dict[str, Array]
-
-
-def key_text(values: Sequence[object]) -> str:
-    """The stored key of a row whose key columns hold ``values`` (a request's key tensors
-    give the same text: ``str`` of the value, bytes decoded as UTF-8)."""
-    return KEY_SEPARATOR.join(
-        v.decode() if isinstance(v, bytes) else str(v.item() if isinstance(v, np.generic) else v)
-        for v in values
-    )
 
 
 def _text(value: str) -> bytes:

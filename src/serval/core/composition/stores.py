@@ -21,6 +21,18 @@ from serval.core.types import ServableId, Tensor
 
 Array = np.ndarray[Any, Any]
 
+KEY_SEPARATOR = "\x1f"
+
+
+def precomputed_key(values: Sequence[object]) -> str:
+    """The stored key of a row whose key columns (or key inputs) hold ``values``: ``str`` of
+    each value, bytes decoded as UTF-8, several joined by U+001F. The batch job writes by it
+    and the precomputed layer reads by it, so the two always agree."""
+    return KEY_SEPARATOR.join(
+        v.decode() if isinstance(v, bytes) else str(v.item() if isinstance(v, np.generic) else v)
+        for v in values
+    )
+
 
 class LookupUnavailableError(Exception):
     """The store did not answer (unreachable, timed out, or an unusable reply). The message
