@@ -177,7 +177,7 @@ def build(settings: Settings, *, span_exporter: SpanExporter | None = None) -> S
         grpc_service,
         [inference_pool, load_pool],
         # The log is written to its end after shadows stopped (they log too), before traces.
-        on_stop=[evaluation.close, *telemetry.on_stop],
+        on_stop=[evaluation.close, lookups.close, *telemetry.on_stop],
         before_unload=[dataplane.close],
         background=[evaluation.run],
     )

@@ -74,3 +74,14 @@ def test_index_states_are_tritons() -> None:
     assert index_state(ServableState.UNLOADING) == "UNLOADING"
     assert index_state(ServableState.START) == "UNAVAILABLE"
     assert index_state(ServableState.END) == "UNAVAILABLE"
+
+
+def test_the_cache_parameter_is_taken_off_into_the_request() -> None:
+    parameters: dict[str, ParameterValue] = {"cache": False, "k": 1}
+    skip = request(parameters)
+    take_request_parameters(skip, parameters)
+    assert skip.cache is False
+    assert skip.parameters == {"k": 1}  # so it splits no batch and no cache key
+    parameters = {"cache": "no"}
+    with pytest.raises(InvalidInputError, match="parameter 'cache': expected true or false"):
+        take_request_parameters(request(parameters), parameters)

@@ -23,6 +23,7 @@ from serval.core.composition.cache_keys import cache_key
 from serval.core.composition.layer_counters import LayerCounters
 from serval.core.composition.stores import LookupUnavailableError, PredictionCache
 from serval.core.composition.wrapper import WrappingServable
+from serval.core.errors import ModelConfigError
 from serval.core.servable import Servable
 from serval.core.timings import CACHE_HIT, CACHE_MISS, InferenceTimings
 from serval.core.types import InferenceRequest, InferenceResponse, ServableId, Tensor
@@ -46,7 +47,7 @@ class CachingServable(WrappingServable):
         self._id = id
         self._version = str(id.version)
         self._counters = counters
-        self._inputs = frozenset(inputs) if inputs is not None else None
+        self._inputs = None if inputs is None else _known_inputs(inner, inputs)
         # Misses being computed now, by key: the leader's future, which waiters await.
         self._pending: dict[bytes, asyncio.Future[list[Tensor]]] = {}
 
@@ -123,6 +124,19 @@ class CachingServable(WrappingServable):
             await self.inner.close()
         finally:
             await self._cache.close()
+
+
+def _known_inputs(inner: Servable, inputs: Collection[str]) -> frozenset[str]:
+    """``inputs`` (``cache.inputs``), each an input of the model; else a load error."""
+    metadata = inner.metadata
+    unknown = [name for name in inputs if metadata.input(name) is None]
+    if unknown:
+        known = ", ".join(spec.name for spec in metadata.inputs) or "none"
+        raise ModelConfigError(
+            f"cache.inputs: {', '.join(repr(n) for n in unknown)} is not an input of the "
+            f"model (its inputs: {known})"
+        )
+    return frozenset(inputs)
 
 
 async def _shared(future: asyncio.Future[list[Tensor]]) -> list[Tensor] | None:
