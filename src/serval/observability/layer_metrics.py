@@ -5,6 +5,7 @@ each scrape (the layers count on the event loop; so does the scrape).
   write_failed (Triton's statistics report hits and misses too, as ``cache_hit`` and
   ``cache_miss``).
 - ``serval_feature_rows_total{model, result}``: found, defaulted, unknown;
+  ``serval_feature_lookups_total{model}`` (one Redis round trip each) and
   ``serval_feature_lookups_unavailable_total{model}``.
 - ``serval_precomputed_rows_total{model, source}``: precomputed, model, missing, stale;
   ``serval_precomputed_lookups_unavailable_total{model}``.
@@ -21,6 +22,7 @@ from serval.core.composition.layer_counters import LayerCounters
 from serval.observability.instruments import counter_family
 
 _UNAVAILABLE = "unavailable"
+_LOOKUPS = "lookups"  # features: lookups made (one round trip each), not rows
 
 
 class LayerMetrics:
@@ -66,9 +68,20 @@ class LayerMetrics:
                 (
                     ((model, outcome), float(count))
                     for (kind, model, _, outcome), count in counts.items()
-                    if kind == family and outcome != _UNAVAILABLE
+                    if kind == family and outcome not in (_UNAVAILABLE, _LOOKUPS)
                 ),
             )
+            if family == "features":
+                yield counter_family(
+                    "serval_feature_lookups_total",
+                    "Feature lookups made: one Redis round trip each, whatever the rows.",
+                    ("model",),
+                    (
+                        ((model,), float(count))
+                        for (kind, model, _, outcome), count in counts.items()
+                        if kind == family and outcome == _LOOKUPS
+                    ),
+                )
             yield counter_family(
                 f"serval_{'feature' if family == 'features' else family}_lookups_unavailable_total",
                 f"Lookups of the {family} layer the store did not answer (Redis down or slow).",

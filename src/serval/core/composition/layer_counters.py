@@ -7,7 +7,8 @@ counted per model. The families and their outcomes:
 - ``cache``: ``hit``, ``miss``, ``skipped`` (the request said ``cache: false``),
   ``unavailable`` (the store did not answer: a miss), ``write_failed``; per version.
 - ``features``: rows ``found``, ``defaulted`` (an unknown entity or field filled with
-  defaults), ``unknown`` (refused), and lookups ``unavailable`` (answered 503).
+  defaults), ``unknown`` (refused); lookups made (``lookups``: one round trip each) and
+  lookups ``unavailable`` (answered 503).
 - ``precomputed``: rows answered ``precomputed``, by the ``model``, ``missing`` (refused),
   ``stale`` (older than ``max_age_s``), and lookups ``unavailable`` (rows fell back).
 """
