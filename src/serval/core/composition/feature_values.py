@@ -1,5 +1,6 @@
 """Feature values as an online store holds them (decimal text: ``b"31"``, ``b"5.2e4"``) turned
-into a matrix of a model input's datatype, vectorised: numpy parses the whole matrix at once,
+into a matrix of a model input's datatype, vectorised: numpy casts the whole matrix at once
+(with Python's own ``float``/``int`` rules, so a value is read the same way on every path),
 and only a matrix that fails is walked value by value to say which value is wrong.
 
 A float datatype takes any finite number in its range; an integer datatype takes whole numbers
@@ -36,7 +37,7 @@ NUMERIC_DATATYPES = frozenset(
 
 
 class BadFeatureValueError(ValueError):
-    """The value at ``(row, column)`` of the text matrix is not a number of the datatype."""
+    """The value at ``(row, column)`` of the matrix is not a number of the datatype."""
 
     def __init__(self, row: int, column: int, value: bytes, reason: str) -> None:
         super().__init__(f"{value!r} {reason}")
@@ -47,14 +48,14 @@ class BadFeatureValueError(ValueError):
 
 
 def parse_values(texts: Array, datatype: DataType) -> Array:
-    """``texts`` (a 2-D ``S`` array of decimal text) as numbers of ``datatype``. Raises
-    ``BadFeatureValueError`` for the first value that is not one (in row-major order)."""
+    """``texts`` (a 2-D object array of decimal text, ``bytes``) as numbers of ``datatype``.
+    Raises ``BadFeatureValueError`` for the first value that is not one (row-major order)."""
     dtype = datatype.numpy_dtype
     try:
         parsed = (
             _parse_integers(texts, dtype) if dtype.kind in "iu" else _parse_floats(texts, dtype)
         )
-    except (ValueError, OverflowError):
+    except (ValueError, TypeError, OverflowError):
         parsed = None
     if parsed is None:
         _raise_first_bad(texts, datatype)
@@ -89,7 +90,7 @@ def _parse_integers(texts: Array, dtype: np.dtype[Any]) -> Array | None:
     wide = np.uint64 if dtype.kind == "u" else np.int64
     try:
         values = texts.astype(wide)
-    except (ValueError, OverflowError):
+    except (ValueError, TypeError, OverflowError):
         # Some value is written as a float ("3.0", "5.2e4"): whole numbers are still integers.
         floats = texts.astype(np.float64)
         if not bool(np.all(np.isfinite(floats) & (floats == np.trunc(floats)))):
@@ -106,7 +107,7 @@ def _raise_first_bad(texts: Array, datatype: DataType) -> None:
     """The slow path, taken only for a matrix numpy refused: find the value and say why."""
     integer = datatype.numpy_dtype.kind in "iu"
     for (row, column), text in np.ndenumerate(texts):
-        value = bytes(text)
+        value = text if isinstance(text, bytes) else str(text).encode()
         reason = _integer_reason(value, datatype) if integer else _float_reason(value, datatype)
         if reason is not None:
             raise BadFeatureValueError(row, column, value, reason)

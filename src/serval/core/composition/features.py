@@ -178,7 +178,7 @@ class FeaturesServable(WrappingServable):
         if short:
             raw[absent] = b"0"  # parsed, then replaced by the defaults below
         try:
-            matrix = parse_values(raw.astype(np.bytes_), self._into.datatype)
+            matrix = parse_values(raw, self._into.datatype)
         except BadFeatureValueError as bad:
             raise InvalidInputError(
                 f"features of entity {texts[bad.row]!r} (input {spec.entity.name!r}, key "
