@@ -19,7 +19,7 @@ import re
 import string
 from typing import Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, PrivateAttr, field_validator, model_validator
 
 from serval.core.specs.keys import KeySpec
 from serval.core.specs.strict import StrictSection
@@ -72,6 +72,11 @@ class FeaturesSpec(StrictSection):
         "not listed here: 0).",
     )
 
+    # The key's text before and after the entity (doubled braces are literal ones, as in
+    # Python's str.format): set by the validator, so that key_of is one concatenation.
+    _key_prefix: str = PrivateAttr(default="")
+    _key_suffix: str = PrivateAttr(default="")
+
     @field_validator("fields")
     @classmethod
     def _fields_valid(cls, fields: tuple[str, ...]) -> tuple[str, ...]:
@@ -95,14 +100,22 @@ class FeaturesSpec(StrictSection):
 
     @model_validator(mode="after")
     def _key_and_defaults_fit(self) -> FeaturesSpec:
-        placeholders = [
-            name for _, name, _, _ in string.Formatter().parse(self.key) if name is not None
-        ]
+        parts = list(string.Formatter().parse(self.key))
+        placeholders = [name for _, name, _, _ in parts if name is not None]
         if placeholders != [self.entity.name]:
             raise ValueError(
                 f"key: put the entity's name in braces once, e.g. 'user:{{{self.entity.name}}}' "
                 f"(found {placeholders or 'none'})"
             )
+        if any(spec or conversion for _, name, spec, conversion in parts if name is not None):
+            # key_of inserts the entity's text as it is; a format spec would be ignored.
+            raise ValueError(
+                f"key: the entity is inserted as it is: write {{{self.entity.name}}} without a "
+                f"format spec or conversion"
+            )
+        at = next(i for i, (_, name, _, _) in enumerate(parts) if name is not None)
+        self._key_prefix = "".join(literal for literal, _, _, _ in parts[: at + 1])
+        self._key_suffix = "".join(literal for literal, _, _, _ in parts[at + 1 :])
         if self.into == self.entity.name:
             raise ValueError("into: the entity input cannot be the input the features fill")
         unknown = sorted(set(self.defaults) - set(self.fields))
@@ -116,5 +129,6 @@ class FeaturesSpec(StrictSection):
         return self
 
     def key_of(self, entity: str) -> str:
-        """The Redis key of one entity (its value as text)."""
-        return self.key.replace("{" + self.entity.name + "}", entity)
+        """The Redis key of one entity (its value as text): ``key`` with the entity in place of
+        its name in braces (and ``{{``, ``}}`` as single braces, as ``str.format`` writes)."""
+        return self._key_prefix + entity + self._key_suffix
