@@ -148,6 +148,7 @@ class FeaturesServable(WrappingServable):
             )
 
     async def _fetch(self, keys: list[str]) -> list[list[bytes | None]]:
+        self._count("lookups", 1)  # one round trip, whatever the rows
         try:
             return await self._store.fetch(keys, self._spec.fields)
         except LookupUnavailableError as exc:
