@@ -4,6 +4,8 @@ real SQLite file."""
 
 from __future__ import annotations
 
+import struct
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -38,9 +40,9 @@ def test_an_answer_round_trips_numbers_vectors_and_text() -> None:
         "label": np.array(b"dog", dtype=np.object_),
         "grid": np.arange(6, dtype=np.int64).reshape(2, 3),
     }
-    record = encode_answer("clf", 7, outputs)
+    record = encode_answer("clf", 7, outputs, 1_765_000_000.25)
     answer = decode_answer(record)
-    assert (answer.model, answer.version) == ("clf", 7)
+    assert (answer.model, answer.version, answer.written_at) == ("clf", 7, 1_765_000_000.25)
     assert list(answer.outputs) == list(outputs)
     for name, value in outputs.items():
         assert answer.outputs[name].dtype == value.dtype
@@ -48,6 +50,36 @@ def test_an_answer_round_trips_numbers_vectors_and_text() -> None:
     assert len(record) < 160  # 67 bytes of values: a few bytes of header per output
     with pytest.raises(ValueError, match="not a precomputed answer"):
         decode_answer(b"\x80\x04pickle")
+    for cut in (6, 20, len(record) - 1):
+        with pytest.raises(ValueError):
+            decode_answer(record[:cut])
+
+
+def test_a_record_without_a_time_says_now() -> None:
+    before = time.time()
+    answer = decode_answer(encode_answer("m", 1, {"y": np.zeros(1, np.float32)}))
+    assert answer.written_at is not None and before <= answer.written_at <= time.time()
+
+
+def test_records_of_the_first_version_still_decode_without_a_time() -> None:
+    # SVP1, as the first writers wrote it: magic, model, version, then the outputs.
+    record = (
+        b"SVP1"
+        + struct.pack("<H", 3)
+        + b"clf"
+        + struct.pack("<IH", 7, 2)
+        + struct.pack("<H", 1)
+        + b"y\x04FP32\x01"
+        + struct.pack("<I2f", 2, 0.5, -1.0)
+        + struct.pack("<H", 5)
+        + b"label\x05BYTES\x00"
+        + struct.pack("<I", 3)
+        + b"dog"
+    )
+    answer = decode_answer(record)
+    assert (answer.model, answer.version, answer.written_at) == ("clf", 7, None)
+    np.testing.assert_array_equal(answer.outputs["y"], np.array([0.5, -1.0], np.float32))
+    assert answer.outputs["label"].shape == () and answer.outputs["label"].item() == b"dog"
 
 
 def test_key_text_is_the_same_from_a_column_value_and_a_tensor_value() -> None:

@@ -3,6 +3,7 @@ store (``serval.storage.precomputed``: the format, the writers and the server's 
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import numpy as np
@@ -46,10 +47,17 @@ class PrecomputedSink:
             if ERROR_COLUMN in table.column_names
             else None
         )
+        # One time per table: the rows of a table were scored together.
+        written_at = time.time()
         answers = (
             (
                 key_text([column[row] for column in keys]),
-                encode_answer(self._model, self._version, {n: v[row] for n, v in outputs.items()}),
+                encode_answer(
+                    self._model,
+                    self._version,
+                    {n: v[row] for n, v in outputs.items()},
+                    written_at,
+                ),
             )
             for row in range(table.num_rows)
             if failed is None or not failed[row]

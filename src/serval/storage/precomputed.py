@@ -1,13 +1,18 @@
 """Precomputed predictions: each row's outputs stored under its key, written by batch jobs
-(``serval batch --to``) and read by the server (one lookup per key). One format for every
-store, so a writer and a reader always agree.
+(``serval batch --to``) and read by the server (``serval.storage.precomputed_readers``: many
+keys per lookup). One format for every store, so a writer and a reader always agree.
 
 The answer of one key is a compact binary record (never pickle: a store's contents must not
-be able to run code in the server that reads them)::
+be able to run code in the server that reads it). All numbers are little-endian::
 
-    b"SVP1"  u16 len, model (UTF-8)  u32 version  u16 outputs
-    per output: u16 len, name  u8 len, datatype  u8 rank, u32 dims...  then its values:
-        numbers: the raw little-endian values; BYTES: per value u32 len, bytes
+    b"SVP2"  u16 len, model (UTF-8)  u32 version  f64 written_at (unix seconds)
+    then the outputs, as ``serval.storage.tensor_record`` writes a body:
+        u16 outputs
+        per output: u16 len, name  u8 len, datatype  u8 rank, u32 dims...  then its values:
+            numbers: the raw little-endian values; BYTES: per value u32 len, bytes
+
+Records of the first version, ``b"SVP1"``, are the same without ``written_at``; they are
+still read (their age unknown: never stale).
 
 A key is the text of the key column's value (``key_text``, from ``core.composition.stores``;
 several key columns: their texts joined by U+001F). Stores:
@@ -21,102 +26,69 @@ from __future__ import annotations
 
 import sqlite3
 import struct
+import time
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 import numpy as np
 
-from serval.core.composition.stores import KEY_SEPARATOR, precomputed_key
+from serval.core.composition.stores import KEY_SEPARATOR, PrecomputedAnswer, precomputed_key
 from serval.core.errors import InvalidInputError
 from serval.core.tensors.datatypes import DataType
+from serval.storage.tensor_record import read_body, read_text, write_body, write_text
 
-MAGIC = b"SVP1"
+MAGIC = b"SVP2"
+MAGIC_V1 = b"SVP1"
 key_text = precomputed_key  # the writers' name for it
-__all__ = ["KEY_SEPARATOR", "key_text"]
-_HEAD = struct.Struct("<H")
+__all__ = ["KEY_SEPARATOR", "PrecomputedAnswer", "key_text"]
 _U32 = struct.Struct("<I")
+_F64 = struct.Struct("<d")
 
 Array = np.ndarray[Any, Any]
 
 
-@dataclass(frozen=True, slots=True)
-class PrecomputedAnswer:
-    """One key's answer: the model and version that computed it, and its outputs (one row
-    each, without the batch dimension)."""
-
-    model: str
-    version: int
-    outputs: dict[str, Array]
-
-
-def _text(value: str) -> bytes:
-    data = value.encode()
-    return _HEAD.pack(len(data)) + data
-
-
-def encode_answer(model: str, version: int, outputs: Mapping[str, Array]) -> bytes:
+def encode_answer(
+    model: str, version: int, outputs: Mapping[str, Array], written_at: float | None = None
+) -> bytes:
     """The record of one answer; ``outputs`` are one row's values (numpy arrays; text as an
-    object array of str or bytes)."""
-    parts = [MAGIC, _text(model), _U32.pack(version), _HEAD.pack(len(outputs))]
-    for name, given in outputs.items():
-        value = np.asarray(given)
-        datatype = DataType.from_numpy(value.dtype)
-        parts += [_text(name), bytes([len(datatype.value)]), datatype.value.encode()]
-        parts.append(bytes([value.ndim]) + b"".join(_U32.pack(d) for d in value.shape))
-        if datatype is DataType.BYTES:
-            for item in value.reshape(-1):
-                data = item if isinstance(item, bytes) else str(item).encode()
-                parts += [_U32.pack(len(data)), data]
-        else:
-            parts.append(np.ascontiguousarray(value, value.dtype.newbyteorder("<")).tobytes())
+    object array of str or bytes); ``written_at`` is when (``time.time()``; default now)."""
+    when = time.time() if written_at is None else written_at
+    parts = [MAGIC, write_text(model), _U32.pack(version), _F64.pack(when)]
+    write_body(parts, ((name, _datatype(value), value) for name, value in outputs.items()))
     return b"".join(parts)
 
 
+def _datatype(value: object) -> DataType:
+    return DataType.from_numpy(np.asarray(value).dtype)
+
+
 def decode_answer(record: bytes) -> PrecomputedAnswer:
-    """The answer ``encode_answer`` wrote; raises ``ValueError`` for a record it did not."""
-    if not record.startswith(MAGIC):
-        raise ValueError("not a precomputed answer record (no SVP1 header)")
+    """The answer ``encode_answer`` wrote (SVP2, or SVP1 with ``written_at`` None); raises
+    ``ValueError`` for a record it did not."""
+    if record.startswith(MAGIC):
+        timed = True
+    elif record.startswith(MAGIC_V1):
+        timed = False
+    else:
+        raise ValueError("not a precomputed answer record (no SVP1 or SVP2 header)")
     view = memoryview(record)
-    at = len(MAGIC)
-
-    def text() -> str:
-        nonlocal at
-        (size,) = _HEAD.unpack_from(view, at)
-        at += _HEAD.size + size
-        return bytes(view[at - size : at]).decode()
-
-    model = text()
-    (version,) = _U32.unpack_from(view, at)
-    at += _U32.size
-    (count,) = _HEAD.unpack_from(view, at)
-    at += _HEAD.size
-    outputs: dict[str, Array] = {}
-    for _ in range(count):
-        name = text()
-        size = view[at]
-        datatype = DataType(bytes(view[at + 1 : at + 1 + size]).decode())
-        at += 1 + size
-        rank = view[at]
-        shape = struct.unpack_from(f"<{rank}I", view, at + 1)
-        at += 1 + 4 * rank
-        items = int(np.prod(shape)) if shape else 1
-        if datatype is DataType.BYTES:
-            values = np.empty(items, dtype=np.object_)
-            for index in range(items):
-                (length,) = _U32.unpack_from(view, at)
-                at += _U32.size
-                values[index] = bytes(view[at : at + length])
-                at += length
-            outputs[name] = values.reshape(shape)
-        else:
-            dtype = datatype.numpy_dtype.newbyteorder("<")
-            end = at + items * dtype.itemsize
-            outputs[name] = np.frombuffer(view[at:end], dtype=dtype).reshape(shape)
-            at = end
-    return PrecomputedAnswer(model, version, outputs)
+    try:
+        model, at = read_text(view, len(MAGIC))
+        (version,) = _U32.unpack_from(view, at)
+        at += _U32.size
+        written_at: float | None = None
+        if timed:
+            (written_at,) = _F64.unpack_from(view, at)
+            at += _F64.size
+    except struct.error as exc:
+        raise ValueError(f"truncated precomputed answer record ({exc})") from exc
+    named, at = read_body(view, at)
+    if at != len(view):
+        raise ValueError(f"precomputed answer record: {len(view) - at} bytes after its outputs")
+    outputs = {name: values for name, _, values in named}
+    return PrecomputedAnswer(model, version, outputs, written_at)
 
 
 class PrecomputedStore(Protocol):
