@@ -47,6 +47,7 @@ from serval.observability.layer_metrics import LayerMetrics
 from serval.observability.metrics import ServalMetrics, exposition
 from serval.observability.model_log import ModelStateLog
 from serval.observability.shadow_metrics import ShadowReport
+from serval.observability.span_attributes import ServerAddress
 from serval.observability.traffic_metrics import TrafficMetrics
 from serval.protocols.rest.app import build_rest_app
 from serval.protocols.rest.auth import AuthMiddleware
@@ -317,6 +318,12 @@ def build_telemetry(
                 service_name=settings.service_name,
                 otlp_endpoint=settings.otlp_endpoint,
                 sample_ratio=settings.trace_sample_ratio,
+                server=ServerAddress.listening(
+                    settings.host,
+                    settings.http_port,
+                    settings.grpc_port,
+                    tls=settings.tls_cert is not None,
+                ),
                 exporter=span_exporter,
             )
         except ImportError as exc:

@@ -1,7 +1,9 @@
 """Settings: the only module that reads the environment or a config file.
 
 Precedence: command-line flags > ``SERVAL_<NAME>`` environment variables > the YAML config file
-(``--config`` / ``SERVAL_CONFIG``) > defaults.
+(``--config`` / ``SERVAL_CONFIG``) > defaults. OpenTelemetry's ``OTEL_*`` variables are
+OpenTelemetry's to read (``observability/otel_config.py``): the tracing settings default to
+None so that, unless one of these sources gives them, those variables decide.
 """
 
 from __future__ import annotations
@@ -165,12 +167,23 @@ class Settings(BaseSettings):
     tracing: bool = Field(
         default=False, description="OpenTelemetry traces of inference requests, sent over OTLP."
     )
-    otlp_endpoint: str = Field(
-        default="http://localhost:4317", description="OTLP/gRPC collector for traces."
+    # Unset, OpenTelemetry's own variables decide (OTEL_EXPORTER_OTLP_ENDPOINT,
+    # OTEL_SERVICE_NAME, OTEL_TRACES_SAMPLER...: observability/otel_config.py); given, these win.
+    otlp_endpoint: str | None = Field(
+        default=None,
+        description="OTLP collector for traces (unset: OTEL_EXPORTER_OTLP_[TRACES_]ENDPOINT, "
+        "else http://localhost:4317).",
     )
-    service_name: str = Field(default="serval", description="service.name of the traces.")
-    trace_sample_ratio: float = Field(
-        default=1.0, ge=0, le=1, description="Share of new traces sampled (parents decide)."
+    service_name: str | None = Field(
+        default=None,
+        description="service.name of the traces (unset: OTEL_SERVICE_NAME, else serval).",
+    )
+    trace_sample_ratio: float | None = Field(
+        default=None,
+        ge=0,
+        le=1,
+        description="Share of new traces sampled, parents deciding for theirs (unset: "
+        "OTEL_TRACES_SAMPLER, else all).",
     )
 
     @field_validator("load_model", mode="before")

@@ -43,7 +43,7 @@ def grpc_request() -> pb.ModelInferRequest:
 
 
 @pytest.fixture(scope="module")
-def spans(tmp_path_factory: pytest.TempPathFactory) -> list[ReadableSpan]:
+def traced(tmp_path_factory: pytest.TempPathFactory) -> tuple[list[ReadableSpan], Settings]:
     repository = tmp_path_factory.mktemp("repository")
     write_model(repository, "linear", 1, linear([1.0, 2.0], 0.0))
     exporter = InMemorySpanExporter()
@@ -56,7 +56,12 @@ def spans(tmp_path_factory: pytest.TempPathFactory) -> list[ReadableSpan]:
     )
     server = build(settings, span_exporter=exporter)
     asyncio.run(_scenario(server, settings))
-    return list(exporter.get_finished_spans())
+    return list(exporter.get_finished_spans()), settings
+
+
+@pytest.fixture(scope="module")
+def spans(traced: tuple[list[ReadableSpan], Settings]) -> list[ReadableSpan]:
+    return traced[0]
 
 
 async def _scenario(server: object, settings: Settings) -> None:
@@ -122,8 +127,42 @@ def test_rest_span_tree_continues_the_client_trace(spans: list[ReadableSpan]) ->
     assert by_name["encode"].end_time <= ok.end_time
     # Validation refused the second request: decoded, never queued.
     assert [s.name for s in failed_children] == ["decode"]
-    assert failed.status.status_code is StatusCode.ERROR
+    # A client's mistake: the conventions leave a server span's status unset below 500.
+    assert failed.status.status_code is StatusCode.UNSET
     assert failed.attributes["serval.outcome"] == "client_error"
+    assert failed.attributes["http.response.status_code"] == 400
+    assert failed.attributes["error.type"] == "InvalidInputError"
+    assert "error.type" not in ok.attributes
+
+
+def test_rest_server_span_has_the_http_conventions(
+    traced: tuple[list[ReadableSpan], Settings],
+) -> None:
+    spans, settings = traced
+    ((ok, _), _) = tree(spans, "POST /v2/models/{model}/infer")
+    assert {k: v for k, v in ok.attributes.items() if not k.startswith("serval.")} == {
+        "http.request.method": "POST",
+        "http.route": "/v2/models/{model}/infer",
+        "http.response.status_code": 200,
+        "url.scheme": "http",
+        "server.address": "127.0.0.1",
+        "server.port": settings.http_port,
+    }
+
+
+def test_grpc_server_span_has_the_rpc_conventions(
+    traced: tuple[list[ReadableSpan], Settings],
+) -> None:
+    spans, settings = traced
+    ((root, _),) = tree(spans, "inference.GRPCInferenceService/ModelInfer")
+    assert {k: v for k, v in root.attributes.items() if not k.startswith("serval.")} == {
+        "rpc.system": "grpc",
+        "rpc.service": "inference.GRPCInferenceService",
+        "rpc.method": "ModelInfer",
+        "rpc.grpc.status_code": 0,
+        "server.address": "127.0.0.1",
+        "server.port": settings.grpc_port,
+    }
 
 
 def test_grpc_span_tree_continues_the_client_trace(spans: list[ReadableSpan]) -> None:

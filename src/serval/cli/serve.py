@@ -20,6 +20,7 @@ from serval.config import Settings
 from serval.core.errors import PortInUseError
 from serval.core.model_spec import describe_validation_error
 from serval.observability.logging import configure_logging
+from serval.observability.otel_config import TracingConfigError
 from serval.security.tokens import TokenFileError, TokenTable
 
 _THREAD_EXIT_WAIT_S = 1.0
@@ -105,9 +106,16 @@ _FLAGS: dict[str, dict[str, Any]] = {
         "action": argparse.BooleanOptionalAction,
         "help": "OpenTelemetry traces over OTLP (default off; needs serval-server[observability])",
     },
-    "--otlp-endpoint": {"help": "OTLP/gRPC trace collector (default http://localhost:4317)"},
-    "--service-name": {"help": "service.name in traces (default serval)"},
-    "--trace-sample-ratio": {"type": float, "help": "share of new traces kept (default 1)"},
+    # The three below win over OpenTelemetry's OTEL_* variables, which decide when unset.
+    "--otlp-endpoint": {
+        "help": "OTLP trace collector (default: OTEL_EXPORTER_OTLP_[TRACES_]ENDPOINT, else "
+        "http://localhost:4317)"
+    },
+    "--service-name": {"help": "service.name in traces (default: OTEL_SERVICE_NAME, else serval)"},
+    "--trace-sample-ratio": {
+        "type": float,
+        "help": "share of new traces kept (default: OTEL_TRACES_SAMPLER, else all)",
+    },
     "--config": {"help": "YAML file with any of these settings"},
 }
 
@@ -193,6 +201,9 @@ def serve_settings(settings: Settings) -> int:
         return 1
     except OSError as exc:
         logging.getLogger("serval.server").error("cannot start: %s", exc)
+        return 1
+    except TracingConfigError as exc:  # an OTEL_* variable asks for what serval cannot do
+        logging.getLogger("serval.server").error("cannot start: tracing: %s", exc)
         return 1
     _exit_now_if_threads_remain()
     return 0

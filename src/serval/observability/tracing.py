@@ -11,9 +11,11 @@ the request finishes from its record (``core.records.RequestRecord``)::
       encode                           encode the response
 
 So no span object exists while the request runs, and the core never sees OpenTelemetry. The
-root span continues the trace of an incoming W3C ``traceparent`` (REST header or gRPC
-metadata). Spans go to an OTLP/gRPC collector (``otlp_endpoint``) through a batch processor,
-or, for tests, to an injected exporter, synchronously.
+root span continues the trace its request carries (W3C ``traceparent``, or B3, as
+``OTEL_PROPAGATORS`` says: REST headers or gRPC metadata) and carries the semantic-convention
+attributes of an HTTP or RPC server span (``span_attributes``). Spans go where OpenTelemetry's
+environment variables say, serval's settings over them when given (``otel_config``), through
+a batch processor; or, for tests, to an injected exporter, synchronously.
 """
 
 from __future__ import annotations
@@ -23,8 +25,10 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from serval.core.records import RequestRecord
+from serval.observability import otel_config
 from serval.observability.logging import current_request
-from serval.observability.requests import SUCCESS, outcome_of
+from serval.observability.requests import outcome_of
+from serval.observability.span_attributes import ServerAddress, span_facts
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace.export import SpanExporter
@@ -38,39 +42,39 @@ class Tracing:
     def __init__(
         self,
         *,
-        service_name: str = "serval",
-        otlp_endpoint: str = "http://localhost:4317",
-        sample_ratio: float = 1.0,
+        service_name: str | None = None,
+        otlp_endpoint: str | None = None,
+        sample_ratio: float | None = None,
+        server: ServerAddress | None = None,
         exporter: SpanExporter | None = None,
     ) -> None:
-        """``exporter``: where spans go instead of OTLP (tests: an InMemorySpanExporter)."""
+        """Each setting, when None, is left to OpenTelemetry's environment variables
+        (``otel_config``). ``server``: where the server listens (``server.address``).
+        ``exporter``: where spans go instead (tests: an InMemorySpanExporter). Raises
+        ``TracingConfigError`` for a variable serval cannot follow."""
         # Imported here: only a server with tracing on needs OpenTelemetry at all.
         from opentelemetry import trace  # noqa: PLC0415
-        from opentelemetry.sdk.resources import Resource  # noqa: PLC0415
         from opentelemetry.sdk.trace import TracerProvider  # noqa: PLC0415
         from opentelemetry.sdk.trace.export import (  # noqa: PLC0415
             BatchSpanProcessor,
             SimpleSpanProcessor,
         )
-        from opentelemetry.sdk.trace.sampling import (  # noqa: PLC0415
-            ParentBased,
-            TraceIdRatioBased,
-        )
-        from opentelemetry.trace.propagation.tracecontext import (  # noqa: PLC0415
-            TraceContextTextMapPropagator,
-        )
 
         self._trace = trace
+        self._propagator = otel_config.propagator()
+        # Built before the provider: a variable serval cannot follow fails here, having made
+        # nothing that would need shutting down.
+        exporters = otel_config.span_exporters(otlp_endpoint) if exporter is None else []
         self._provider = TracerProvider(
-            resource=Resource.create({"service.name": service_name}),
-            sampler=ParentBased(TraceIdRatioBased(sample_ratio)),
+            resource=otel_config.resource(service_name),
+            sampler=otel_config.sampler(sample_ratio),  # None: OTEL_TRACES_SAMPLER decides
         )
         if exporter is not None:
             self._provider.add_span_processor(SimpleSpanProcessor(exporter))
-        else:
-            self._provider.add_span_processor(BatchSpanProcessor(_otlp_exporter(otlp_endpoint)))
+        for each in exporters:  # OTEL_BSP_* tune the batches
+            self._provider.add_span_processor(BatchSpanProcessor(each))
         self._tracer = self._provider.get_tracer("serval")
-        self._propagator = TraceContextTextMapPropagator()
+        self._server = server or ServerAddress()
         self._server_kind = trace.SpanKind.SERVER
 
     def on_request(self, record: RequestRecord) -> None:
@@ -88,7 +92,9 @@ class Tracing:
 
         parent = self._propagator.extract(request.headers or {})
         outcome = outcome_of(request.error)
+        facts = span_facts(request, self._server)
         attributes: dict[str, Any] = {
+            **facts.attributes,
             "serval.protocol": request.protocol,
             "serval.outcome": outcome,
         }
@@ -130,7 +136,7 @@ class Tracing:
             )
         if request.inferred_ns and timings is not None:  # the data plane answered
             self._child("encode", context, wall, request.inferred_ns, end)
-        if outcome != SUCCESS:
+        if facts.server_error:  # a client's mistake leaves the status unset (the conventions)
             error = request.error
             description = f"{type(error).__name__}: {error}" if error else outcome
             root.set_status(Status(StatusCode.ERROR, description))
@@ -153,15 +159,3 @@ class Tracing:
     def shutdown(self) -> None:
         """Send the spans still buffered; called when the server stops."""
         self._provider.shutdown()
-
-
-def _otlp_exporter(endpoint: str) -> SpanExporter:
-    try:
-        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import (  # noqa: PLC0415
-            OTLPSpanExporter,
-        )
-    except ImportError as exc:
-        raise RuntimeError(
-            "tracing needs the OTLP exporter: pip install 'serval-server[observability]'"
-        ) from exc
-    return OTLPSpanExporter(endpoint=endpoint, insecure=endpoint.startswith("http://"))
