@@ -10,6 +10,7 @@ from pathlib import Path
 from prometheus_client import CollectorRegistry
 
 from serval.core.composition.cascade import CascadeCounts
+from serval.core.composition.layer_counters import LayerCounters
 from serval.core.events import StateChanged
 from serval.core.lifecycle.states import ServableId, ServableState
 from serval.core.model_spec import ModelSpec
@@ -20,6 +21,7 @@ from serval.core.specs.traffic import BanditSpec, CanarySpec
 from serval.evaluation.prometheus_metrics import EvaluationMetrics
 from serval.evaluation.recording.prediction_log import LogCounts
 from serval.observability.composite_metrics import CompositeMetrics
+from serval.observability.layer_metrics import LayerMetrics
 from serval.observability.metrics import ServalMetrics
 from serval.observability.traffic_metrics import TrafficMetrics
 
@@ -32,6 +34,7 @@ def families() -> dict[str, str]:
     registry = CollectorRegistry()
     metrics = ServalMetrics(registry, pool_queue_depth=lambda: 0, process=False)
     CompositeMetrics(registry, CascadeCounts())
+    LayerMetrics(registry, LayerCounters())
     spec = ModelSpec.parse(
         {"inputs": [{"name": "x", "monitor": True}], "outputs": [{"name": "y", "classes": True}]},
         source="test",
