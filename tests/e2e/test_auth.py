@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import queue
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -201,6 +202,31 @@ def test_grpc_roles(server: RunningServer) -> None:
     assert result.as_numpy("y").tolist() == [[5.0]]  # type: ignore[attr-defined]
     assert "PERMISSION_DENIED" in grpc_status(server, INFER, "get_model_repository_index")
     assert grpc_call(server, ADMIN, "get_model_repository_index") is not None
+
+
+def stream_one(server: RunningServer, token: str) -> tuple[object, object]:
+    """One request on a ModelStreamInfer stream: the callback's (result, error)."""
+    answers: queue.Queue[tuple[object, object]] = queue.Queue()
+    client = triton_grpc.InferenceServerClient(server.grpc_address)
+    try:
+        client.start_stream(
+            callback=lambda result, error: answers.put((result, error)),
+            headers={"authorization": f"Bearer {token}"},
+        )
+        client.async_stream_infer("linear", infer_inputs())
+        return answers.get(timeout=30)
+    finally:
+        client.stop_stream()
+        client.close()
+
+
+def test_grpc_streams_need_the_infer_role(server: RunningServer) -> None:
+    result, error = stream_one(server, INFER)
+    assert error is None
+    assert result.as_numpy("y").tolist() == [[5.0]]  # type: ignore[attr-defined]
+    result, error = stream_one(server, READ)
+    assert result is None
+    assert "PERMISSION_DENIED" in str(error.status())  # type: ignore[attr-defined]
 
 
 def test_grpc_refusals_say_what_is_missing(server: RunningServer) -> None:

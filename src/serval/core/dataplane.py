@@ -137,6 +137,10 @@ class DataPlane:
     def model_config(self, name: str, version: str | int | None = None) -> ModelConfigView:
         return ModelConfigView(self.model_metadata(name, version), self._manager.spec(name))
 
+    def model_spec(self, name: str) -> ModelSpec:
+        """The model's configuration (model.yaml, or a load request's override)."""
+        return self._manager.spec(name)
+
     def model_status(self, name: str, version: str | int | None = None) -> list[ServableStatus]:
         statuses = self._manager.statuses(name)
         wanted = parse_version(version)

@@ -12,6 +12,7 @@ from serval.core.tensors.datatypes import DataType
 MAX_DIMENSIONS = 16
 MAX_DIMENSION = 2**31 - 1
 MAX_TENSORS = 1024
+MAX_LABELS = 100_000
 
 
 class TensorOverride(StrictSection):
@@ -37,6 +38,14 @@ class TensorOverride(StrictSection):
         default=False,
         description="The values are class labels: count them per class (at most 100 classes; "
         "the rest are counted as 'other').",
+    )
+
+    labels: tuple[str, ...] | None = Field(
+        default=None,
+        max_length=MAX_LABELS,
+        description="An output's class labels, by index (the first names class 0): a "
+        "requested output's class_count (Triton's classification extension) answers "
+        "'score:index:label' strings with them.",
     )
 
     @field_validator("shape")

@@ -21,7 +21,7 @@ class AccessLogInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
     ) -> grpc.RpcMethodHandler:
         handler = await continuation(details)
         if handler is None or handler.unary_unary is None:
-            return handler  # streaming RPCs (none in serval's services) are not logged
+            return handler  # streaming RPCs (ModelStreamInfer, health Watch) are not logged
         inner = handler.unary_unary
         method: str = details.method
         given = next(

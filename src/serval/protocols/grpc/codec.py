@@ -28,7 +28,11 @@ from serval.core.types import (
     Tensor,
 )
 from serval.protocols.grpc.generated import grpc_service_pb2 as pb
-from serval.protocols.oip.parameters import take_binary_data, take_request_parameters
+from serval.protocols.oip.parameters import (
+    refuse_shared_memory,
+    take_binary_data,
+    take_request_parameters,
+)
 
 # The InferTensorContents member that carries each datatype (FP16 has none: raw only).
 CONTENTS_FIELD: dict[DataType, str] = {
@@ -98,6 +102,13 @@ def decode_request(message: pb.ModelInferRequest) -> InferenceRequest:
     """The core request for ``message``; raises ``InvalidInputError`` if it is malformed."""
     if not message.model_name:
         raise InvalidInputError("model_name is empty")
+    # Before the data checks, which would report a shared-memory tensor as one without data.
+    for tensor in message.inputs:
+        if tensor.parameters:
+            refuse_shared_memory(tensor.parameters, f"input {tensor.name!r}")
+    for requested in message.outputs:
+        if requested.parameters:
+            refuse_shared_memory(requested.parameters, f"output {requested.name!r}")
     raw = message.raw_input_contents
     if raw:
         typed = [i.name for i in message.inputs if i.HasField("contents")]

@@ -4,6 +4,7 @@ encodes. No inference logic lives here."""
 from __future__ import annotations
 
 import time
+from collections.abc import AsyncIterator
 
 import grpc.aio
 
@@ -21,9 +22,14 @@ from serval.protocols.grpc import codec, messages
 from serval.protocols.grpc.errors import translate_errors
 from serval.protocols.grpc.generated import grpc_service_pb2 as pb
 from serval.protocols.grpc.generated import grpc_service_pb2_grpc as pb_grpc
+from serval.protocols.grpc.streaming import serve_stream
+from serval.protocols.oip.classification import classify_response
+from serval.protocols.oip.parameters import take_class_counts
+from serval.protocols.oip.triton_load import translate_load_parameters
 
 PROTOCOL = "grpc"
 _INFER_RPC = "inference.GRPCInferenceService/ModelInfer"  # the span name
+_STREAM_RPC = "inference.GRPCInferenceService/ModelStreamInfer"
 
 
 def _name(name: str, *, field: str = "name") -> str:
@@ -129,6 +135,33 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         await context.send_initial_metadata(((REQUEST_ID_HEADER, log_context.request_id),))
         return reply
 
+    async def ModelStreamInfer(  # noqa: N802 - the RPC's name
+        self,
+        request_iterator: AsyncIterator[pb.ModelInferRequest],
+        context: grpc.aio.ServicerContext,
+    ) -> AsyncIterator[pb.ModelStreamInferResponse]:
+        # Errors go into each reply's error_message (streaming.py), so no translate_errors.
+        metadata = _metadata(context)
+
+        async def answer(request: pb.ModelInferRequest) -> pb.ModelInferResponse:
+            # Each request of the stream is a request of its own: its record, its id.
+            record = RequestRecord(
+                PROTOCOL, _STREAM_RPC, request.model_name, time.perf_counter_ns()
+            )
+            if self._dataplane.wants_headers:
+                record.headers = metadata
+            log_context = begin_request(None)
+            try:
+                reply = await self._infer(request, context, record, log_context, metadata)
+            except BaseException as exc:
+                self._dataplane.finish(record, exc)
+                raise
+            self._dataplane.finish(record)
+            return reply
+
+        async for reply in serve_stream(request_iterator, answer):
+            yield reply
+
     async def _infer(
         self,
         request: pb.ModelInferRequest,
@@ -140,6 +173,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         _check_deadline(context)
         inference = codec.decode_request(request)
         inference.record = record
+        class_counts = take_class_counts(inference)
         sticky = self._sticky_headers
         if sticky and (sticky_key := sticky.get(inference.model_name)) is not None:
             inference.routing_key = metadata.get(sticky_key)  # metadata keys are lower-case
@@ -154,6 +188,8 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
             # the request if the deadline passes before it runs.
             inference.tighten_deadline(time.monotonic() + remaining)
         response = await self._dataplane.infer(inference)
+        if class_counts:
+            classify_response(self._dataplane, response, class_counts)
         return codec.encode_response(response)
 
     # -- model repository ------------------------------------------------------------------
@@ -171,7 +207,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
     ) -> pb.RepositoryModelLoadResponse:
         name = _name(request.model_name, field="model_name")
         parameters = codec.decode_parameters(request.parameters, where="load request")
-        await self._control.load(name, parameters)
+        await self._control.load(name, translate_load_parameters(name, parameters))
         return pb.RepositoryModelLoadResponse()
 
     @translate_errors

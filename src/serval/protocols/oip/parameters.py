@@ -9,14 +9,25 @@ extension's ``binary_data_output`` (request) and ``binary_data`` (requested outp
 REST adapter how to encode the response. ``binary_data_size`` announces an input's raw bytes
 and stays on the input tensor, which no batch compares. ``cache: false`` becomes
 ``InferenceRequest.cache`` (skip the prediction cache), so that it splits no batch either.
+Triton's classification extension's ``classification`` (a requested output's class count,
+``class_count`` in tritonclient; also accepted under that name) is taken off for
+the adapter, which turns that output into top-k strings (``protocols.oip.classification``).
+
+Triton's parameters for features serval does not have are refused with a 400 that says so,
+rather than ignored (a sequence's state would silently be lost) or misreported (a
+shared-memory input reads as "no data"): ``sequence_id``, ``sequence_start`` and
+``sequence_end`` (sequence batching) on a request, and ``shared_memory_region``,
+``shared_memory_byte_size`` and ``shared_memory_offset`` (the shared-memory extensions) on
+an input or a requested output.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Container
 
 from serval.core.errors import InvalidInputError
-from serval.core.types import InferenceRequest, ParameterValue
+from serval.core.types import InferenceRequest, ParameterValue, RequestedOutput
 
 TIMEOUT = "timeout"  # microseconds; 0 or absent: no deadline
 PRIORITY = "priority"  # 1 is the highest; 0 or absent: the model's default
@@ -25,6 +36,18 @@ BINARY_DATA = "binary_data"  # on a requested output: that output as binary data
 BINARY_DATA_SIZE = "binary_data_size"  # on a tensor: the bytes of its binary data (REST)
 HEADERS = "headers"  # Triton's clients forward HTTP headers in it; meaningless to a model
 CACHE = "cache"  # false: skip the model's prediction cache (docs/caching.md)
+# On a requested output: its top-k classes. Triton's classification extension names the
+# parameter "classification" (tritonclient's `class_count=` sends it); "class_count" is accepted.
+CLASSIFICATION = "classification"
+CLASS_COUNT = "class_count"
+
+# Triton's parameters for what serval does not do (see the module docstring).
+SEQUENCE_PARAMETERS = ("sequence_id", "sequence_start", "sequence_end")
+SHARED_MEMORY_PARAMETERS = (
+    "shared_memory_region",
+    "shared_memory_byte_size",
+    "shared_memory_offset",
+)
 
 
 def take_request_parameters(
@@ -36,6 +59,7 @@ def take_request_parameters(
     when the request arrived."""
     if not parameters:
         return False
+    refuse_sequence(parameters)
     timeout_us = _non_negative_int(parameters.pop(TIMEOUT, None), TIMEOUT, "microseconds")
     if timeout_us:
         request.tighten_deadline((time.monotonic() if now is None else now) + timeout_us / 1e6)
@@ -59,6 +83,49 @@ def take_binary_data(parameters: dict[str, ParameterValue]) -> bool | None:
         return None
     binary = parameters.pop(BINARY_DATA, None)
     return None if binary is None else bool(binary)
+
+
+def take_class_counts(request: InferenceRequest) -> dict[str, int] | None:
+    """Take ``classification`` (or ``class_count``) off the requested outputs: output name ->
+    k, for each output that asks for its top-k classes (0 asks for none, as in Triton); None
+    when none does."""
+    counts: dict[str, int] | None = None
+    outputs = request.outputs or []
+    for index, output in enumerate(outputs):
+        given = output.parameters
+        if not given or (CLASSIFICATION not in given and CLASS_COUNT not in given):
+            continue
+        params = dict(given)
+        for key in (CLASSIFICATION, CLASS_COUNT):
+            value = params.pop(key, None)
+            count = _non_negative_int(value, key, f"classes of output {output.name!r}")
+            if count:
+                if counts is None:
+                    counts = {}
+                counts[output.name] = count
+        outputs[index] = RequestedOutput(output.name, params)  # the model sees the rest
+    return counts
+
+
+def refuse_sequence(parameters: Container[str]) -> None:
+    """A 400 if a request's ``parameters`` ask for Triton's sequence batching."""
+    for key in SEQUENCE_PARAMETERS:
+        if key in parameters:
+            raise InvalidInputError(
+                f"parameter {key!r}: serval does not support sequence batching (Triton's "
+                f"sequence_id, sequence_start, sequence_end); send requests without them, each "
+                f"complete in itself"
+            )
+
+
+def refuse_shared_memory(parameters: Container[str], where: str) -> None:
+    """A 400 if a tensor's ``parameters`` place its data in a shared-memory region."""
+    for key in SHARED_MEMORY_PARAMETERS:
+        if key in parameters:
+            raise InvalidInputError(
+                f"{where}: parameter {key!r}: serval does not support Triton's shared-memory "
+                f"extensions (system or CUDA); send the tensor's data in the request"
+            )
 
 
 def _non_negative_int(value: ParameterValue | None, key: str, unit: str) -> int | None:

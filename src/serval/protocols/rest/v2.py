@@ -17,12 +17,19 @@ from serval.core.statistics import Duration, VersionStatistics
 from serval.core.types import ModelMetadata, TensorSpec
 from serval.protocols.oip.repository import index_state
 from serval.protocols.oip.triton_config import triton_model_config
+from serval.protocols.oip.triton_load import translate_load_parameters
 from serval.protocols.rest.body import parse_json_object, read_body
 from serval.protocols.rest.feedback import FeedbackRoute
 from serval.protocols.rest.v2_infer import V2InferEndpoint
 from serval.security.access import public_message
 
-EXTENSIONS = ("binary_tensor_data", "model_repository", "statistics", "model_configuration")
+EXTENSIONS = (
+    "binary_tensor_data",
+    "classification",
+    "model_repository",
+    "statistics",
+    "model_configuration",
+)
 
 
 def json_response(content: Any, status: int = 200) -> Response:
@@ -142,7 +149,8 @@ class V2Routes:
         parameters = doc.get("parameters") or {}
         if not isinstance(parameters, dict):
             raise InvalidInputError("'parameters' must be an object")
-        await self._control.load(request.path_params["model"], parameters)
+        name = request.path_params["model"]
+        await self._control.load(name, translate_load_parameters(name, parameters))
         return json_response({})
 
     async def unload(self, request: Request) -> Response:

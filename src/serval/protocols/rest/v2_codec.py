@@ -26,6 +26,7 @@ from serval.core.types import (
 )
 from serval.protocols.oip.parameters import (
     BINARY_DATA_SIZE,
+    refuse_shared_memory,
     take_binary_data,
     take_request_parameters,
 )
@@ -129,6 +130,8 @@ def _decode_input(item: Any, index: int, binary: memoryview, offset: int) -> tup
     datatype = DataType.parse(item.get("datatype"), field=f"{what} datatype")
     shape = _shape(item.get("shape"), what)
     parameters = _parameters(item.get("parameters"), f"{what} parameters")
+    if parameters:
+        refuse_shared_memory(parameters, what)  # before the data checks would misreport it
     size = parameters.get(BINARY_DATA_SIZE)
     if size is not None:
         if "data" in item:
@@ -196,6 +199,8 @@ def _requested_outputs(
             raise InvalidInputError(f"outputs[{index}] must be an object with a string 'name'")
         name = item["name"]
         parameters = _parameters(item.get("parameters"), f"outputs[{index}]")
+        if parameters:
+            refuse_shared_memory(parameters, f"output {name!r}")
         binary = take_binary_data(parameters)
         if binary is not None:
             if chosen is None:

@@ -21,6 +21,8 @@ from serval.core.dataplane import DataPlane
 from serval.core.errors import ClientGoneError, ServalError
 from serval.core.records import RequestRecord
 from serval.observability.logging import begin_request
+from serval.protocols.oip.classification import classify_response
+from serval.protocols.oip.parameters import take_class_counts
 from serval.protocols.rest.body import ClientDisconnected, read_asgi_body
 from serval.protocols.rest.errors import (
     error_response,
@@ -130,6 +132,7 @@ class V2InferEndpoint:
             if timeout is not None or priority is not None:
                 apply_schedule_headers(request, _text(timeout), _text(priority))
             request.record = record
+            class_counts = take_class_counts(request)
             request.client_gone = partial(_until_disconnected, receive)
             if self._sticky_headers:  # some model's traffic policy keeps users by a header
                 request.routing_key = _sticky_key(self._sticky_headers, model, headers)
@@ -139,6 +142,8 @@ class V2InferEndpoint:
             if request.id is None:
                 request.id = log_context.request_id
             response = await dataplane.infer(request)
+            if class_counts:
+                classify_response(dataplane, response, class_counts)
             encoded = encode_infer_response(response, binary)
         except ClientDisconnected:
             dataplane.finish(record, asyncio.CancelledError())
