@@ -4,7 +4,8 @@
 ``cache: {backend: memory}``, one with ``cache: {backend: redis}`` (``--redis-url``). wrk
 drives each with one-row V2 JSON requests at ``--connections``: "miss" runs send a body no
 request sent before (a number in it changes every request), "hit" runs the same body again
-and again. Reported per round and as medians: rows/s of each, and hit / miss per backend.
+and again; both in V2 JSON and in the binary tensor data extension (``--encodings``).
+Reported per round and as medians: rows/s of each, and hit / miss per backend.
 Targets: >= 3 x (memory) and >= 2 x (Redis) at 64 connections.
 
 ``features``: one server with the ``tiny`` bench model twice: ``plain`` takes its 32 features
@@ -39,6 +40,7 @@ BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.load import binary_body  # noqa: E402
 from bench.models import MODELS, build, model_yaml, single_row  # noqa: E402
 from bench.servers import start_tree  # noqa: E402
 
@@ -47,12 +49,20 @@ USERS = 1000
 
 
 # Numbers a "miss" run writes into its bodies: each run its own range, all below 2**24 so
-# that FP32 keeps them apart (a larger number would round onto its neighbours: hits).
-_SEEDS = iter(range(1, 2**24, 500_000))
+# that FP32 keeps them apart (a larger number would round onto its neighbours: hits); the
+# binary bodies put 23 bits of it in a value's mantissa.
+_SEEDS = iter(range(1, 2**23, 500_000))
 
 
 def run_wrk(
-    port: int, route: str, body: Path, connections: int, seconds: float, *, vary: bool = False
+    port: int,
+    route: str,
+    body: Path,
+    connections: int,
+    seconds: float,
+    *,
+    vary: bool = False,
+    header_len: int | None = None,
 ) -> dict[str, float]:
     env = dict(
         os.environ,
@@ -60,6 +70,7 @@ def run_wrk(
         BENCH_BODY=str(body),
         BENCH_VARY="1" if vary else "0",
         BENCH_SEED=str(next(_SEEDS)),
+        BENCH_HEADER_LEN="" if header_len is None else str(header_len),
     )
     command = [
         "wrk",
@@ -114,39 +125,46 @@ def cache(args: argparse.Namespace) -> None:
         repo = folder / "repo"
         write_model(repo, "memory", "mlp", "cache: {backend: memory, max_entries: 1000000}\n")
         write_model(repo, "redis", "mlp", "cache: {backend: redis, ttl_s: 600}\n")
-        row = single_row("mlp").ravel().tolist()
-        fixed = {"name": "x", "datatype": "FP32", "shape": [1, len(row)], "data": row}
-        hit_body = body_file(folder, "hit", [fixed])
+        row = single_row("mlp")
+        values = row.ravel().tolist()
+        fixed = {"name": "x", "datatype": "FP32", "shape": [1, len(values)], "data": values}
+        bodies: dict[str, tuple[Path, Path, int | None]] = {}
+        hit_json = body_file(folder, "hit", [fixed])
         # The first value of the row changes with every request: "__N__" becomes a number.
-        varied = json.dumps({"inputs": [fixed]}).replace(str(row[0]), "__N__", 1)
-        miss_body = folder / "miss.json"
-        miss_body.write_text(varied)
+        miss_json = folder / "miss.json"
+        miss_json.write_text(json.dumps({"inputs": [fixed]}).replace(str(values[0]), "__N__", 1))
+        bodies["json"] = (miss_json, hit_json, None)
+        binary, header_len = binary_body(row)
+        binary_file = folder / "body.bin"
+        binary_file.write_bytes(binary)
+        bodies["binary"] = (binary_file, binary_file, header_len)
         flags = ["--redis-url", args.redis_url, "--redis-prefix", prefix]
         process, port = start_tree(ROOT / "src", repo, folder / "serval.log", flags)
         runs: dict[str, list[float]] = {}
         try:
             for round_index in range(args.rounds):
-                order = ["memory", "redis"] if round_index % 2 == 0 else ["redis", "memory"]
-                for backend in order:
-                    route = f"/v2/models/{backend}/infer"
-                    kinds = ("miss", "hit") if round_index % 2 == 0 else ("hit", "miss")
-                    for kind in kinds:
-                        result = run_wrk(
-                            port,
-                            route,
-                            miss_body if kind == "miss" else hit_body,
-                            args.connections,
-                            args.duration,
-                            vary=kind == "miss",
-                        )
-                        name = f"{backend} {kind}"
-                        runs.setdefault(name, []).append(rate(result))
-                        p50, p99 = result["p50_us"] / 1e3, result["p99_us"] / 1e3
-                        print(
-                            f"{name:12} {rate(result):8,.0f} rows/s  p50 {p50:6.2f} ms  "
-                            f"p99 {p99:6.2f} ms",
-                            flush=True,
-                        )
+                flip = round_index % 2 == 1  # every other round the other order
+                for backend in ("redis", "memory") if flip else ("memory", "redis"):
+                    for encoding in args.encodings:
+                        miss_body, hit_body, header = bodies[encoding]
+                        for kind in ("hit", "miss") if flip else ("miss", "hit"):
+                            result = run_wrk(
+                                port,
+                                f"/v2/models/{backend}/infer",
+                                miss_body if kind == "miss" else hit_body,
+                                args.connections,
+                                args.duration,
+                                vary=kind == "miss",
+                                header_len=header,
+                            )
+                            name = f"{backend} {encoding} {kind}"
+                            runs.setdefault(name, []).append(rate(result))
+                            p50, p99 = result["p50_us"] / 1e3, result["p99_us"] / 1e3
+                            print(
+                                f"{name:19} {rate(result):8,.0f} rows/s  p50 {p50:6.2f} ms  "
+                                f"p99 {p99:6.2f} ms",
+                                flush=True,
+                            )
             stats = fetch(port, "/v2/models/memory/stats")["model_stats"][0]["inference_stats"]
             print(f"memory statistics: {stats['cache_hit']['count']} hits, "
                   f"{stats['cache_miss']['count']} misses")  # fmt: skip
@@ -274,6 +292,13 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--duration", type=float, default=5.0)
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
+    parser.add_argument(
+        "--encodings",
+        type=lambda text: text.split(","),
+        default=["binary", "json"],
+        help="cache: the V2 encodings to send, binary (the binary tensor data extension, as "
+        "tritonclient and perf_analyzer send) and/or json (default binary,json)",
+    )
     args = parser.parse_args()
     cache(args) if args.what == "cache" else features(args)
 
