@@ -462,6 +462,7 @@ def test_reflection_describes_every_service(server: InProcess) -> None:
             "inference.GRPCInferenceService",
             "grpc.health.v1.Health",
             "grpc.reflection.v1alpha.ServerReflection",
+            "grpc.reflection.v1.ServerReflection",
         }
         pool = descriptor_pool.DescriptorPool(ProtoReflectionDescriptorDatabase(channel))
         service = pool.FindServiceByName("inference.GRPCInferenceService")
