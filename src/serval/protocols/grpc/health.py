@@ -26,13 +26,13 @@ from serval.protocols.grpc.generated import grpc_health_v1_pb2 as health_pb2
 from serval.protocols.grpc.generated import grpc_health_v1_pb2_grpc as health_pb2_grpc
 
 SERVER_SERVICES = frozenset({"", "inference.GRPCInferenceService"})
-Status = int  # a health_pb2.HealthCheckResponse.ServingStatus value
+Status = health_pb2.HealthCheckResponse.ServingStatus
 SERVING: Status = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING: Status = health_pb2.HealthCheckResponse.NOT_SERVING
 SERVICE_UNKNOWN: Status = health_pb2.HealthCheckResponse.SERVICE_UNKNOWN
 
 
-class HealthServicer(health_pb2_grpc.HealthServicer):  # type: ignore[misc]
+class HealthServicer(health_pb2_grpc.HealthServicer):
     """Reads readiness on every call; ``Watch`` re-reads it every ``watch_interval_s`` and
     sends a message whenever it changed."""
 

@@ -141,7 +141,9 @@ class GrpcServer:
         pb_grpc.add_GRPCInferenceServiceServicer_to_server(  # type: ignore[no-untyped-call]
             servicer, server
         )
-        health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
+        health_pb2_grpc.add_HealthServicer_to_server(  # type: ignore[no-untyped-call]
+            self._health, server
+        )
         enable_reflection(server, (INFERENCE_SERVICE, HEALTH_SERVICE), _reflection_pool())
         host, port = self._address.rsplit(":", 1)
         if port_in_use(host, int(port), reuse_port=self._reuse_port):
