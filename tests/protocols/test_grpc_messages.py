@@ -12,7 +12,7 @@ from serval.protocols.grpc.messages import model_config, model_metadata
 from serval.protocols.oip.triton_config import triton_model_config
 
 
-def test_metadata_properties_carry_parameters_and_signatures() -> None:
+def test_metadata_parameters_carry_runtime_parameters_and_signatures() -> None:
     metadata = ModelMetadata(
         name="m",
         versions=("1",),
@@ -20,11 +20,30 @@ def test_metadata_properties_carry_parameters_and_signatures() -> None:
         inputs=(TensorSpec("x", DataType.FP32, (-1, 2)),),
         outputs=(TensorSpec("y", DataType.FP32, (-1,)),),
         signatures=("predict", "explain"),
-        parameters={"feature_names": "a,b"},
+        parameters={
+            "feature_names": "a,b",
+            "n_features": 2,
+            "scaled": True,
+            "alpha": 0.5,
+            "seed": 2**64 - 1,
+        },
     )
     message = model_metadata(metadata)
-    assert dict(message.properties) == {"feature_names": "a,b", "signatures": "predict,explain"}
-    assert dict(model_metadata(metadata.__class__("m", (), "onnx", (), ())).properties) == {}
+    # InferParameters as MLServer's and Seldon's field 6 holds them: their InferParameter has
+    # only the bool, int64 and string members, so floats and huge integers go as text.
+    assert {k: v.WhichOneof("parameter_choice") for k, v in message.parameters.items()} == {
+        "feature_names": "string_param",
+        "n_features": "int64_param",
+        "scaled": "bool_param",
+        "alpha": "string_param",
+        "seed": "string_param",
+        "signatures": "string_param",
+    }
+    assert message.parameters["alpha"].string_param == "0.5"
+    assert message.parameters["feature_names"].string_param == "a,b"
+    assert message.parameters["n_features"].int64_param == 2
+    assert message.parameters["signatures"].string_param == "predict,explain"
+    assert dict(model_metadata(metadata.__class__("m", (), "onnx", (), ())).parameters) == {}
 
 
 def test_model_config_is_the_core_translation_and_triton_reads_it() -> None:

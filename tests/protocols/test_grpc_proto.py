@@ -28,9 +28,17 @@ def _messages(file: FileDescriptor) -> list[Descriptor]:
     return found
 
 
-# Fields the Open Inference Protocol defines and Triton does not; Triton's clients skip them.
-OIP_ONLY = {("inference.ModelMetadataResponse", 6)}
-OIP_ONLY_MESSAGES = {"inference.ModelMetadataResponse.PropertiesEntry"}
+# Fields other clients' protos define and Triton's does not; Triton's clients skip them.
+# ModelMetadataResponse.parameters: MLServer's and Seldon Core 2's field 6; the repository
+# responses' fields: what KServe's clients read (tests/e2e/test_grpc_peers.py).
+OIP_ONLY = {
+    ("inference.ModelMetadataResponse", 6),
+    ("inference.RepositoryModelLoadResponse", 1),
+    ("inference.RepositoryModelLoadResponse", 2),
+    ("inference.RepositoryModelUnloadResponse", 1),
+    ("inference.RepositoryModelUnloadResponse", 2),
+}
+OIP_ONLY_MESSAGES = {"inference.ModelMetadataResponse.ParametersEntry"}
 
 OURS = [
     message

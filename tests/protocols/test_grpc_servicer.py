@@ -17,7 +17,7 @@ from typing import Any
 import grpc
 import numpy as np
 import pytest
-from google.protobuf import descriptor_pool
+from google.protobuf import descriptor_pb2, descriptor_pool
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
@@ -36,6 +36,10 @@ from serval.core.servable import Predictor, Servable, ThreadPoolServable
 from serval.core.tensors.datatypes import DataType
 from serval.protocols.grpc import GrpcServer
 from serval.protocols.grpc.errors import STATUS_FOR_CODE, translate_errors
+from serval.protocols.grpc.generated import grpc_health_v1_pb2 as health_v1
+from serval.protocols.grpc.generated import grpc_health_v1_pb2_grpc as health_v1_grpc
+from serval.protocols.grpc.generated import grpc_reflection_v1_pb2 as reflection_v1
+from serval.protocols.grpc.generated import grpc_reflection_v1_pb2_grpc as reflection_v1_grpc
 from serval.protocols.grpc.generated import grpc_service_pb2 as pb
 from serval.protocols.grpc.generated import grpc_service_pb2_grpc as pb_grpc
 from serval.protocols.grpc.generated import model_config_pb2 as config_pb
@@ -364,6 +368,26 @@ def test_repository_unload_and_load(stub: pb_grpc.GRPCInferenceServiceStub) -> N
     assert config.max_batch_size == 4
 
 
+def test_repository_answers_kserve_clients(stub: pb_grpc.GRPCInferenceServiceStub) -> None:
+    """KServe's grpc_predict_v2.proto puts the model's name in field 1 (Triton's
+    repository_name) and reads model_name and isLoaded / isUnloaded from the responses."""
+    unloaded = stub.RepositoryModelUnload(
+        pb.RepositoryModelUnloadRequest(repository_name="scratch")
+    )
+    assert (unloaded.model_name, unloaded.isUnloaded) == ("scratch", True)
+    assert not stub.ModelReady(pb.ModelReadyRequest(name="scratch")).ready
+    loaded = stub.RepositoryModelLoad(pb.RepositoryModelLoadRequest(repository_name="scratch"))
+    assert (loaded.model_name, loaded.isLoaded) == ("scratch", True)
+    assert stub.ModelReady(pb.ModelReadyRequest(name="scratch")).ready
+    # Triton's clients name the model in model_name; repository_name is then ignored.
+    both = pb.RepositoryModelLoadRequest(repository_name="models", model_name="scratch")
+    assert stub.RepositoryModelLoad(both).model_name == "scratch"
+    code, _ = status_of(
+        stub.RepositoryModelLoad, pb.RepositoryModelLoadRequest(repository_name="nope")
+    )
+    assert code == grpc.StatusCode.NOT_FOUND
+
+
 def _load(name: str, **params: str) -> pb.RepositoryModelLoadRequest:
     request = pb.RepositoryModelLoadRequest(model_name=name)
     for key, value in params.items():
@@ -452,6 +476,66 @@ def test_health_watch(server: InProcess) -> None:
         unknown.cancel()
 
 
+def test_health_list(server: InProcess) -> None:
+    with server.channel() as channel:
+        health = health_v1_grpc.HealthStub(channel)
+        statuses = health.List(health_v1.HealthListRequest(), timeout=5).statuses
+    serving = health_v1.HealthCheckResponse.SERVING
+    assert {name: s.status for name, s in statuses.items()} == {
+        "": serving,
+        "inference.GRPCInferenceService": serving,
+        "echo": serving,
+        "scratch": serving,
+        "words": serving,
+        "slow": serving,
+        "broken": serving,  # it loads; only its predictions fail
+    }
+
+
+def test_reflection_v1_messages_are_v1alpha_field_for_field() -> None:
+    """What lets one servicer answer both versions (serval.protocols.grpc.reflection)."""
+
+    def shape(message: Any) -> list[tuple[str, int, int, str | None]]:
+        return sorted(
+            (
+                field.name,
+                field.number,
+                field.type,
+                field.message_type.name if field.message_type else None,
+            )
+            for field in message.fields
+        )
+
+    v1_messages = reflection_v1.DESCRIPTOR.message_types_by_name
+    v1alpha_messages = reflection_pb2.DESCRIPTOR.message_types_by_name
+    assert set(v1_messages) == set(v1alpha_messages)
+    for name, message in v1_messages.items():
+        assert shape(message) == shape(v1alpha_messages[name]), name
+
+
+def test_reflection_v1_lists_and_describes(server: InProcess) -> None:
+    with server.channel() as channel:
+        reflection = reflection_v1_grpc.ServerReflectionStub(channel)
+        requests = [
+            reflection_v1.ServerReflectionRequest(list_services=""),
+            reflection_v1.ServerReflectionRequest(file_containing_symbol="grpc.health.v1.Health"),
+        ]
+        listed, described = reflection.ServerReflectionInfo(iter(requests), timeout=5)
+    assert {s.name for s in listed.list_services_response.service} == {
+        "inference.GRPCInferenceService",
+        "grpc.health.v1.Health",
+        "grpc.reflection.v1alpha.ServerReflection",
+        "grpc.reflection.v1.ServerReflection",
+    }
+    files = [
+        descriptor_pb2.FileDescriptorProto.FromString(raw)
+        for raw in described.file_descriptor_response.file_descriptor_proto
+    ]
+    (health_file,) = [f for f in files if f.package == "grpc.health.v1"]
+    (service,) = health_file.service
+    assert {m.name for m in service.method} == {"Check", "List", "Watch"}
+
+
 def test_reflection_describes_every_service(server: InProcess) -> None:
     with server.channel() as channel:
         reflection = reflection_pb2_grpc.ServerReflectionStub(channel)
@@ -462,6 +546,7 @@ def test_reflection_describes_every_service(server: InProcess) -> None:
             "inference.GRPCInferenceService",
             "grpc.health.v1.Health",
             "grpc.reflection.v1alpha.ServerReflection",
+            "grpc.reflection.v1.ServerReflection",
         }
         pool = descriptor_pool.DescriptorPool(ProtoReflectionDescriptorDatabase(channel))
         service = pool.FindServiceByName("inference.GRPCInferenceService")
@@ -500,6 +585,11 @@ def test_not_ready_server(tmp_path: Path) -> None:
             "": health_pb2.HealthCheckResponse.NOT_SERVING,
             "good": health_pb2.HealthCheckResponse.SERVING,
             "bad": health_pb2.HealthCheckResponse.NOT_SERVING,
+        }
+        listed = health_v1_grpc.HealthStub(channel).List(health_v1.HealthListRequest())
+        assert {name: s.status for name, s in listed.statuses.items()} == {
+            **statuses,
+            "inference.GRPCInferenceService": health_pb2.HealthCheckResponse.NOT_SERVING,
         }
 
 

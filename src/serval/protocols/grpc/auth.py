@@ -23,6 +23,7 @@ ROLES: dict[str, Role | None] = {
     f"{_INFERENCE}ServerReady": None,
     f"{_HEALTH}Check": None,
     f"{_HEALTH}Watch": None,
+    f"{_HEALTH}List": Role.READ,  # names every model: not a probe
     f"{_INFERENCE}ModelReady": Role.READ,
     f"{_INFERENCE}ServerMetadata": Role.READ,
     f"{_INFERENCE}ModelMetadata": Role.READ,

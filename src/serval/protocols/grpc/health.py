@@ -4,7 +4,11 @@
   SERVING when the server is ready, else NOT_SERVING;
 * a model name: SERVING when the model can serve, NOT_SERVING when it is known but cannot;
   ``Check`` of an unknown name ends with NOT_FOUND, ``Watch`` answers SERVICE_UNKNOWN;
+* ``List``: the status of both server names and of every model the server knows;
 * after ``enter_graceful_shutdown`` everything is NOT_SERVING, so load balancers drain.
+
+The messages are serval's generated ``grpc.health.v1`` (proto/grpc_health_v1.proto, the
+published definition with ``List``), wire-identical to every other health client's.
 """
 
 from __future__ import annotations
@@ -15,19 +19,20 @@ from collections.abc import AsyncIterator
 
 import grpc
 import grpc.aio
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from serval.core.dataplane import DataPlane
 from serval.core.errors import InvalidInputError, ModelNotFoundError
+from serval.protocols.grpc.generated import grpc_health_v1_pb2 as health_pb2
+from serval.protocols.grpc.generated import grpc_health_v1_pb2_grpc as health_pb2_grpc
 
 SERVER_SERVICES = frozenset({"", "inference.GRPCInferenceService"})
-Status = int  # a health_pb2.HealthCheckResponse.ServingStatus value
+Status = health_pb2.HealthCheckResponse.ServingStatus
 SERVING: Status = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING: Status = health_pb2.HealthCheckResponse.NOT_SERVING
 SERVICE_UNKNOWN: Status = health_pb2.HealthCheckResponse.SERVICE_UNKNOWN
 
 
-class HealthServicer(health_pb2_grpc.HealthServicer):  # type: ignore[misc]
+class HealthServicer(health_pb2_grpc.HealthServicer):
     """Reads readiness on every call; ``Watch`` re-reads it every ``watch_interval_s`` and
     sends a message whenever it changed."""
 
@@ -56,6 +61,16 @@ class HealthServicer(health_pb2_grpc.HealthServicer):  # type: ignore[misc]
                 grpc.StatusCode.NOT_FOUND, f"unknown service or model {request.service!r}"
             )
         return health_pb2.HealthCheckResponse(status=status)
+
+    async def List(  # noqa: N802 - the RPC's name
+        self, request: health_pb2.HealthListRequest, context: grpc.aio.ServicerContext
+    ) -> health_pb2.HealthListResponse:
+        response = health_pb2.HealthListResponse()
+        for service in (*sorted(SERVER_SERVICES), *self._dataplane.model_names()):
+            status = self.status(service)
+            if status is not None:  # None: a model removed since the names were read
+                response.statuses[service].status = status
+        return response
 
     async def Watch(  # noqa: N802 - the RPC's name
         self, request: health_pb2.HealthCheckRequest, context: grpc.aio.ServicerContext

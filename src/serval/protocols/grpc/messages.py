@@ -10,11 +10,13 @@ from google.protobuf import json_format
 from serval.core.control import IndexEntry
 from serval.core.dataplane import ModelConfigView, ServerMetadata
 from serval.core.statistics import Duration, VersionStatistics
-from serval.core.types import ModelMetadata, TensorSpec
+from serval.core.types import ModelMetadata, ParameterValue, TensorSpec
 from serval.protocols.grpc.generated import grpc_service_pb2 as pb
 from serval.protocols.grpc.generated import model_config_pb2 as config_pb
 from serval.protocols.oip.repository import index_state
 from serval.protocols.oip.triton_config import triton_model_config
+
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 
 
 def server_metadata(metadata: ServerMetadata) -> pb.ServerMetadataResponse:
@@ -30,21 +32,32 @@ def _tensor_metadata(spec: TensorSpec) -> pb.ModelMetadataResponse.TensorMetadat
 
 
 def model_metadata(metadata: ModelMetadata) -> pb.ModelMetadataResponse:
-    return pb.ModelMetadataResponse(
+    message = pb.ModelMetadataResponse(
         name=metadata.name,
         versions=list(metadata.versions),
         platform=metadata.platform,
         inputs=[_tensor_metadata(spec) for spec in metadata.inputs],
         outputs=[_tensor_metadata(spec) for spec in metadata.outputs],
-        properties=_properties(metadata),
     )
-
-
-def _properties(metadata: ModelMetadata) -> dict[str, str]:
-    properties = {key: str(value) for key, value in metadata.parameters.items()}
+    parameters: dict[str, ParameterValue] = dict(metadata.parameters)
     if metadata.signatures:
-        properties["signatures"] = ",".join(metadata.signatures)
-    return properties
+        parameters["signatures"] = ",".join(metadata.signatures)
+    for key, value in parameters.items():
+        _metadata_parameter(message.parameters[key], value)
+    return message
+
+
+def _metadata_parameter(target: pb.InferParameter, value: ParameterValue) -> None:
+    """Field 6 as MLServer and Seldon Core 2 define it (Triton's and KServe's clients skip it).
+    Their ``InferParameter`` has only the bool, int64 and string members, so any other value
+    (a float, an integer past int64) goes as its text: a member they do not know would reach
+    them as a parameter with no value."""
+    if isinstance(value, bool):
+        target.bool_param = value
+    elif isinstance(value, int) and _INT64_MIN <= value <= _INT64_MAX:
+        target.int64_param = value
+    else:
+        target.string_param = str(value)
 
 
 def model_config(view: ModelConfigView) -> pb.ModelConfigResponse:

@@ -1,5 +1,6 @@
 """The gRPC server: ``inference.GRPCInferenceService``, ``grpc.health.v1.Health`` and server
-reflection on one ``grpc.aio`` server, sharing the process's asyncio loop with REST."""
+reflection (v1 and v1alpha) on one ``grpc.aio`` server, sharing the process's asyncio loop with
+REST."""
 
 from __future__ import annotations
 
@@ -10,18 +11,21 @@ import socket
 import grpc
 import grpc.aio
 from google.protobuf import descriptor_pool
-from grpc_health.v1 import health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection, reflection_pb2
+from grpc_reflection.v1alpha import reflection_pb2
 
 from serval.core.control import ControlPlane
 from serval.core.dataplane import DataPlane
 from serval.core.errors import PortInUseError
 from serval.protocols.grpc.access_log import AccessLogInterceptor
 from serval.protocols.grpc.auth import AuthInterceptor
+from serval.protocols.grpc.generated import grpc_health_v1_pb2 as health_pb2
+from serval.protocols.grpc.generated import grpc_health_v1_pb2_grpc as health_pb2_grpc
+from serval.protocols.grpc.generated import grpc_reflection_v1_pb2 as reflection_v1_pb2
 from serval.protocols.grpc.generated import grpc_service_pb2 as pb
 from serval.protocols.grpc.generated import grpc_service_pb2_grpc as pb_grpc
 from serval.protocols.grpc.generated import model_config_pb2 as config_pb
 from serval.protocols.grpc.health import HealthServicer
+from serval.protocols.grpc.reflection import enable_reflection
 from serval.protocols.grpc.servicer import InferenceServicer
 from serval.security.access import AccessPolicy
 from serval.security.tls import TlsFiles
@@ -34,10 +38,11 @@ HEALTH_SERVICE = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
 
 
 def _reflection_pool() -> descriptor_pool.DescriptorPool:
-    """Every file a reflection client may ask for. serval's messages live in their own pool
-    (see generated/_pool.py), the health and reflection messages in protobuf's default one."""
+    """Every file a reflection client may ask for. serval's messages (health and reflection
+    v1 included) live in their own pool (see generated/_pool.py), grpcio-reflection's v1alpha
+    messages in protobuf's default one."""
     pool = descriptor_pool.DescriptorPool()
-    for module in (config_pb, pb, health_pb2, reflection_pb2):
+    for module in (config_pb, pb, health_pb2, reflection_v1_pb2, reflection_pb2):
         pool.AddSerializedFile(module.DESCRIPTOR.serialized_pb)
     return pool
 
@@ -136,12 +141,10 @@ class GrpcServer:
         pb_grpc.add_GRPCInferenceServiceServicer_to_server(  # type: ignore[no-untyped-call]
             servicer, server
         )
-        health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
-        reflection.enable_server_reflection(
-            (INFERENCE_SERVICE, HEALTH_SERVICE, reflection.SERVICE_NAME),
-            server,
-            pool=_reflection_pool(),
+        health_pb2_grpc.add_HealthServicer_to_server(  # type: ignore[no-untyped-call]
+            self._health, server
         )
+        enable_reflection(server, (INFERENCE_SERVICE, HEALTH_SERVICE), _reflection_pool())
         host, port = self._address.rsplit(":", 1)
         if port_in_use(host, int(port), reuse_port=self._reuse_port):
             raise PortInUseError(

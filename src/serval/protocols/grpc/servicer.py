@@ -38,6 +38,15 @@ def _name(name: str, *, field: str = "name") -> str:
     return name
 
 
+def _repository_model(
+    request: pb.RepositoryModelLoadRequest | pb.RepositoryModelUnloadRequest,
+) -> str:
+    """The model a repository request names: ``model_name``, else field 1, where KServe's
+    grpc_predict_v2.proto puts the model's name (Triton's ``repository_name``, which serval,
+    with one repository, has no other use for)."""
+    return _name(request.model_name or request.repository_name, field="model_name")
+
+
 def _check_deadline(context: grpc.aio.ServicerContext) -> float | None:
     """Seconds left before the client's deadline (None: no deadline); raises if none are."""
     remaining: float | None = context.time_remaining()
@@ -205,14 +214,16 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
     async def RepositoryModelLoad(  # noqa: N802 - the RPC's name
         self, request: pb.RepositoryModelLoadRequest, context: grpc.aio.ServicerContext
     ) -> pb.RepositoryModelLoadResponse:
-        name = _name(request.model_name, field="model_name")
+        name = _repository_model(request)
         parameters = codec.decode_parameters(request.parameters, where="load request")
         await self._control.load(name, translate_load_parameters(name, parameters))
-        return pb.RepositoryModelLoadResponse()
+        # KServe's clients read these fields; Triton's response is empty and its clients skip them.
+        return pb.RepositoryModelLoadResponse(model_name=name, isLoaded=True)
 
     @translate_errors
     async def RepositoryModelUnload(  # noqa: N802 - the RPC's name
         self, request: pb.RepositoryModelUnloadRequest, context: grpc.aio.ServicerContext
     ) -> pb.RepositoryModelUnloadResponse:
-        await self._control.unload(_name(request.model_name, field="model_name"))
-        return pb.RepositoryModelUnloadResponse()
+        name = _repository_model(request)
+        await self._control.unload(name)
+        return pb.RepositoryModelUnloadResponse(model_name=name, isUnloaded=True)

@@ -28,7 +28,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from serval.protocols.rest.coalescing import CoalescingHttpToolsProtocol
 
-HEALTH_PATHS = frozenset({"/v2/health/live", "/v2/health/ready"})
+# The health probes: V2 liveness and readiness, and KServe V1's liveness (GET /).
+HEALTH_PATHS = frozenset({"/v2/health/live", "/v2/health/ready", "/"})
 _OVERFLOW_HEAD_TIMEOUT_S = 1.0
 _REASONS = {
     408: b"Request Timeout",

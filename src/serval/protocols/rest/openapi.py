@@ -16,6 +16,8 @@ import yaml
 from starlette.requests import Request
 from starlette.responses import Response
 
+from serval.protocols.rest.connection_guard import HEALTH_PATHS
+
 OPENAPI_PATH = "/openapi.json"
 METRICS_PATH = "/metrics"
 _METHODS = frozenset({"get", "put", "post", "delete", "patch", "head", "options"})
@@ -62,7 +64,7 @@ def _require_bearer_tokens(document: dict[str, Any], *, open_health: bool) -> No
         for method, operation in item.items():
             if method not in _METHODS:
                 continue  # path-level parameters
-            if open_health and path.startswith("/v2/health/"):
+            if open_health and path in HEALTH_PATHS:
                 operation["security"] = [{}]
                 continue
             responses = operation.setdefault("responses", {})

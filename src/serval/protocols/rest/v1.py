@@ -1,7 +1,8 @@
-"""TF Serving's V1 REST API (and KServe V1's model list and status shapes).
+"""TF Serving's V1 REST API (and KServe V1's liveness, model list and status shapes).
 
 ``POST /v1/models/{m}[/versions/{v}|/labels/{l}]:predict`` with ``instances`` (row format) or
-``inputs`` (columnar); ``GET /v1/models/{m}[...]`` status and ``.../metadata``.
+``inputs`` (columnar); ``GET /v1/models/{m}[...]`` status and ``.../metadata``; ``GET /``
+(KServe V1's liveness).
 """
 
 from __future__ import annotations
@@ -44,8 +45,9 @@ from serval.protocols.rest.schedule_headers import (
 from serval.security.access import public_message
 
 # TF Serving's own patterns (http_rest_api_util.cc), case-insensitive; \d is ASCII digits only.
+# KServe V1's :explain is matched too, to answer that it is not supported rather than 404.
 _PREDICT = re.compile(
-    r"^([^/:]+)(?:(?:/versions/(\d+))|(?:/labels/([^/:]+)))?:(classify|regress|predict)$",
+    r"^([^/:]+)(?:(?:/versions/(\d+))|(?:/labels/([^/:]+)))?:(classify|regress|predict|explain)$",
     re.I | re.ASCII,
 )
 PROTOCOL = "rest_v1"
@@ -92,10 +94,17 @@ class V1Routes:
 
     def routes(self) -> list[Route]:
         return [
+            Route("/", self.live, methods=["GET"]),
             Route("/v1/models", self.list_models, methods=["GET"]),
             Route("/v1/models/{path:path}", self.get, methods=["GET"]),
             Route("/v1/models/{path:path}", self.post, methods=["POST"]),
         ]
+
+    async def live(self, request: Request) -> Response:
+        """KServe V1's liveness: what its SDK and probes read (V2's is /v2/health/live)."""
+        if self._dataplane.live():
+            return _json({"status": "alive"})
+        return _json({"status": "not alive"}, 503)
 
     async def list_models(self, request: Request) -> Response:
         return _json({"models": self._dataplane.model_names()})
@@ -146,6 +155,11 @@ class V1Routes:
                 )
             name, version, label, verb = match.groups()
             record.model = name
+            if verb.lower() == "explain":
+                raise UnsupportedError(
+                    ":explain is not supported: serval serves models, not KServe explainers; "
+                    "use :predict, or run the explainer as a model of its own"
+                )
             if verb.lower() != "predict":
                 raise UnsupportedError(f":{verb} is not supported; use :predict")
             doc = parse_json_object(await read_body(request, self._limit))
