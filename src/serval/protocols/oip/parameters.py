@@ -9,6 +9,8 @@ extension's ``binary_data_output`` (request) and ``binary_data`` (requested outp
 REST adapter how to encode the response. ``binary_data_size`` announces an input's raw bytes
 and stays on the input tensor, which no batch compares. ``cache: false`` becomes
 ``InferenceRequest.cache`` (skip the prediction cache), so that it splits no batch either.
+MLServer's ``content_type`` markers become ``InferenceRequest.content_type``
+(``core.tensors.content_types``).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 import time
 
 from serval.core.errors import InvalidInputError
+from serval.core.tensors.content_types import take_content_type
 from serval.core.types import InferenceRequest, ParameterValue
 
 TIMEOUT = "timeout"  # microseconds; 0 or absent: no deadline
@@ -34,6 +37,7 @@ def take_request_parameters(
     decoded by the adapter and not yet shared): set ``request.deadline`` (the earlier one wins)
     and ``request.priority``; return ``binary_data_output``. ``now`` is ``time.monotonic()``
     when the request arrived."""
+    take_content_type(request, parameters)
     if not parameters:
         return False
     timeout_us = _non_negative_int(parameters.pop(TIMEOUT, None), TIMEOUT, "microseconds")
