@@ -31,6 +31,7 @@ def test_with_tensors_changes_inputs_and_outputs_and_shares_every_other_field() 
         client_gone=_gone,
         routing_key="user-7",
         cache=False,
+        content_type="pd",
     )
     derived = request.with_tensors([x], [RequestedOutput("y")])
     assert derived.inputs == [x]

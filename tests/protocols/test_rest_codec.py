@@ -226,3 +226,37 @@ def test_json_to_array_keeps_bytes_shape() -> None:
     array = json_to_array([["a", "b"], ["c", {"b64": "ZA=="}]], DataType.BYTES, "x")
     assert array.shape == (2, 2)
     assert array[1, 1] == b"d"
+
+
+def test_null_parameters_are_absent_as_mlserver_types_send_them() -> None:
+    body = orjson.dumps(
+        {
+            "parameters": {"content_type": "np", "headers": None},
+            "inputs": [
+                {
+                    "name": "x",
+                    "datatype": "FP32",
+                    "shape": [1],
+                    "data": [1.0],
+                    "parameters": {"content_type": "np", "headers": None},
+                }
+            ],
+        }
+    )
+    request, _ = decode_infer_request(body, None, "m", None)
+    assert request.parameters == {}
+    assert request.content_type == "np"
+    assert request.inputs[0].parameters == {"content_type": "np"}
+
+
+def test_an_output_carries_its_content_type_and_no_other_parameter() -> None:
+    marked = Tensor(
+        "y",
+        DataType.FP32,
+        np.array([1.0], np.float32),
+        {"content_type": "np", "binary_data_size": 4},  # e.g. a model that echoes its input
+    )
+    plain = Tensor("z", DataType.FP32, np.array([2.0], np.float32), {"binary_data_size": 4})
+    doc = orjson.loads(encode_infer_response(InferenceResponse("m", [marked, plain])).body)
+    assert doc["outputs"][0]["parameters"] == {"content_type": "np"}
+    assert "parameters" not in doc["outputs"][1]

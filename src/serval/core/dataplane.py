@@ -36,6 +36,7 @@ from serval.core.routing.router import Router
 from serval.core.routing.shadow import ShadowStatistics
 from serval.core.shadow import ShadowedHandle, ShadowRunner
 from serval.core.statistics import VersionStatistics
+from serval.core.tensors.content_types import apply_content_types, mark_response
 from serval.core.tensors.validation import validate_request
 from serval.core.types import InferenceRequest, InferenceResponse, ModelMetadata
 
@@ -201,8 +202,13 @@ class DataPlane:
         error: Exception | None = None
         try:
             servable = managed.servable
+            content_type = request.content_type
+            if content_type is not None:  # MLServer's codec markers
+                apply_content_types(request, servable.metadata)
             validate_request(request, servable.metadata)
             response = await predict_by_deadline(servable, request)
+            if content_type is not None:
+                mark_response(response, content_type)
         except ServalError as exc:
             exc.servable = managed.id
             error = exc

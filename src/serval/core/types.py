@@ -54,6 +54,9 @@ class TensorSpec:
     name: str
     datatype: DataType
     shape: tuple[int, ...]
+    # The column names of a [-1, n] input, in order (``inputs[].columns`` in model.yaml): a
+    # request of MLServer's PandasCodec, one input per column, is mapped onto it by them.
+    columns: tuple[str, ...] = ()
 
     def accepts_shape(self, shape: Sequence[int]) -> bool:
         if len(shape) != len(self.shape):
@@ -127,6 +130,10 @@ class InferenceRequest:
     # False when the client asked to skip the model's prediction cache (parameter ``cache``:
     # false): the answer is computed, and not stored either.
     cache: bool = True
+    # MLServer's codec markers (core.tensors.content_types): the request's own
+    # ``content_type`` ("pd", "np" or "str"), "" when only its inputs carry one; None for a
+    # request without markers, which is validated strictly.
+    content_type: str | None = None
 
     @property
     def rows(self) -> int:
@@ -157,6 +164,7 @@ class InferenceRequest:
             client_gone=self.client_gone,
             routing_key=self.routing_key,
             cache=self.cache,
+            content_type=self.content_type,
         )
 
     def tighten_deadline(self, deadline: float) -> None:

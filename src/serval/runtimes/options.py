@@ -51,5 +51,29 @@ def apply_overrides(
             result.append(spec)
         else:
             datatype = override.datatype or spec.datatype
-            result.append(TensorSpec(spec.name, datatype, override.shape or spec.shape))
+            shape = override.shape or spec.shape
+            columns = _columns(override, shape, field, f"{source}: {field}: {spec.name}")
+            result.append(TensorSpec(spec.name, datatype, shape, columns or spec.columns))
     return tuple(result)
+
+
+def _columns(
+    override: TensorOverride, shape: tuple[int, ...], field: str, where: str
+) -> tuple[str, ...]:
+    """The override's column names, checked against the tensor's shape: [-1, n] with n of
+    them (or n variable)."""
+    columns = override.columns
+    if columns is None:
+        return ()
+    if field != "inputs":
+        raise ModelConfigError(f"{where}: columns are declared on inputs, not outputs")
+    if len(shape) != 2:
+        raise ModelConfigError(
+            f"{where}: columns name the columns of a [-1, n] input; its shape is {list(shape)}"
+        )
+    if shape[1] not in (-1, len(columns)):
+        raise ModelConfigError(
+            f"{where}: {len(columns)} columns for an input of {shape[1]} columns "
+            f"(shape {list(shape)})"
+        )
+    return columns

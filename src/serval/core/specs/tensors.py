@@ -13,6 +13,7 @@ MAX_DIMENSIONS = 16
 MAX_DIMENSION = 2**31 - 1
 MAX_TENSORS = 1024
 MAX_LABELS = 100_000
+MAX_COLUMNS = 65536
 
 
 class TensorOverride(StrictSection):
@@ -22,6 +23,13 @@ class TensorOverride(StrictSection):
     datatype: DataType | None = Field(default=None, description="Open Inference Protocol datatype.")
     shape: tuple[int, ...] | None = Field(
         default=None, description="Full shape, batch dimension included; -1 for variable sizes."
+    )
+    columns: tuple[str, ...] | None = Field(
+        default=None,
+        max_length=MAX_COLUMNS,
+        description="The column names of a [-1, n] input, in order: a request of MLServer's "
+        'PandasCodec (content_type "pd", one input per column) is mapped onto this input by '
+        "them (docs/rest.md).",
     )
 
     # Monitoring (see docs/metrics.md); each one makes serval watch this tensor's values.
@@ -60,6 +68,18 @@ class TensorOverride(StrictSection):
                 f"at most {MAX_DIMENSIONS} dimensions, each at most {MAX_DIMENSION} (or -1)"
             )
         return shape
+
+    @field_validator("columns")
+    @classmethod
+    def _columns_named(cls, columns: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        if columns is None:
+            return None
+        if not columns or any(not name for name in columns):
+            raise ValueError("columns is a non-empty list of non-empty names")
+        repeated = sorted({name for name in columns if columns.count(name) > 1})
+        if repeated:
+            raise ValueError(f"column(s) named more than once: {', '.join(repeated)}")
+        return columns
 
     @field_validator("range")
     @classmethod

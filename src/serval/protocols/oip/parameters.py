@@ -19,6 +19,9 @@ shared-memory input reads as "no data"): ``sequence_id``, ``sequence_start`` and
 ``sequence_end`` (sequence batching) on a request, and ``shared_memory_region``,
 ``shared_memory_byte_size`` and ``shared_memory_offset`` (the shared-memory extensions) on
 an input or a requested output.
+
+MLServer's ``content_type`` markers become ``InferenceRequest.content_type``
+(``core.tensors.content_types``).
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import time
 from collections.abc import Container
 
 from serval.core.errors import InvalidInputError
+from serval.core.tensors.content_types import take_content_type
 from serval.core.types import InferenceRequest, ParameterValue, RequestedOutput
 
 TIMEOUT = "timeout"  # microseconds; 0 or absent: no deadline
@@ -57,6 +61,7 @@ def take_request_parameters(
     decoded by the adapter and not yet shared): set ``request.deadline`` (the earlier one wins)
     and ``request.priority``; return ``binary_data_output``. ``now`` is ``time.monotonic()``
     when the request arrived."""
+    take_content_type(request, parameters)
     if not parameters:
         return False
     refuse_sequence(parameters)

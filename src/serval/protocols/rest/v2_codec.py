@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from serval.core.errors import InvalidInputError
+from serval.core.tensors.content_types import CONTENT_TYPE
 from serval.core.tensors.datatypes import DataType
 from serval.core.tensors.raw import decode_raw, element_count, encode_raw
 from serval.core.tensors.shapes import check_shape
@@ -178,9 +179,15 @@ def _parameters(value: Any, what: str) -> dict[str, ParameterValue]:
         return {}
     if not isinstance(value, dict):
         raise InvalidInputError(f"{what} must be an object")
+    absent = False
     for key, item in value.items():
         if not isinstance(item, str | int | float | bool):
+            if item is None:  # MLServer's types send unset fields as null (headers: null)
+                absent = True
+                continue
             raise InvalidInputError(f"{what}: {key!r} must be a string, number or boolean")
+    if absent:
+        return {key: item for key, item in value.items() if item is not None}
     return value
 
 
@@ -222,9 +229,13 @@ def encode_infer_response(
             "datatype": tensor.datatype.value,
             "shape": list(tensor.shape),
         }
+        # MLServer's content_type (core.tensors.content_types); no other parameter of an
+        # output: a model that echoes an input must not answer its binary_data_size.
+        if tensor.parameters and CONTENT_TYPE in tensor.parameters:
+            entry["parameters"] = {CONTENT_TYPE: tensor.parameters[CONTENT_TYPE]}
         if any_binary and binary.binary(tensor.name):
             raw = encode_raw(tensor.data, tensor.datatype)
-            entry["parameters"] = {BINARY_DATA_SIZE: len(raw)}
+            entry["parameters"] = {**entry.get("parameters", {}), BINARY_DATA_SIZE: len(raw)}
             chunks.append(raw)
         else:
             entry["data"] = _json_data(tensor)
