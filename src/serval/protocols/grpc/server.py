@@ -1,5 +1,6 @@
-"""The gRPC server: ``inference.GRPCInferenceService``, ``grpc.health.v1.Health`` and server
-reflection on one ``grpc.aio`` server, sharing the process's asyncio loop with REST."""
+"""The gRPC server: ``inference.GRPCInferenceService``, TF Serving's ``tensorflow.serving``
+services, ``grpc.health.v1.Health`` and server reflection on one ``grpc.aio`` server, sharing
+the process's asyncio loop with REST."""
 
 from __future__ import annotations
 
@@ -9,13 +10,14 @@ import socket
 
 import grpc
 import grpc.aio
-from google.protobuf import descriptor_pool
+from google.protobuf import any_pb2, descriptor_pool, wrappers_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection, reflection_pb2
 
 from serval.core.control import ControlPlane
 from serval.core.dataplane import DataPlane
 from serval.core.errors import PortInUseError
+from serval.protocols.grpc import tfserving
 from serval.protocols.grpc.access_log import AccessLogInterceptor
 from serval.protocols.grpc.auth import AuthInterceptor
 from serval.protocols.grpc.generated import grpc_service_pb2 as pb
@@ -37,8 +39,10 @@ def _reflection_pool() -> descriptor_pool.DescriptorPool:
     """Every file a reflection client may ask for. serval's messages live in their own pool
     (see generated/_pool.py), the health and reflection messages in protobuf's default one."""
     pool = descriptor_pool.DescriptorPool()
-    for module in (config_pb, pb, health_pb2, reflection_pb2):
+    for module in (config_pb, pb, health_pb2, reflection_pb2, any_pb2, wrappers_pb2):
         pool.AddSerializedFile(module.DESCRIPTOR.serialized_pb)
+    for file in tfserving.FILES:
+        pool.AddSerializedFile(file.serialized_pb)
     return pool
 
 
@@ -136,9 +140,10 @@ class GrpcServer:
         pb_grpc.add_GRPCInferenceServiceServicer_to_server(  # type: ignore[no-untyped-call]
             servicer, server
         )
+        tfserving.add_services(server, self._dataplane)
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         reflection.enable_server_reflection(
-            (INFERENCE_SERVICE, HEALTH_SERVICE, reflection.SERVICE_NAME),
+            (INFERENCE_SERVICE, *tfserving.SERVICES, HEALTH_SERVICE, reflection.SERVICE_NAME),
             server,
             pool=_reflection_pool(),
         )
