@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import pytest
+from google.protobuf.message import DecodeError
+from hypothesis import given
+from hypothesis import strategies as st
 
-from serval.core.errors import InvalidInputError
+from serval.core.errors import InvalidInputError, ServalError
 from serval.core.lifecycle.states import ServableId, ServableState, ServableStatus
 from serval.core.tensors.datatypes import DataType
 from serval.core.types import InferenceRequest, ServableMetadata, Tensor, TensorSpec
@@ -14,6 +19,7 @@ from serval.protocols.grpc.generated.tensorflow_serving.apis import get_model_st
 from serval.protocols.grpc.tfserving import messages
 from serval.protocols.grpc.tfserving.tensors import decode_tensor, encode_tensor
 from serval.protocols.oip.tf_serving import select_signature
+from tests.protocols.fuzz_strategies import assert_same, fuzz, tensors
 
 NUMERIC = [
     (DataType.BOOL, np.array([[True, False, True]])),
@@ -171,3 +177,66 @@ def test_model_status_states_and_errors() -> None:
     assert (second.version, second.state) == (2, state.END)
     assert second.status.error_code == 2  # UNKNOWN, as TF Serving reports a failed load
     assert second.status.error_message
+
+
+def test_a_few_values_cannot_fill_a_huge_tensor() -> None:
+    proto = tensor_pb2.TensorProto(dtype=types_pb2.DT_FLOAT, float_val=[1.0])
+    for size in (2**20, 2**20, 2**10):
+        proto.tensor_shape.dim.add(size=size)
+    with pytest.raises(InvalidInputError, match="send them all"):
+        decode_tensor("x", proto)
+    proto = tensor_pb2.TensorProto(dtype=types_pb2.DT_FLOAT, float_val=[1.0])
+    for _ in range(40):
+        proto.tensor_shape.dim.add(size=1)
+    with pytest.raises(InvalidInputError, match="40 dimensions"):
+        decode_tensor("x", proto)
+
+
+# -- fuzzing ---------------------------------------------------------------------------------
+
+
+@fuzz(100)
+@given(tensors(list(DataType)), st.booleans())
+def test_fuzz_round_trip_through_the_wire(case: tuple[DataType, np.ndarray], raw: bool) -> None:
+    datatype, array = case
+    proto = tensor_pb2.TensorProto()
+    encode_tensor(Tensor("t", datatype, array), proto)
+    if raw and datatype is not DataType.BYTES:
+        for field in ("bool_val", "int_val", "int64_val", "uint32_val", "uint64_val"):
+            proto.ClearField(field)
+        for field in ("half_val", "float_val", "double_val"):
+            proto.ClearField(field)
+        proto.tensor_content = array.astype(array.dtype.newbyteorder("<")).tobytes()
+    decoded = decode_tensor("t", tensor_pb2.TensorProto.FromString(proto.SerializeToString()))
+    assert decoded.datatype is datatype
+    assert_same(decoded.data, array, datatype)
+
+
+@fuzz(300)
+@given(st.binary(max_size=200))
+def test_fuzz_any_message_raises_only_serval_errors(data: bytes) -> None:
+    try:
+        proto = tensor_pb2.TensorProto.FromString(data)
+    except DecodeError:
+        return
+    with contextlib.suppress(ServalError):
+        decode_tensor("x", proto)
+
+
+@fuzz(200)
+@given(
+    st.sampled_from(sorted(types_pb2.DataType.values())),
+    st.lists(st.integers(-3, 2**40), max_size=5),
+    st.one_of(st.binary(max_size=40), st.lists(st.floats(width=32), max_size=6)),
+)
+def test_fuzz_odd_shapes_and_values(dtype: int, dims: list[int], values: object) -> None:
+    proto = tensor_pb2.TensorProto(dtype=dtype)
+    for size in dims:
+        proto.tensor_shape.dim.add(size=size)
+    if isinstance(values, bytes):
+        proto.tensor_content = values
+    else:
+        proto.float_val.extend(values)  # type: ignore[arg-type]
+        proto.int_val.extend(int(v) if abs(v) < 2**31 else 0 for v in values)  # type: ignore[union-attr]
+    with contextlib.suppress(ServalError):
+        decode_tensor("x", proto)

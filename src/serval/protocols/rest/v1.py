@@ -1,7 +1,8 @@
 """TF Serving's V1 REST API (and KServe V1's model list and status shapes).
 
 ``POST /v1/models/{m}[/versions/{v}|/labels/{l}]:predict`` with ``instances`` (row format) or
-``inputs`` (columnar); ``GET /v1/models/{m}[...]`` status and ``.../metadata``.
+``inputs`` (columnar), and ``signature_name`` (a Python model's signature); ``GET
+/v1/models/{m}[...]`` status and ``.../metadata``.
 """
 
 from __future__ import annotations

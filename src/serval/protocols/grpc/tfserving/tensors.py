@@ -17,10 +17,14 @@ import numpy as np
 
 from serval.core.errors import InvalidInputError
 from serval.core.tensors.datatypes import DataType
+from serval.core.tensors.shapes import check_shape
 from serval.core.types import Tensor
 from serval.protocols.grpc.generated.tensorflow.core.framework import tensor_pb2, types_pb2
 from serval.protocols.oip.tf_serving import DATATYPES, TF_DTYPES
 
+# The most a tensor filled up from fewer values may hold (a few values must not make the
+# server allocate without bound): the gRPC port's default message limit.
+MAX_FILLED_BYTES = 64 * 2**20
 # The typed field of TensorProto that carries each datatype. FP16 travels as its 16 bits in
 # half_val.
 VALUES_FIELD: dict[DataType, str] = {
@@ -71,6 +75,7 @@ def decode_tensor(name: str, proto: tensor_pb2.TensorProto) -> Tensor:
     shape = tuple(int(dim.size) for dim in proto.tensor_shape.dim)
     if any(size < 0 for size in shape):
         raise InvalidInputError(f"{what}: tensor_shape {list(shape)} has a negative dimension")
+    check_shape(shape, what)
     count = math.prod(shape)
     if proto.tensor_content:
         data = _from_content(proto.tensor_content, datatype, count, what)
@@ -113,6 +118,10 @@ def _from_values(values: Any, datatype: DataType, count: int, what: str) -> np.n
     else:  # the field's own type is the datatype's
         data = np.array(values, dtype=datatype.numpy_dtype)
     if sent < count:  # TensorFlow pads with the last value
+        if count * max(data.itemsize, 1) > MAX_FILLED_BYTES:
+            raise InvalidInputError(
+                f"{what}: {sent} values cannot fill a tensor of {count} elements: send them all"
+            )
         data = np.concatenate([data, np.full(count - sent, data[-1], dtype=data.dtype)])
     return data
 
