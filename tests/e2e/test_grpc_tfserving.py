@@ -26,27 +26,11 @@ from serval.protocols.grpc.generated.tensorflow_serving.apis import (
     prediction_service_pb2_grpc,
 )
 from serval.testing import run_server
+from tests.e2e.tfserving_models import SHOUT
 from tests.onnx_models import identity, linear, write_model
 from tests.runtimes.builders import write_python_model
 
 pytestmark = pytest.mark.e2e
-
-SHOUT = """
-    from serval import ServingModel, TensorInfo, signature
-
-
-    class Shout(ServingModel):
-        inputs = [TensorInfo("text", "BYTES")]
-        outputs = [TensorInfo("loud", "BYTES")]
-        input_format = "strings"
-
-        def predict(self, data):
-            return [text.upper() + "!" for text in data["text"]]
-
-        @signature(outputs=[TensorInfo("length", "INT64")])
-        def length(self, data):
-            return {"length": [len(text) for text in data["text"]]}
-"""
 
 
 class Client:

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from serval.testing import run_server
-from tests.e2e.test_grpc_tfserving import SHOUT
+from tests.e2e.tfserving_models import SHOUT
 from tests.onnx_models import linear, write_model
 from tests.runtimes.builders import write_python_model
 

@@ -10,7 +10,7 @@ import pytest
 
 from serval.core.tensors.datatypes import DataType
 from serval.testing import run_server
-from tests.e2e.test_grpc_tfserving import SHOUT
+from tests.e2e.tfserving_models import SHOUT
 from tests.onnx_models import add_sub, classifier, identity, linear, write_model
 from tests.runtimes.builders import write_python_model
 
