@@ -17,6 +17,13 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from tritonclient.utils import InferenceServerException
 
+from serval.protocols.grpc.generated.tensorflow.core.framework import types_pb2
+from serval.protocols.grpc.generated.tensorflow_serving.apis import (
+    get_model_status_pb2,
+    model_service_pb2_grpc,
+    predict_pb2,
+    prediction_service_pb2_grpc,
+)
 from serval.testing import RunningServer, run_server
 from tests.onnx_models import linear, write_model
 
@@ -308,3 +315,32 @@ def test_grpc_streaming_rpcs_are_checked_too(server: RunningServer) -> None:
         )
         names = {s.name for s in answers[0].list_services_response.service}
         assert "inference.GRPCInferenceService" in names
+
+
+def test_tf_serving_rpcs_need_the_same_roles(server: RunningServer) -> None:
+    predict = predict_pb2.PredictRequest()
+    predict.model_spec.name = "linear"
+    x = predict.inputs["x"]
+    x.dtype = types_pb2.DT_FLOAT
+    x.tensor_shape.dim.add(size=1)
+    x.tensor_shape.dim.add(size=2)
+    x.float_val.extend([1.0, 2.0])
+    status = get_model_status_pb2.GetModelStatusRequest()
+    status.model_spec.name = "linear"
+    with grpc.insecure_channel(server.grpc_address) as channel:
+        prediction = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+        models = model_service_pb2_grpc.ModelServiceStub(channel)
+        with pytest.raises(grpc.RpcError) as caught:
+            prediction.Predict(predict, timeout=10, metadata=(("authorization", f"Bearer {READ}"),))
+        assert caught.value.code() is grpc.StatusCode.PERMISSION_DENIED
+        reply = prediction.Predict(
+            predict, timeout=10, metadata=(("authorization", f"Bearer {INFER}"),)
+        )
+        assert list(reply.outputs["y"].float_val) == [5.0]
+        with pytest.raises(grpc.RpcError) as caught:
+            models.GetModelStatus(status, timeout=10)
+        assert caught.value.code() is grpc.StatusCode.UNAUTHENTICATED
+        answer = models.GetModelStatus(
+            status, timeout=10, metadata=(("authorization", f"Bearer {READ}"),)
+        )
+        assert [s.version for s in answer.model_version_status] == [1]

@@ -10,7 +10,9 @@ import pytest
 
 from serval.core.tensors.datatypes import DataType
 from serval.testing import run_server
+from tests.e2e.tfserving_models import SHOUT
 from tests.onnx_models import add_sub, classifier, identity, linear, write_model
+from tests.runtimes.builders import write_python_model
 
 pytestmark = pytest.mark.e2e
 
@@ -26,6 +28,7 @@ def http(tmp_path_factory: pytest.TempPathFactory) -> Iterator[httpx.Client]:
     write_model(repo, "simple", 1, add_sub())
     write_model(repo, "text", 1, identity(DataType.BYTES))
     write_model(repo, "classifier", 1, classifier())
+    write_python_model(repo / "shout" / "1", SHOUT)
     with (
         run_server(repo, grpc=False) as server,
         httpx.Client(base_url=server.http_url, timeout=10) as client,
@@ -120,4 +123,34 @@ def test_status_and_metadata(http: httpx.Client) -> None:
         {"size": "-1", "name": ""},
         {"size": "2", "name": ""},
     ]
-    assert http.get("/v1/models").json() == {"models": ["classifier", "linear", "simple", "text"]}
+    assert http.get("/v1/models").json() == {
+        "models": ["classifier", "linear", "shout", "simple", "text"]
+    }
+
+
+def test_signature_name_selects_a_python_signature(http: httpx.Client) -> None:
+    for name in ("serving_default", "predict", ""):
+        body = {"signature_name": name, "instances": ["hi", "hello"]}
+        response = http.post("/v1/models/shout:predict", json=body)
+        assert response.json() == {"predictions": ["HI!", "HELLO!"]}, response.text
+    body = {"signature_name": "length", "instances": ["hi", "hello"]}
+    assert http.post("/v1/models/shout:predict", json=body).json() == {"predictions": [2, 5]}
+
+
+@pytest.mark.parametrize(("model", "instances"), [("shout", ["hi"]), ("linear", [[1, 1]])])
+def test_an_unknown_signature_name_is_a_400(
+    http: httpx.Client, model: str, instances: list[object]
+) -> None:
+    body = {"signature_name": "classify_it", "instances": instances}
+    response = http.post(f"/v1/models/{model}:predict", json=body)
+    assert response.status_code == 400
+    assert "classify_it" in response.json()["error"]
+    response = http.post(f"/v1/models/{model}:predict", json={**body, "signature_name": 3})
+    assert response.status_code == 400
+
+
+def test_metadata_lists_the_signatures(http: httpx.Client) -> None:
+    meta = http.get("/v1/models/shout/metadata").json()
+    signatures = meta["metadata"]["signature_def"]["signature_def"]
+    assert sorted(signatures) == ["length", "serving_default"]
+    assert signatures["length"]["inputs"]["text"]["dtype"] == "DT_STRING"

@@ -544,6 +544,8 @@ def test_reflection_describes_every_service(server: InProcess) -> None:
         names = {s.name for s in answer.list_services_response.service}
         assert names == {
             "inference.GRPCInferenceService",
+            "tensorflow.serving.PredictionService",
+            "tensorflow.serving.ModelService",
             "grpc.health.v1.Health",
             "grpc.reflection.v1alpha.ServerReflection",
             "grpc.reflection.v1.ServerReflection",
@@ -555,6 +557,13 @@ def test_reflection_describes_every_service(server: InProcess) -> None:
         )
         config = pool.FindMessageTypeByName("inference.ModelConfigResponse")
         assert config.fields_by_name["config"].message_type.full_name == "inference.ModelConfig"
+        predict = pool.FindServiceByName("tensorflow.serving.PredictionService")
+        request = predict.methods_by_name["Predict"].input_type
+        assert request.fields_by_name["inputs"].message_type.fields_by_name[
+            "value"
+        ].message_type.full_name == ("tensorflow.TensorProto")
+        status = pool.FindServiceByName("tensorflow.serving.ModelService")
+        assert "GetModelStatus" in status.methods_by_name
 
 
 # -- a server that is not ready, and one that refuses load/unload ----------------------------

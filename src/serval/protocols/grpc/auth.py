@@ -16,6 +16,8 @@ from serval.security.tokens import Role
 
 _INFERENCE = "/inference.GRPCInferenceService/"
 _HEALTH = "/grpc.health.v1.Health/"
+_TF_PREDICTION = "/tensorflow.serving.PredictionService/"
+_TF_MODEL = "/tensorflow.serving.ModelService/"
 # The role each RPC needs; None: a health probe (``--auth-open-health`` may leave it open).
 # An RPC not listed (server reflection) needs ``read``.
 ROLES: dict[str, Role | None] = {
@@ -34,6 +36,9 @@ ROLES: dict[str, Role | None] = {
     f"{_INFERENCE}RepositoryIndex": Role.ADMIN,
     f"{_INFERENCE}RepositoryModelLoad": Role.ADMIN,
     f"{_INFERENCE}RepositoryModelUnload": Role.ADMIN,
+    f"{_TF_PREDICTION}Predict": Role.INFER,
+    f"{_TF_PREDICTION}GetModelMetadata": Role.READ,
+    f"{_TF_MODEL}GetModelStatus": Role.READ,
 }
 _AUTHORIZATION = "authorization"
 

@@ -1,6 +1,6 @@
-"""The gRPC server: ``inference.GRPCInferenceService``, ``grpc.health.v1.Health`` and server
-reflection (v1 and v1alpha) on one ``grpc.aio`` server, sharing the process's asyncio loop with
-REST."""
+"""The gRPC server: ``inference.GRPCInferenceService``, TF Serving's ``tensorflow.serving``
+services, ``grpc.health.v1.Health`` and server reflection (v1 and v1alpha) on one
+``grpc.aio`` server, sharing the process's asyncio loop with REST."""
 
 from __future__ import annotations
 
@@ -10,12 +10,13 @@ import socket
 
 import grpc
 import grpc.aio
-from google.protobuf import descriptor_pool
+from google.protobuf import any_pb2, descriptor_pool, wrappers_pb2
 from grpc_reflection.v1alpha import reflection_pb2
 
 from serval.core.control import ControlPlane
 from serval.core.dataplane import DataPlane
 from serval.core.errors import PortInUseError
+from serval.protocols.grpc import tfserving
 from serval.protocols.grpc.access_log import AccessLogInterceptor
 from serval.protocols.grpc.auth import AuthInterceptor
 from serval.protocols.grpc.generated import grpc_health_v1_pb2 as health_pb2
@@ -42,8 +43,18 @@ def _reflection_pool() -> descriptor_pool.DescriptorPool:
     v1 included) live in their own pool (see generated/_pool.py), grpcio-reflection's v1alpha
     messages in protobuf's default one."""
     pool = descriptor_pool.DescriptorPool()
-    for module in (config_pb, pb, health_pb2, reflection_v1_pb2, reflection_pb2):
+    for module in (
+        config_pb,
+        pb,
+        health_pb2,
+        reflection_v1_pb2,
+        reflection_pb2,
+        any_pb2,
+        wrappers_pb2,
+    ):
         pool.AddSerializedFile(module.DESCRIPTOR.serialized_pb)
+    for file in tfserving.FILES:
+        pool.AddSerializedFile(file.serialized_pb)
     return pool
 
 
@@ -141,10 +152,13 @@ class GrpcServer:
         pb_grpc.add_GRPCInferenceServiceServicer_to_server(  # type: ignore[no-untyped-call]
             servicer, server
         )
+        tfserving.add_services(server, self._dataplane)
         health_pb2_grpc.add_HealthServicer_to_server(  # type: ignore[no-untyped-call]
             self._health, server
         )
-        enable_reflection(server, (INFERENCE_SERVICE, HEALTH_SERVICE), _reflection_pool())
+        enable_reflection(
+            server, (INFERENCE_SERVICE, *tfserving.SERVICES, HEALTH_SERVICE), _reflection_pool()
+        )
         host, port = self._address.rsplit(":", 1)
         if port_in_use(host, int(port), reuse_port=self._reuse_port):
             raise PortInUseError(

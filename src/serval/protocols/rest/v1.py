@@ -1,8 +1,8 @@
 """TF Serving's V1 REST API (and KServe V1's liveness, model list and status shapes).
 
 ``POST /v1/models/{m}[/versions/{v}|/labels/{l}]:predict`` with ``instances`` (row format) or
-``inputs`` (columnar); ``GET /v1/models/{m}[...]`` status and ``.../metadata``; ``GET /``
-(KServe V1's liveness).
+``inputs`` (columnar), and ``signature_name`` (a Python model's signature); ``GET
+/v1/models/{m}[...]`` status and ``.../metadata``; ``GET /`` (KServe V1's liveness).
 """
 
 from __future__ import annotations
@@ -24,7 +24,6 @@ from serval.core.errors import (
 )
 from serval.core.lifecycle.states import ServableState
 from serval.core.records import RequestRecord
-from serval.core.tensors.datatypes import DataType
 from serval.core.types import (
     InferenceRequest,
     InferenceResponse,
@@ -34,6 +33,12 @@ from serval.core.types import (
     TensorSpec,
 )
 from serval.observability.logging import current_request
+from serval.protocols.oip.tf_serving import (
+    PREDICT_METHOD,
+    TF_DTYPES,
+    select_signature,
+    signature_names,
+)
 from serval.protocols.rest.body import parse_json_object, read_body
 from serval.protocols.rest.errors import MODEL_VERSION_HEADER
 from serval.protocols.rest.json_tensors import array_to_json, dumps_json, json_to_array
@@ -55,22 +60,6 @@ _PREDICT_ROUTE = "POST /v1/models/{model}:predict"  # the span name
 _STATUS = re.compile(
     r"^([^/:]+)(?:(?:/versions/(\d+))|(?:/labels/([^/:]+)))?(?:/(metadata))?$", re.I | re.ASCII
 )
-
-_TF_DTYPES = {
-    DataType.BOOL: "DT_BOOL",
-    DataType.UINT8: "DT_UINT8",
-    DataType.UINT16: "DT_UINT16",
-    DataType.UINT32: "DT_UINT32",
-    DataType.UINT64: "DT_UINT64",
-    DataType.INT8: "DT_INT8",
-    DataType.INT16: "DT_INT16",
-    DataType.INT32: "DT_INT32",
-    DataType.INT64: "DT_INT64",
-    DataType.FP16: "DT_HALF",
-    DataType.FP32: "DT_FLOAT",
-    DataType.FP64: "DT_DOUBLE",
-    DataType.BYTES: "DT_STRING",
-}
 
 
 def _json(content: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -165,6 +154,9 @@ class V1Routes:
             doc = parse_json_object(await read_body(request, self._limit))
             if ("instances" in doc) == ("inputs" in doc):
                 raise InvalidInputError("request must have exactly one of 'instances' or 'inputs'")
+            signature_name = doc.get("signature_name", "")
+            if not isinstance(signature_name, str):
+                raise InvalidInputError("'signature_name' must be a string")
             log_context = current_request()  # the request-id middleware's: x-request-id
             infer_request = InferenceRequest(
                 model_name=name,
@@ -181,6 +173,7 @@ class V1Routes:
             async with dataplane.lease(infer_request, label) as handle:
                 try:
                     metadata = handle.metadata
+                    select_signature(infer_request, metadata, signature_name)
                     row_format = "instances" in doc
                     if row_format:
                         infer_request.inputs = _decode_instances(doc["instances"], metadata)
@@ -284,7 +277,7 @@ def _metadata_json(metadata: ModelMetadata, version: str | None) -> dict[str, An
     def signature(specs: tuple[TensorSpec, ...]) -> dict[str, Any]:
         return {
             spec.name: {
-                "dtype": _TF_DTYPES[spec.datatype],
+                "dtype": TF_DTYPES[spec.datatype],
                 "tensor_shape": {
                     "dim": [{"size": str(dim), "name": ""} for dim in spec.shape],
                     "unknown_rank": False,
@@ -300,12 +293,15 @@ def _metadata_json(metadata: ModelMetadata, version: str | None) -> dict[str, An
         "model_spec": {"name": metadata.name, "signature_name": "", "version": version},
         "metadata": {
             "signature_def": {
+                # A Python model's other signatures take the same inputs; serval's metadata
+                # has the outputs of all signatures together, which each entry lists.
                 "signature_def": {
-                    "serving_default": {
+                    name: {
                         "inputs": signature(metadata.inputs),
                         "outputs": signature(metadata.outputs),
-                        "method_name": "tensorflow/serving/predict",
+                        "method_name": PREDICT_METHOD,
                     }
+                    for name in signature_names(metadata)
                 }
             }
         },

@@ -2,9 +2,14 @@
 """The descriptor pool of serval's generated messages.
 
 It is kept apart from protobuf's default pool so that clients defining the same
-``inference.*`` names (tritonclient.grpc) can be imported into the same process.
+``inference.*`` names (tritonclient.grpc), or ``tensorflow.*`` ones (TensorFlow,
+tensorflow-serving-api), can be imported into the same process.
 """
 
-from google.protobuf import descriptor_pool
+from google.protobuf import any_pb2, descriptor_pool, wrappers_pb2
 
 POOL = descriptor_pool.DescriptorPool()
+# The well-known types TF Serving's messages use (ModelSpec.version, the metadata's Any): a
+# pool resolves a file's dependencies only among its own files.
+for _well_known in (any_pb2, wrappers_pb2):
+    POOL.AddSerializedFile(_well_known.DESCRIPTOR.serialized_pb)
