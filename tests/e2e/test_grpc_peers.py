@@ -35,6 +35,7 @@ from serval.protocols.grpc.generated import grpc_reflection_v1_pb2_grpc as refle
 from serval.protocols.grpc.generated import grpc_service_pb2 as pb
 from serval.testing import RunningServer, run_server
 from tests.e2e.grpc_models import build_repository
+from tests.e2e.test_mlserver_codecs import mlserver_python
 from tests.runtimes.builders import write_python_model
 
 pytestmark = pytest.mark.e2e
@@ -150,26 +151,28 @@ def test_mlserver_and_seldon_clients_decode_model_metadata(
     assert all(p.WhichOneof("parameter_choice") for p in theirs.parameters.values())
 
 
-@pytest.mark.skipif(
-    importlib.util.find_spec("mlserver") is None, reason="mlserver is not installed"
-)
 def test_mlserver_own_classes_decode_model_metadata(channel: grpc.Channel) -> None:
     raw = _metadata_bytes(channel, "doubler")
-    # The generated module by its path: importing the mlserver package would start much more.
-    # In a subprocess, because it defines inference.* in the default pool, as tritonclient does.
-    spec = importlib.util.find_spec("mlserver")
-    assert spec is not None and spec.submodule_search_locations
-    module = Path(next(iter(spec.submodule_search_locations))) / "grpc" / "dataplane_pb2.py"
+    # MLServer's generated module, in the environment that has mlserver (its pins conflict
+    # with ours: tests/e2e/test_mlserver_codecs.py), by its path: importing the mlserver
+    # package would start much more. In a subprocess also because it defines inference.* in
+    # the default pool, as tritonclient does.
     script = (
-        "import importlib.util, sys\n"
-        f"spec = importlib.util.spec_from_file_location('dataplane_pb2', {str(module)!r})\n"
+        "import importlib.util, pathlib, sys\n"
+        "home = pathlib.Path(importlib.util.find_spec('mlserver').submodule_search_locations[0])\n"
+        "spec = importlib.util.spec_from_file_location(\n"
+        "    'dataplane_pb2', home / 'grpc' / 'dataplane_pb2.py')\n"
         "dataplane_pb2 = importlib.util.module_from_spec(spec)\n"
         "spec.loader.exec_module(dataplane_pb2)\n"
         "m = dataplane_pb2.ModelMetadataResponse.FromString(sys.stdin.buffer.read())\n"
         "print(m.name, m.parameters['signatures'].string_param)\n"
     )
     done = subprocess.run(
-        [sys.executable, "-c", script], input=raw, capture_output=True, timeout=120, check=True
+        [str(mlserver_python()), "-c", script],
+        input=raw,
+        capture_output=True,
+        timeout=120,
+        check=True,
     )
     name, signatures = done.stdout.decode().split()
     assert name == "doubler"
@@ -281,6 +284,8 @@ def test_reflection_v1_lists_every_service(channel: grpc.Channel) -> None:
     (answer,) = reflection.ServerReflectionInfo(iter([request]), timeout=10)
     assert {s.name for s in answer.list_services_response.service} == {
         "inference.GRPCInferenceService",
+        "tensorflow.serving.PredictionService",
+        "tensorflow.serving.ModelService",
         "grpc.health.v1.Health",
         "grpc.reflection.v1.ServerReflection",
         "grpc.reflection.v1alpha.ServerReflection",

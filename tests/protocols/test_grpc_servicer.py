@@ -523,6 +523,8 @@ def test_reflection_v1_lists_and_describes(server: InProcess) -> None:
         listed, described = reflection.ServerReflectionInfo(iter(requests), timeout=5)
     assert {s.name for s in listed.list_services_response.service} == {
         "inference.GRPCInferenceService",
+        "tensorflow.serving.PredictionService",
+        "tensorflow.serving.ModelService",
         "grpc.health.v1.Health",
         "grpc.reflection.v1alpha.ServerReflection",
         "grpc.reflection.v1.ServerReflection",
