@@ -71,7 +71,9 @@ async def wait_for(condition: Callable[[], bool], deadline_s: float = 5.0) -> No
         await asyncio.sleep(0.01)
 
 
-def test_an_answer_round_trips_with_one_get_and_its_ttl(prefix: str, commands: list[str]) -> None:
+def test_an_answer_round_trips_with_one_command_and_its_ttl(
+    prefix: str, commands: list[str]
+) -> None:
     counters = LayerCounters()
 
     async def test() -> None:
@@ -82,7 +84,7 @@ def test_an_answer_round_trips_with_one_get_and_its_ttl(prefix: str, commands: l
         await wait_for(lambda: cache.pending_writes == 0)
         commands.clear()
         found = await cache.get(b"\x01\x02")
-        assert commands == ["GET"]
+        assert commands == ["MGET"]  # a lookup alone in its turn of the loop: one key
         assert found is not None
         assert [(t.name, t.datatype, t.shape) for t in found] == [
             ("y", DataType.FP32, (1, 2)),
@@ -167,5 +169,30 @@ def test_close_waits_at_most_about_a_second(monkeypatch: pytest.MonkeyPatch) -> 
         started = time.perf_counter()
         await cache.close()
         assert 0.9 < time.perf_counter() - started < 1.5
+
+    asyncio.run(test())
+
+
+def test_lookups_and_stores_of_one_turn_share_one_command(prefix: str, commands: list[str]) -> None:
+    counters = LayerCounters()
+
+    async def test() -> None:
+        connection = RedisConnection(URL, timeout_s=0.5)
+        cache = cache_of(connection, prefix, counters, ttl_s=30.0)
+        keys = [bytes([i]) for i in range(20)]
+        commands.clear()
+        for key in keys:  # twenty requests storing in the same turn
+            cache.put(key, OUTPUTS)
+        await wait_for(lambda: cache.pending_writes == 0)
+        assert commands == []  # no SET of their own: one pipeline carried them
+        stored = redis.Redis.from_url(URL)
+        assert len(list(stored.scan_iter(f"{prefix}cache:m:3:*"))) == 20
+        stored.close()
+        commands.clear()
+        found = await asyncio.gather(*(cache.get(key) for key in keys))
+        assert commands == ["MGET"]  # one exchange for twenty concurrent lookups
+        assert all(entry is not None for entry in found)
+        await cache.close()
+        await connection.close()
 
     asyncio.run(test())

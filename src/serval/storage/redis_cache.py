@@ -4,18 +4,19 @@ replica of the server's ``--redis-url``.
 One Redis string per answer, ``{prefix}cache:{model}:{version}:{hex digest of the request}``
 (the composition root passes everything before the digest as ``key_prefix``), holding the
 outputs as ``serval.storage.tensor_record`` writes them, expiring after the cache's TTL. A
-lookup is one GET; a store is a background SET with PX, so a request never waits for it.
+lookup is a GET, sent as one MGET with the lookups of the other requests of the same turn of
+the event loop (``redis_batches``); a store is a background SET with PX, pipelined likewise,
+so a request never waits for it.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Sequence
 
 from serval.core.composition.layer_counters import LayerCounters
-from serval.core.composition.stores import LookupUnavailableError
 from serval.core.types import Tensor
+from serval.storage.redis_batches import BatchedGets, BatchedSets
 from serval.storage.redis_connection import RedisConnection
 from serval.storage.tensor_record import decode_tensors, encode_tensors
 
@@ -47,8 +48,10 @@ class RedisPredictionCache:
         self._counters = counters
         self._model = model
         self._version = str(version)
-        self._max_pending = max_pending
-        self._pending: set[asyncio.Task[None]] = set()
+        self._gets = BatchedGets(connection)
+        self._sets = BatchedSets(
+            connection, ttl_ms=self._ttl_ms, max_pending=max_pending, on_failed=self._write_failed
+        )
         self._warned_undecodable = False
         self._warned_unwritable = False
 
@@ -62,7 +65,7 @@ class RedisPredictionCache:
 
     async def get(self, key: bytes) -> list[Tensor] | None:
         name = self.key(key)
-        value = await self._connection.run(lambda client: client.get(name))
+        value = await self._gets.get(name)
         if value is None:
             return None
         try:
@@ -76,36 +79,22 @@ class RedisPredictionCache:
             return None
 
     def put(self, key: bytes, outputs: Sequence[Tensor]) -> None:
-        if len(self._pending) >= self._max_pending:
-            self._write_failed()
-            return
         try:
             # Encoded now: the outputs are the caller's, free to change once this returns.
-            value = encode_tensors(outputs)
-            task = asyncio.get_running_loop().create_task(self._write(self.key(key), value))
+            self._sets.set(self.key(key), encode_tensors(outputs))
         except (ValueError, TypeError, OverflowError, RuntimeError) as exc:  # unencodable; no loop
             if not self._warned_unwritable:
                 self._warned_unwritable = True
                 log.warning("cache of %s:%s: cannot store: %s", self._model, self._version, exc)
             self._write_failed()
-            return
-        self._pending.add(task)
-        task.add_done_callback(self._pending.discard)
 
-    async def _write(self, name: str, value: bytes) -> None:
-        try:
-            await self._connection.run(lambda client: client.set(name, value, px=self._ttl_ms))
-        except LookupUnavailableError:  # the connection logged the outage
-            self._write_failed()
-
-    def _write_failed(self) -> None:
-        self._counters.add("cache", self._model, self._version, "write_failed")
+    def _write_failed(self, count: int = 1) -> None:
+        self._counters.add("cache", self._model, self._version, "write_failed", count)
 
     @property
     def pending_writes(self) -> int:
-        return len(self._pending)
+        return self._sets.pending
 
     async def close(self) -> None:
         """Wait a little for outstanding writes; the shared connection stays open."""
-        if self._pending:
-            await asyncio.wait(set(self._pending), timeout=CLOSE_WAIT_S)
+        await self._sets.flush(CLOSE_WAIT_S)
