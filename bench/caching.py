@@ -176,10 +176,10 @@ def cache(args: argparse.Namespace) -> None:
                 client.delete(*keys)
             client.close()
     for backend in ("memory", "redis"):
-        hit, miss = median(runs[f"{backend} hit"]), median(runs[f"{backend} miss"])
-        print(
-            f"{backend}: median hit {hit:,.0f} rows/s, miss {miss:,.0f} rows/s: {hit / miss:.2f} x"
-        )
+        for encoding in args.encodings:
+            name = f"{backend} {encoding}"
+            hit, miss = median(runs[f"{name} hit"]), median(runs[f"{name} miss"])
+            print(f"{name}: median hit {hit:,.0f}, miss {miss:,.0f} rows/s: {hit / miss:.2f} x")
 
 
 def fetch(port: int, path: str) -> dict[str, object]:
