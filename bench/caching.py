@@ -259,6 +259,11 @@ def features(args: argparse.Namespace) -> None:
                         f"{result['p99_us'] / 1e3:6.3f} ms",
                         flush=True,
                     )
+            for name in ("plain", "featured"):
+                stats = fetch(port, f"/v2/models/{name}/stats")
+                success = stats["model_stats"][0]["inference_stats"]["success"]  # type: ignore[index]
+                # The data plane's part of a request: from decoded to answered.
+                print(f"{name}: {success['ns'] / success['count'] / 1e3:.0f} µs in the data plane")
             before_calls = hmget_calls(client)
             before_lookups = metric(port, "serval_feature_lookups_total", "featured")
             result = run_wrk(
