@@ -221,6 +221,17 @@ def test_v1_metadata_returns_the_real_signature_defs(http: httpx.Client) -> None
     }
 
 
+def test_v2_metadata_shows_the_default_signature_and_lists_them_all(http: httpx.Client) -> None:
+    meta = http.get("/v2/models/savedmodel").json()
+    assert meta["platform"] == "tensorflow_savedmodel"
+    assert meta["signatures"] == ["serving_default", "length"]
+    assert meta["inputs"] == [{"name": "features", "datatype": "FP32", "shape": [-1, 4]}]
+    assert {o["name"] for o in meta["outputs"]} == {"scores", "best"}
+    keras = http.get("/v2/models/keras").json()
+    assert keras["platform"] == "tensorflow_keras"
+    assert keras["outputs"] == [{"name": "scores", "datatype": "FP32", "shape": [-1, 3]}]
+
+
 def test_tf_serving_grpc_metadata_returns_the_real_signature_defs(
     tf_serving: prediction_service_pb2_grpc.PredictionServiceStub,
 ) -> None:
