@@ -209,3 +209,26 @@ def test_a_folder_without_a_model_is_a_load_error(tmp_path: Path) -> None:
     (tmp_path / "saved_model.pb").write_bytes(b"not a graph")
     with pytest.raises(ModelLoadError, match="not a loadable SavedModel"):
         load(tmp_path)
+
+
+def test_an_input_the_graph_rejects_is_a_400_with_the_reason_only(tmp_path: Path) -> None:
+    tf = pytest.importorskip("tensorflow")
+    weights = tf.constant(np.ones((4, 2), np.float32))
+
+    class AnyWidth(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([None, None], tf.float32, name="x")])
+        def serve(self, x):  # type: ignore[no-untyped-def]
+            return {"y": x @ weights}
+
+    module = AnyWidth()
+    tf.saved_model.save(module, str(tmp_path), signatures={"serving_default": module.serve})
+    # Zero-filled warm-up rows are 1 wide, which this graph rejects too.
+    predictor = load(tmp_path, ModelSpec.model_validate({"warmup": {"enabled": False}}))
+    request = InferenceRequest("m", [Tensor("x", DataType.FP32, np.ones((2, 3), np.float32))])
+    with pytest.raises(InvalidInputError) as caught:
+        predictor.predict(request)
+    message = str(caught.value)
+    assert "cannot run signature 'serving_default'" in message
+    assert "Matrix size-incompatible: In[0]: [2,3], In[1]: [4,2]" in message
+    assert "File " not in message
+    assert "Graph execution error" not in message

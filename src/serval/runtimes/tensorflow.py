@@ -11,6 +11,7 @@ signature declares its own inputs and outputs, which the metadata carries
 from __future__ import annotations
 
 import logging
+import re
 import time
 from typing import Any
 
@@ -246,6 +247,13 @@ def _zeros(spec: TensorSpec, batch_size: int) -> np.ndarray[Any, Any]:
 
 
 def _first_line(exc: BaseException) -> str:
-    # TF's messages carry a graph trace after the first lines; the client needs the reason.
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
+    """The reason in a TensorFlow error: its message without the graph trace TF adds (where
+    the node was defined, file paths of the server), which tells a client nothing."""
+    for line in str(exc).splitlines():
+        text = line.strip()
+        if text and not text.startswith(_TRACE_LINES):
+            return re.sub(r"\s*\[\[.*$|\s*\[Op:[^\]]*\]$", "", text) or type(exc).__name__
+    return type(exc).__name__
+
+
+_TRACE_LINES = ("Graph execution error", "Detected at node", "File ", "<stack traces", "[[")
