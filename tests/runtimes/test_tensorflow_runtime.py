@@ -4,6 +4,7 @@ acts on. The real server runs it in tests/runtimes/test_tensorflow_serving.py.""
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -50,6 +51,15 @@ def test_the_registry_chooses_tensorflow_for_each_layout(
     else:
         path.write_bytes(b"")
     assert RuntimeRegistry.default().choose(request_for(tmp_path)).name == "tensorflow"
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("tensorflow") is not None, reason="TensorFlow is installed"
+)
+def test_without_tensorflow_a_savedmodel_names_the_extra_to_install(tmp_path: Path) -> None:
+    (tmp_path / "saved_model.pb").write_bytes(b"")
+    with pytest.raises(ModelConfigError, match=r"pip install 'serval-server\[tensorflow\]'"):
+        RuntimeRegistry.default()(request_for(tmp_path)).load()
 
 
 @pytest.fixture(scope="module")
