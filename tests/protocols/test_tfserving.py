@@ -13,7 +13,14 @@ from hypothesis import strategies as st
 from serval.core.errors import InvalidInputError, ServalError
 from serval.core.lifecycle.states import ServableId, ServableState, ServableStatus
 from serval.core.tensors.datatypes import DataType
-from serval.core.types import InferenceRequest, ServableMetadata, Tensor, TensorSpec
+from serval.core.types import (
+    InferenceRequest,
+    ModelMetadata,
+    ServableMetadata,
+    SignatureSpec,
+    Tensor,
+    TensorSpec,
+)
 from serval.protocols.grpc.generated.tensorflow.core.framework import tensor_pb2, types_pb2
 from serval.protocols.grpc.generated.tensorflow_serving.apis import get_model_status_pb2
 from serval.protocols.grpc.tfserving import messages
@@ -162,6 +169,58 @@ def test_an_unknown_signature_is_invalid(metadata: ServableMetadata) -> None:
     assert "model 'm' has no signature 'classify'" in text
     assert "serving_default" in text
     assert ("length" in text) is (metadata is PYTHON)
+
+
+# A SavedModel's signature defs: each with its own tensors, real names; one without a default.
+FEATURES = (TensorSpec("features", DataType.FP32, (-1, 4)),)
+SCORES = (TensorSpec("scores", DataType.FP32, (-1, 3)),)
+SAVED = ServableMetadata(
+    "tensorflow_savedmodel",
+    FEATURES,
+    SCORES,
+    signatures=("serving_default", "length"),
+    signature_specs=(
+        SignatureSpec("serving_default", FEATURES, SCORES),
+        SignatureSpec("length", PYTHON.inputs, (TensorSpec("n", DataType.INT32, (-1,)),)),
+    ),
+)
+NO_DEFAULT = ServableMetadata(
+    "tensorflow_savedmodel",
+    FEATURES,
+    SCORES,
+    signatures=("scores", "length"),
+    signature_specs=(SignatureSpec("scores", FEATURES, SCORES), SAVED.signature_specs[1]),
+    requires_signature=True,
+)
+
+
+def test_signature_defs_of_a_savedmodel_use_their_own_names_and_tensors() -> None:
+    request = InferenceRequest("m", [])
+    select_signature(request, SAVED, "serving_default")  # the default: no parameter
+    assert request.parameters == {}
+    select_signature(request, SAVED, "length")
+    assert request.parameters == {"signature": "length"}
+    request = InferenceRequest("m", [])
+    select_signature(request, NO_DEFAULT, "scores")  # the first, but not a default
+    assert request.parameters == {"signature": "scores"}
+    with pytest.raises(InvalidInputError, match=r"no signature 'serving_default'.*scores, length"):
+        select_signature(InferenceRequest("m", []), NO_DEFAULT, "serving_default")
+
+    model = ModelMetadata(
+        "m",
+        ("1",),
+        NO_DEFAULT.platform,
+        NO_DEFAULT.inputs,
+        NO_DEFAULT.outputs,
+        NO_DEFAULT.signatures,
+        signature_specs=NO_DEFAULT.signature_specs,
+        requires_signature=True,
+    )
+    found = messages.signature_def_map(model).signature_def
+    assert set(found) == {"scores", "length"}
+    assert list(found["scores"].inputs) == ["features"]
+    assert list(found["length"].inputs) == ["text"]
+    assert found["length"].outputs["n"].dtype == types_pb2.DT_INT32
 
 
 def test_model_status_states_and_errors() -> None:

@@ -133,6 +133,8 @@ class DataPlane:
             outputs=metadata.outputs,
             signatures=metadata.signatures,
             parameters=metadata.parameters,
+            signature_specs=metadata.signature_specs,
+            requires_signature=metadata.requires_signature,
         )
 
     def model_config(self, name: str, version: str | int | None = None) -> ModelConfigView:

@@ -27,6 +27,7 @@ __all__ = [
     "Parameters",
     "RequestedOutput",
     "ServableMetadata",
+    "SignatureSpec",
     "Tensor",
     "TensorSpec",
 ]
@@ -184,6 +185,16 @@ class InferenceResponse:
 
 
 @dataclass(frozen=True, slots=True)
+class SignatureSpec:
+    """One signature's own inputs and outputs, for runtimes whose signatures differ in them
+    (a TensorFlow SavedModel's signature defs)."""
+
+    name: str
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class ServableMetadata:
     """What one loaded version declares; the data plane adds the model's name and versions."""
 
@@ -195,19 +206,37 @@ class ServableMetadata:
     signatures: tuple[str, ...] = ()
     # Facts about the model for clients, e.g. ``feature_names`` (comma-separated).
     parameters: Parameters = field(default_factory=dict)
+    # Each signature's own inputs and outputs, in the order of ``signatures``, where they
+    # differ between signatures; empty where every signature takes ``inputs`` (a Python
+    # model's). ``inputs``/``outputs`` are then the default signature's.
+    signature_specs: tuple[SignatureSpec, ...] = ()
+    # True when the model has no default signature: every request must name one.
+    requires_signature: bool = False
     # Lookups by name, built once: every request is checked against them.
     _inputs: dict[str, TensorSpec] = field(init=False, repr=False, compare=False)
     _outputs: dict[str, TensorSpec] = field(init=False, repr=False, compare=False)
+    _views: dict[str, ServableMetadata] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_inputs", {spec.name: spec for spec in self.inputs})
         object.__setattr__(self, "_outputs", {spec.name: spec for spec in self.outputs})
+        views = {
+            spec.name: ServableMetadata(self.platform, spec.inputs, spec.outputs)
+            for spec in self.signature_specs
+        }
+        object.__setattr__(self, "_views", views)
 
     def input(self, name: str) -> TensorSpec | None:
         return self._inputs.get(name)
 
     def output(self, name: str) -> TensorSpec | None:
         return self._outputs.get(name)
+
+    def signature_view(self, name: str) -> ServableMetadata | None:
+        """The inputs and outputs of signature ``name`` as metadata of their own; None when
+        the signatures do not declare their own (``signature_specs`` is empty) or there is
+        no such signature."""
+        return self._views.get(name)
 
 
 @dataclass(frozen=True, slots=True)
@@ -219,3 +248,5 @@ class ModelMetadata:
     outputs: tuple[TensorSpec, ...]
     signatures: tuple[str, ...] = ()
     parameters: Parameters = field(default_factory=dict)
+    signature_specs: tuple[SignatureSpec, ...] = ()
+    requires_signature: bool = False

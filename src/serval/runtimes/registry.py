@@ -63,6 +63,13 @@ BUILTIN_RUNTIMES: tuple[RuntimeEntry, ...] = (
         ("model.txt",),
         "serval-server[lightgbm]",
     ),
+    # saved_model.pb: TF Serving's layout; model.savedmodel: Triton's (a folder).
+    RuntimeEntry(
+        "tensorflow",
+        "serval.runtimes.tensorflow:TensorFlowLoader",
+        ("saved_model.pb", "model.savedmodel", "model.keras"),
+        "serval-server[tensorflow]",
+    ),
 )
 
 

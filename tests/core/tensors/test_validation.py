@@ -3,21 +3,24 @@ tensor and the reason."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
 from serval.core.errors import InvalidInputError
 from serval.core.tensors.datatypes import DataType
-from serval.core.tensors.validation import validate_request
+from serval.core.tensors.validation import signature_metadata, validate_request
 from serval.core.types import (
     InferenceRequest,
     RequestedOutput,
     ServableMetadata,
+    SignatureSpec,
     Tensor,
     TensorSpec,
 )
 
-FP32, INT64 = DataType.FP32, DataType.INT64
+FP32, INT64, BYTES = DataType.FP32, DataType.INT64, DataType.BYTES
 METADATA = ServableMetadata(
     "fake",
     inputs=(TensorSpec("x", FP32, (-1, 3)), TensorSpec("n", INT64, (-1,))),
@@ -117,3 +120,65 @@ def test_bytes_inputs_are_checked_like_the_others() -> None:
     validate_request(request(Tensor("s", DataType.BYTES, strings)), text)
     with pytest.raises(InvalidInputError, match="expected datatype BYTES, received FP32"):
         validate_request(request(Tensor("s", FP32, np.zeros(2, np.float32))), text)
+
+
+# A SavedModel-like servable whose signatures take different inputs.
+SCORES = (TensorSpec("scores", FP32, (-1, 3)),)
+SIGNED = ServableMetadata(
+    "fake",
+    inputs=(TensorSpec("x", FP32, (-1, 3)),),
+    outputs=SCORES,
+    signatures=("serving_default", "length"),
+    signature_specs=(
+        SignatureSpec("serving_default", (TensorSpec("x", FP32, (-1, 3)),), SCORES),
+        SignatureSpec(
+            "length", (TensorSpec("text", BYTES, (-1,)),), (TensorSpec("n", INT64, (-1,)),)
+        ),
+    ),
+)
+
+
+def text() -> Tensor:
+    return Tensor("text", BYTES, np.array([b"a", b"bc"], dtype=np.object_))
+
+
+def test_a_request_is_checked_against_the_signature_it_names() -> None:
+    named = request(text(), outputs=["n"])
+    named.parameters = {"signature": "length"}
+    validate_request(named, SIGNED)
+    assert signature_metadata(SIGNED, named.parameters).inputs[0].name == "text"
+    with pytest.raises(InvalidInputError, match=r"unknown input 'text'.*expected inputs: x"):
+        validate_request(request(text()), SIGNED)  # the default takes x
+    wrong = request(x(), outputs=["scores"])
+    wrong.parameters = {"signature": "length"}
+    with pytest.raises(InvalidInputError, match=r"unknown input 'x'.*expected inputs: text"):
+        validate_request(wrong, SIGNED)
+
+
+def test_an_unknown_signature_lists_the_signatures() -> None:
+    with pytest.raises(
+        InvalidInputError, match=r"unknown signature 'nope'.*serving_default, length"
+    ):
+        signature_metadata(SIGNED, {"signature": "nope"})
+
+
+def test_without_a_default_a_request_must_name_a_signature() -> None:
+    no_default = dataclasses.replace(
+        SIGNED,
+        signatures=("length", "scores"),
+        requires_signature=True,
+        signature_specs=(
+            dataclasses.replace(SIGNED.signature_specs[1]),
+            dataclasses.replace(SIGNED.signature_specs[0], name="scores"),
+        ),
+    )
+    with pytest.raises(InvalidInputError, match=r"no default signature.*it has: length, scores"):
+        validate_request(request(x()), no_default)
+    named = request(x())
+    named.parameters = {"signature": "scores"}
+    validate_request(named, no_default)
+
+
+def test_signatures_without_their_own_specs_share_the_metadata() -> None:
+    shared = dataclasses.replace(METADATA, signatures=("predict", "other"))
+    assert signature_metadata(shared, {"signature": "other"}) is shared

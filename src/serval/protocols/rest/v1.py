@@ -1,7 +1,7 @@
 """TF Serving's V1 REST API (and KServe V1's liveness, model list and status shapes).
 
 ``POST /v1/models/{m}[/versions/{v}|/labels/{l}]:predict`` with ``instances`` (row format) or
-``inputs`` (columnar), and ``signature_name`` (a Python model's signature); ``GET
+``inputs`` (columnar), and ``signature_name`` (a Python model's or a SavedModel's signature); ``GET
 /v1/models/{m}[...]`` status and ``.../metadata``; ``GET /`` (KServe V1's liveness).
 """
 
@@ -24,6 +24,7 @@ from serval.core.errors import (
 )
 from serval.core.lifecycle.states import ServableState
 from serval.core.records import RequestRecord
+from serval.core.tensors.validation import signature_metadata
 from serval.core.types import (
     InferenceRequest,
     InferenceResponse,
@@ -37,7 +38,7 @@ from serval.protocols.oip.tf_serving import (
     PREDICT_METHOD,
     TF_DTYPES,
     select_signature,
-    signature_names,
+    signature_defs,
 )
 from serval.protocols.rest.body import parse_json_object, read_body
 from serval.protocols.rest.errors import MODEL_VERSION_HEADER
@@ -174,6 +175,8 @@ class V1Routes:
                 try:
                     metadata = handle.metadata
                     select_signature(infer_request, metadata, signature_name)
+                    # The named signature's own inputs, where signatures declare their own.
+                    metadata = signature_metadata(metadata, infer_request.parameters)
                     row_format = "instances" in doc
                     if row_format:
                         infer_request.inputs = _decode_instances(doc["instances"], metadata)
@@ -293,15 +296,13 @@ def _metadata_json(metadata: ModelMetadata, version: str | None) -> dict[str, An
         "model_spec": {"name": metadata.name, "signature_name": "", "version": version},
         "metadata": {
             "signature_def": {
-                # A Python model's other signatures take the same inputs; serval's metadata
-                # has the outputs of all signatures together, which each entry lists.
                 "signature_def": {
                     name: {
-                        "inputs": signature(metadata.inputs),
-                        "outputs": signature(metadata.outputs),
+                        "inputs": signature(inputs),
+                        "outputs": signature(outputs),
                         "method_name": PREDICT_METHOD,
                     }
-                    for name in signature_names(metadata)
+                    for name, inputs, outputs in signature_defs(metadata)
                 }
             }
         },

@@ -13,7 +13,7 @@ from serval.protocols.grpc.generated.tensorflow_serving.apis import (
     model_pb2,
 )
 from serval.protocols.grpc.tfserving.tensors import dtype_of
-from serval.protocols.oip.tf_serving import PREDICT_METHOD, signature_names
+from serval.protocols.oip.tf_serving import PREDICT_METHOD, signature_defs
 from serval.security.access import public_message
 
 # The one metadata field TF Serving defines.
@@ -64,17 +64,15 @@ def _tensor_info(spec: TensorSpec) -> meta_graph_pb2.TensorInfo:
 
 
 def signature_def_map(metadata: ModelMetadata) -> get_model_metadata_pb2.SignatureDefMap:
-    """``serving_default`` and a Python model's other signatures. Each takes the model's
-    inputs and lists the model's outputs (serval's metadata has the outputs of all signatures
-    together, not each one's)."""
-    signature = meta_graph_pb2.SignatureDef(method_name=PREDICT_METHOD)
-    for spec in metadata.inputs:
-        signature.inputs[spec.name].CopyFrom(_tensor_info(spec))
-    for spec in metadata.outputs:
-        signature.outputs[spec.name].CopyFrom(_tensor_info(spec))
+    """The model's signature defs (``tf_serving.signature_defs``)."""
     found = get_model_metadata_pb2.SignatureDefMap()
-    for name in signature_names(metadata):
-        found.signature_def[name].CopyFrom(signature)
+    for name, inputs, outputs in signature_defs(metadata):
+        signature = found.signature_def[name]
+        signature.method_name = PREDICT_METHOD
+        for spec in inputs:
+            signature.inputs[spec.name].CopyFrom(_tensor_info(spec))
+        for spec in outputs:
+            signature.outputs[spec.name].CopyFrom(_tensor_info(spec))
     return found
 
 
