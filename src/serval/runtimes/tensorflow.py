@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from serval.core.errors import InvalidInputError, ModelLoadError
 from serval.core.lifecycle.loader import LoadRequest
 from serval.core.tensors.datatypes import DataType
-from serval.core.tensors.validation import SIGNATURE_PARAMETER
+from serval.core.tensors.signatures import SIGNATURE_PARAMETER
 from serval.core.types import (
     InferenceRequest,
     InferenceResponse,

@@ -3,33 +3,8 @@
 from __future__ import annotations
 
 from serval.core.errors import InvalidInputError
-from serval.core.types import InferenceRequest, Parameters, ServableMetadata
-
-# The request parameter that selects one of a servable's signatures.
-SIGNATURE_PARAMETER = "signature"
-
-
-def signature_metadata(metadata: ServableMetadata, parameters: Parameters) -> ServableMetadata:
-    """The inputs and outputs a request with ``parameters`` is checked against: those of the
-    signature it names where signatures declare their own, else ``metadata`` itself. Raises
-    ``InvalidInputError`` for an unknown signature, or none named where there is no default."""
-    if not metadata.signature_specs:
-        return metadata
-    name = parameters.get(SIGNATURE_PARAMETER)
-    if name is None:
-        if metadata.requires_signature:
-            raise InvalidInputError(
-                f"the model has no default signature: name one with the parameter "
-                f"{SIGNATURE_PARAMETER!r} (signature_name in TF Serving's APIs); it has: "
-                f"{', '.join(metadata.signatures)}"
-            )
-        return metadata
-    view = metadata.signature_view(name) if isinstance(name, str) else None
-    if view is None:
-        raise InvalidInputError(
-            f"unknown signature {name!r}; the model has: {', '.join(metadata.signatures)}"
-        )
-    return view
+from serval.core.tensors.signatures import signature_metadata
+from serval.core.types import InferenceRequest, ServableMetadata
 
 
 def validate_request(request: InferenceRequest, metadata: ServableMetadata) -> None:

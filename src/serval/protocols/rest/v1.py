@@ -24,7 +24,7 @@ from serval.core.errors import (
 )
 from serval.core.lifecycle.states import ServableState
 from serval.core.records import RequestRecord
-from serval.core.tensors.validation import signature_metadata
+from serval.core.tensors.signatures import signature_metadata
 from serval.core.types import (
     InferenceRequest,
     InferenceResponse,
