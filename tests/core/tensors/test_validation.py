@@ -10,7 +10,8 @@ import pytest
 
 from serval.core.errors import InvalidInputError
 from serval.core.tensors.datatypes import DataType
-from serval.core.tensors.validation import signature_metadata, validate_request
+from serval.core.tensors.signatures import signature_metadata
+from serval.core.tensors.validation import validate_request
 from serval.core.types import (
     InferenceRequest,
     RequestedOutput,
