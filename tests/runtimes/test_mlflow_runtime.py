@@ -270,7 +270,7 @@ def test_a_model_without_a_signature_is_refused_naming_the_fix(tmp_path: Path, m
     document = yaml.safe_load(path.read_text())
     del document["signature"]
     path.write_text(yaml.safe_dump(document))
-    with pytest.raises(ModelConfigError, match="has no signature.*infer_signature"):
+    with pytest.raises(ModelConfigError, match=r"has no signature.*infer_signature"):
         load(path.parent)
 
 
