@@ -356,3 +356,30 @@ def test_native_serves_the_xgboost_and_lightgbm_flavors(tmp_path: Path, models: 
         predict(lgb_predictor, input=ROWS)["predict"], lgb_booster.predict(ROWS)
     )
     assert classes.size  # the data had labels too; only regression is needed here
+
+
+def test_a_cloudpickled_sklearn_model_needs_trust_both_ways(tmp_path: Path, models: Any) -> None:
+    import mlflow.sklearn
+    from mlflow.models import infer_signature
+    from sklearn.linear_model import Ridge
+
+    features, _ = training_data()
+    model = Ridge().fit(models.frame(features), features[:, 0])
+    folder = tmp_path / "ridge" / "1"
+    signature = infer_signature(models.frame(features), model.predict(models.frame(features)))
+    mlflow.sklearn.save_model(
+        model, str(folder), serialization_format="cloudpickle", signature=signature
+    )
+    assert (folder / "model.pkl").is_file()
+    for runtime in ("mlflow", "native"):
+        with pytest.raises(ModelConfigError, match="trust_pickle"):
+            load(folder, runtime=runtime)
+    trusted = {"trust_pickle": True}
+    pyfunc = load(folder, runtime_options=trusted)
+    got = predict(pyfunc, **{c: ROWS[:, i] for i, c in enumerate(models.COLUMNS)})
+    np.testing.assert_allclose(got["predict"], model.predict(models.frame(ROWS)))
+    native = load(folder, runtime="native", runtime_options=trusted)
+    assert native.metadata.platform == "sklearn_pickle"
+    np.testing.assert_allclose(
+        predict(native, input=ROWS)["predict"], model.predict(models.frame(ROWS))
+    )

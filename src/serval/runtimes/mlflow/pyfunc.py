@@ -64,7 +64,6 @@ class MlflowLoader:
                 f"{mlmodel.path} has no {PYFUNC} flavor (it has: {', '.join(mlmodel.flavors)}); "
                 f"serval serves MLflow models through it"
             )
-        inputs, outputs = self._schemas(mlmodel)
         check_skops_types(mlmodel, self._options.trusted_types, self._spec_file)
         if check_pickles(mlmodel, self._options.trust_pickle, self._spec_file):
             logger.warning(
@@ -74,6 +73,7 @@ class MlflowLoader:
                 self._request.version,
                 self._spec_file,
             )
+        inputs, outputs = self._schemas(mlmodel)
         try:
             model = mlflow.pyfunc.load_model(str(mlmodel.folder))
         except (ImportError, MlflowException) as exc:
