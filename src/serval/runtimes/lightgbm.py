@@ -9,6 +9,7 @@ only, equal to ``Booster.predict``.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import lightgbm as lgb
@@ -44,12 +45,14 @@ class LightGBMOptions(BaseModel):
 
 
 class LightGBMLoader:
-    def __init__(self, request: LoadRequest) -> None:
+    def __init__(self, request: LoadRequest, *, artifact: Path | None = None) -> None:
+        """``artifact``: the file to load, where a wrapper knows it (an MLflow model's)."""
         self._request = request
+        self._artifact = artifact
         self._options = parse_runtime_options(LightGBMOptions, request)
 
     def load(self) -> TabularPredictor:
-        path = self._request.path / ARTIFACT
+        path = self._artifact or self._request.path / ARTIFACT
         if not path.is_file():
             raise ModelLoadError(f"{path} does not exist")
         try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -71,8 +72,10 @@ class OnnxOptions(BaseModel):
 class OnnxLoader:
     """Builds an ``OnnxPredictor``; construction only validates options (cheap)."""
 
-    def __init__(self, request: LoadRequest) -> None:
+    def __init__(self, request: LoadRequest, *, artifact: Path | None = None) -> None:
+        """``artifact``: the file to load, where a wrapper knows it (an MLflow model's)."""
         self._request = request
+        self._artifact = artifact
         self._spec_file = spec_file(request)
         self._options = parse_runtime_options(OnnxOptions, request)
         available = ort.get_available_providers()
@@ -84,7 +87,7 @@ class OnnxLoader:
             )
 
     def load(self) -> OnnxPredictor:
-        path = self._request.path / "model.onnx"
+        path = self._artifact or self._request.path / "model.onnx"
         if not path.is_file():
             raise ModelLoadError(f"{path} does not exist")
         options = ort.SessionOptions()

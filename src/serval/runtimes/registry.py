@@ -43,6 +43,13 @@ BUILTIN_RUNTIMES: tuple[RuntimeEntry, ...] = (
         ("model.py",),
         "serval-server[python]",
     ),
+    # Before the runtimes whose files an MLflow model holds (model.skops, model.onnx...).
+    RuntimeEntry(
+        "mlflow",
+        "serval.runtimes.mlflow.pyfunc:MlflowLoader",
+        ("MLmodel",),
+        "serval-server[mlflow]",
+    ),
     RuntimeEntry("onnx", "serval.runtimes.onnx:OnnxLoader", ("model.onnx",), "serval-server[onnx]"),
     RuntimeEntry(
         "sklearn",
@@ -70,6 +77,9 @@ BUILTIN_RUNTIMES: tuple[RuntimeEntry, ...] = (
         ("saved_model.pb", "model.savedmodel", "model.keras"),
         "serval-server[tensorflow]",
     ),
+    # An MLflow model's flavor file served by serval's runtime for it: named in model.yaml
+    # only; it needs the extra of that runtime, not MLflow.
+    RuntimeEntry("native", "serval.runtimes.mlflow.native:NativeLoader", (), "serval-server"),
 )
 
 

@@ -61,16 +61,21 @@ class SklearnOptions(BaseModel):
 
 
 class SklearnLoader:
-    def __init__(self, request: LoadRequest) -> None:
+    def __init__(self, request: LoadRequest, *, artifact: Path | None = None) -> None:
+        """``artifact``: the file to load, where a wrapper knows it (an MLflow model's);
+        else the first of ``model.skops``, ``model.joblib``, ``model.pkl`` in the folder."""
         self._request = request
+        self._artifact = artifact
         self._options = parse_runtime_options(SklearnOptions, request)
 
     def load(self) -> TabularPredictor:
         folder = self._request.path
-        if (folder / SKOPS).is_file():
-            model, platform = self._load_skops(folder / SKOPS), PLATFORM_SKOPS
+        skops = self._artifact if self._artifact is not None else folder / SKOPS
+        if skops.suffix == ".skops" and skops.is_file():
+            model, platform = self._load_skops(skops), PLATFORM_SKOPS
         else:
-            pickle = next((folder / n for n in PICKLES if (folder / n).is_file()), None)
+            candidates = [self._artifact] if self._artifact else [folder / n for n in PICKLES]
+            pickle = next((path for path in candidates if path.is_file()), None)
             if pickle is None:
                 names = ", ".join((SKOPS, *PICKLES))
                 raise ModelLoadError(f"no scikit-learn model in {folder} (expected one of {names})")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -44,13 +45,16 @@ class XGBoostOptions(BaseModel):
 
 
 class XGBoostLoader:
-    def __init__(self, request: LoadRequest) -> None:
+    def __init__(self, request: LoadRequest, *, artifact: Path | None = None) -> None:
+        """``artifact``: the file to load, where a wrapper knows it (an MLflow model's)."""
         self._request = request
+        self._artifact = artifact
         self._options = parse_runtime_options(XGBoostOptions, request)
 
     def load(self) -> TabularPredictor:
         folder = self._request.path
-        path = next((folder / n for n in ARTIFACTS if (folder / n).is_file()), None)
+        candidates = [self._artifact] if self._artifact else [folder / n for n in ARTIFACTS]
+        path = next((path for path in candidates if path.is_file()), None)
         if path is None:
             raise ModelLoadError(f"no XGBoost model in {folder} (expected model.ubj or model.json)")
         try:
