@@ -63,6 +63,14 @@ BUILTIN_RUNTIMES: tuple[RuntimeEntry, ...] = (
         ("model.txt",),
         "serval-server[lightgbm]",
     ),
+    # model.pt is Triton's name for TorchScript; model.pt2 a torch.export program; model.pth
+    # (TorchServe's) a pickled module, loaded only when trusted.
+    RuntimeEntry(
+        "pytorch",
+        "serval.runtimes.pytorch.loader:TorchLoader",
+        ("model.pt2", "model.pt", "model.pth"),
+        "serval-server[torch]",
+    ),
 )
 
 
