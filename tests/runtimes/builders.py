@@ -156,7 +156,6 @@ def write_python_model(folder: Path, source: str) -> Path:
     return folder
 
 
-
 def torch_scripted(repo: Path, name: str) -> Expected:
     """An nn.Module scripted to TorchScript ``model.pt``; model.yaml declares its tensors."""
     from tests.runtimes import torch_models

@@ -4,8 +4,9 @@ the refusal of pickles, the intra-op thread count, and predictions equal to torc
 from __future__ import annotations
 
 import io
-from collections import UserDict
 import zipfile
+from collections import UserDict
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -247,3 +248,14 @@ def test_a_loaded_model_sets_torch_threads_from_model_yaml(tmp_path: Path) -> No
     finally:
         predictor.close()
         torch.set_num_threads(before)
+
+
+def test_models_load_at_once_on_several_threads(tmp_path: Path) -> None:
+    # torch.export.load is not reentrant; serval loads versions on several threads.
+    for index in range(4):
+        torch_models.exported(tmp_path, f"m{index}")
+    with ThreadPoolExecutor(4) as pool:
+        predictors = list(pool.map(lambda i: load(tmp_path / f"m{i}" / "1"), range(4)))
+    assert all(p.metadata.platform == "torch_export" for p in predictors)
+    for predictor in predictors:
+        predictor.close()

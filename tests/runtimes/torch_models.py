@@ -28,7 +28,7 @@ class Classifier(torch.nn.Module):
         self.hidden = torch.nn.Linear(N_FEATURES, 8)
         self.head = torch.nn.Linear(8, 3)
 
-    def forward(self, input: torch.Tensor) -> dict[str, torch.Tensor]:  # noqa: A002 - the name served
+    def forward(self, input: torch.Tensor) -> dict[str, torch.Tensor]:  # the input name served
         logits = self.head(torch.relu(self.hidden(input)))
         return {"logits": logits, "label": logits.argmax(dim=1)}
 

@@ -84,14 +84,14 @@ def unsafe_parts(path: Path) -> list[str]:
     with zipfile.ZipFile(path) as archive:
         members = {_inner(name): name for name in archive.namelist()}
         pickled: list[str] = []
-        for name in members:
+        for name, member in members.items():
             if name.startswith(_AOTINDUCTOR):
                 unsafe.append(f"{name} (AOTInductor compiled code)")
             elif name.endswith(".pt") or name.endswith(".pkl"):
                 pickled.append(name)
             elif name.startswith(_CONFIGS) and name.endswith("_config.json"):
                 folder = name.rsplit("/", 1)[0]
-                config = json.loads(archive.read(members[name]))
+                config = json.loads(archive.read(member))
                 for payload in config.get("config", {}).values():
                     part = f"{folder}/{payload.get('path_name', '')}"
                     if payload.get("path_name", "").startswith(_UNPICKLED_OBJECTS):

@@ -5,7 +5,8 @@ saved with ``torch.save``)."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +46,11 @@ SAFETY_DOC = "docs/runtimes/pickle-safety.md"
 # torch's intra-op thread count is one per process (torch.set_num_threads), so its bookkeeping
 # is too: every torch model loaded in this process shares it.
 PROCESS_THREADS = IntraOpThreads(torch.set_num_threads)
+# torch.export.load keeps its deserializer in a module global ("_CURRENT_DESERIALIZER is
+# already set" when two load at once): serval's load threads take turns reading torch files.
+_DESERIALIZING = threading.Lock()
+# torch.jit.load has no annotations (mypy's strict mode refuses the call as it is).
+_jit_load: Callable[..., Any] = torch.jit.load
 
 
 class TorchOptions(BaseModel):
@@ -76,7 +82,9 @@ class TorchLoader:
         self._threads = threads
 
     def load(self) -> TorchPredictor:
-        path = next((self._request.path / n for n in FILES if (self._request.path / n).is_file()), None)
+        path = next(
+            (self._request.path / n for n in FILES if (self._request.path / n).is_file()), None
+        )
         if path is None:
             raise ModelLoadError(
                 f"no PyTorch model in {self._request.path} (expected one of {', '.join(FILES)})"
@@ -86,7 +94,9 @@ class TorchLoader:
             model, forward, metadata = self._exported(path)
         else:
             if path.suffix == ".pt2":
-                raise ModelLoadError(f"{path.name} holds a {kind.value}, not a torch.export program")
+                raise ModelLoadError(
+                    f"{path.name} holds a {kind.value}, not a torch.export program"
+                )
             model = self._torchscript(path) if kind is FileKind.TORCHSCRIPT else self._pickled(path)
             model.eval()
             inputs, outputs = declared_specs(self._request.spec, self._source, kind.value)
@@ -124,9 +134,12 @@ class TorchLoader:
         if unsafe:
             self._warn_trusted(path)
         try:
-            program = torch.export.load(path)
+            with _DESERIALIZING:
+                program = torch.export.load(path)
         except Exception as exc:
-            raise ModelLoadError(f"{path.name} is not a readable torch.export program: {exc}") from exc
+            raise ModelLoadError(
+                f"{path.name} is not a readable torch.export program: {exc}"
+            ) from exc
         inputs, outputs = exported_specs(program, self._request.spec, self._source)
         module = program.module()
         in_spec = program.call_spec.in_spec
@@ -141,7 +154,8 @@ class TorchLoader:
 
     def _torchscript(self, path: Path) -> Any:
         try:
-            return torch.jit.load(str(path), map_location="cpu")
+            with _DESERIALIZING:
+                return _jit_load(str(path), map_location="cpu")
         except Exception as exc:
             raise ModelLoadError(f"{path.name} is not a readable TorchScript file: {exc}") from exc
 
@@ -160,7 +174,8 @@ class TorchLoader:
                 f"runtime_options.trust_pickle: true in model.yaml (see {SAFETY_DOC})"
             )
         self._warn_trusted(path)
-        model = torch.load(path, weights_only=False, map_location="cpu")
+        with _DESERIALIZING:
+            model = torch.load(path, weights_only=False, map_location="cpu")
         if not isinstance(model, torch.nn.Module):
             raise ModelLoadError(f"{path.name} holds a {type(model).__name__}, not an nn.Module")
         return model

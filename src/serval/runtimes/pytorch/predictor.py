@@ -67,7 +67,9 @@ class TorchPredictor:
             with torch.inference_mode():
                 results = named_results(self._forward(arguments), self._all)
         except _INPUT_ERRORS as exc:
-            raise InvalidInputError(f"torch cannot run the model on this input: {_reason(exc)}") from exc
+            raise InvalidInputError(
+                f"torch cannot run the model on this input: {_reason(exc)}"
+            ) from exc
         inferred = time.perf_counter_ns()
         outputs = [_to_tensor(self._outputs[name], results[name]) for name in names]
         finished = time.perf_counter_ns()
@@ -112,8 +114,7 @@ def named_results(result: Any, names: Sequence[str]) -> Mapping[str, Any]:
     leaves = pytree.tree_leaves(result)
     if len(leaves) != len(names):
         raise ValueError(
-            f"forward returned {len(leaves)} tensors for {len(names)} outputs "
-            f"({', '.join(names)})"
+            f"forward returned {len(leaves)} tensors for {len(names)} outputs ({', '.join(names)})"
         )
     return dict(zip(names, leaves, strict=True))
 

@@ -74,8 +74,9 @@ def check_arity(module: Any, inputs: Sequence[TensorSpec], source: str) -> None:
 
 
 def _forward_parameters(module: Any) -> tuple[int, list[str] | None]:
-    if isinstance(module, torch.jit.ScriptModule):
-        arguments = module.forward.schema.arguments[1:]  # after self
+    schema = getattr(module.forward, "schema", None)  # a TorchScript method's
+    if schema is not None:
+        arguments = schema.arguments[1:]  # after self
         required = sum(1 for a in arguments if a.default_value is None)
         return required, [a.name for a in arguments]
     try:

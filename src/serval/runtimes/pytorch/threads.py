@@ -34,10 +34,8 @@ def available_cores() -> int:
 
 def default_intra_op_threads(spec: ModelSpec, cores: int) -> int:
     """``cores`` divided by the calls of this model that may run at once."""
-    if spec.scheduled:
-        calls = spec.instances or 1
-    else:
-        calls = spec.concurrency.limit or cores
+    # A queued model runs on its instances' threads; the others share the inference threads.
+    calls = (spec.instances or 1) if spec.scheduled else (spec.concurrency.limit or cores)
     return max(1, cores // calls)
 
 
