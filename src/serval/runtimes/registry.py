@@ -66,7 +66,7 @@ BUILTIN_RUNTIMES: tuple[RuntimeEntry, ...] = (
     # model.pt is Triton's name for TorchScript; model.pt2 a torch.export program; model.pth
     # (TorchServe's) a pickled module, loaded only when trusted.
     RuntimeEntry(
-        "pytorch",
+        "torch",
         "serval.runtimes.pytorch.loader:TorchLoader",
         ("model.pt2", "model.pt", "model.pth"),
         "serval-server[torch]",
