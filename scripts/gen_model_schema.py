@@ -38,6 +38,7 @@ RUNTIME_OPTIONS = {
     "xgboost": "serval.runtimes.xgboost:XGBoostOptions",
     "lightgbm": "serval.runtimes.lightgbm:LightGBMOptions",
     "python": "serval.runtimes.python.loader:PythonOptions",
+    "torch": "serval.runtimes.pytorch.options:TorchOptions",
 }
 
 _POSITIVE_VERSIONS: dict[str, Any] = {

@@ -122,10 +122,13 @@ def test_v1_rest(served: Served, http: httpx.Client, model: str) -> None:
     instances = http.post(f"/v1/models/{model}:predict", json={"instances": x.tolist()})
     assert instances.status_code == 200, instances.text
     predictions = instances.json()["predictions"]
-    assert_answers(
-        {n: [p[n] for p in predictions] for n in OUTPUTS},
-        want,
-    )
+    assert_answers({n: [p[n] for p in predictions] for n in OUTPUTS}, want)
+    body = {"signature_name": "serving_default", "instances": x.tolist()}
+    assert http.post(f"/v1/models/{model}:predict", json=body).status_code == 200
+    body["signature_name"] = "classify"
+    other = http.post(f"/v1/models/{model}:predict", json=body)
+    assert other.status_code == 400
+    assert "no signature 'classify'" in other.text
 
 
 def test_concurrent_clients_are_batched_and_get_their_own_rows(served: Served) -> None:

@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
 from torch.utils import _pytree as pytree
 
 from serval.core.errors import ModelConfigError, ModelLoadError
@@ -24,6 +23,7 @@ from serval.runtimes.pytorch.archive import (
     loads_weights_only,
     unsafe_parts,
 )
+from serval.runtimes.pytorch.options import TorchOptions
 from serval.runtimes.pytorch.predictor import Forward, TorchPredictor
 from serval.runtimes.pytorch.signature import check_arity, declared_specs, exported_specs
 from serval.runtimes.pytorch.threads import (
@@ -51,27 +51,6 @@ PROCESS_THREADS = IntraOpThreads(torch.set_num_threads)
 _DESERIALIZING = threading.Lock()
 # torch.jit.load has no annotations (mypy's strict mode refuses the call as it is).
 _jit_load: Callable[..., Any] = torch.jit.load
-
-
-class TorchOptions(BaseModel):
-    """``runtime_options`` of a PyTorch model in ``model.yaml``."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    trust_pickle: bool = Field(
-        default=False,
-        description="Load a torch.save pickle (model.pt / model.pth holding an nn.Module), or "
-        "a model.pt2 archive with pickled parts. A pickle runs arbitrary code when loaded: set "
-        "this only for files you produced or otherwise trust.",
-    )
-    intra_op_threads: int = Field(
-        default=0,
-        ge=0,
-        le=1024,
-        description="torch's intra-op threads (one value for the whole process: the smallest "
-        "any loaded torch model sets). 0: the cores divided by the calls of this model that may "
-        "run at once (1 on the shared inference threads; all cores for one batching instance).",
-    )
 
 
 class TorchLoader:
