@@ -162,7 +162,7 @@ def test_native_has_no_runtime_yet_for_a_flavor_serval_does_not_serve(tmp_path: 
         {},
     )
     (folder / "data").mkdir()
-    with pytest.raises(ModelConfigError, match="no 'torch' runtime"):
+    with pytest.raises(ModelConfigError, match="'torch' runtime does not serve an MLmodel's"):
         load(folder, runtime="native")
 
 

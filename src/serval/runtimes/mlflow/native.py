@@ -3,9 +3,10 @@
 ``model.yaml`` says ``runtime: native`` for an MLflow model whose flavor serval runs itself;
 the flavor's file (named in the ``MLmodel`` file) is handed to that runtime's loader, which
 serves it as it serves its own files (inputs, outputs, ``runtime_options``, pickle rules) and
-without importing MLflow. A runtime joins the table below once its loader takes the file as
-``artifact=``: PyTorch (``pytorch``) and TensorFlow (``tensorflow``, ``keras``) are listed
-for the runtimes that serve them, and load once serval has those runtimes.
+without importing MLflow. A runtime serves a flavor natively once its loader takes the file as
+``artifact=`` (``ARTIFACT_RUNTIMES``): PyTorch (``pytorch``) and TensorFlow (``tensorflow``,
+``keras``) are listed for the runtimes that will serve them; until their loaders take a
+flavor's file, ``runtime: native`` on them is a load error that says so.
 """
 
 from __future__ import annotations
@@ -40,6 +41,10 @@ NATIVE_FLAVORS: Mapping[str, NativeFlavor] = {
 }
 
 
+# The runtimes whose loaders take a file to load (``artifact=``) in place of the version's.
+ARTIFACT_RUNTIMES = frozenset({"onnx", "sklearn", "xgboost", "lightgbm"})
+
+
 class ArtifactLoaderClass(Protocol):
     def __call__(self, request: LoadRequest, *, artifact: Path | None = None) -> Loader: ...
 
@@ -55,10 +60,11 @@ class NativeLoader:
         artifact = _artifact(mlmodel, flavor_name, flavor, native)
         runtime = _runtime(flavor_name, flavor, native, artifact)
         entry = next((e for e in BUILTIN_RUNTIMES if e.name == runtime), None)
-        if entry is None:
+        if entry is None or runtime not in ARTIFACT_RUNTIMES:
             raise ModelConfigError(
-                f"runtime: native: serval has no {runtime!r} runtime for the MLmodel's "
-                f"{flavor_name} flavor yet; remove runtime: native to serve it through MLflow"
+                f"runtime: native: serval's {runtime!r} runtime does not serve an MLmodel's "
+                f"{flavor_name} flavor file yet; remove runtime: native to serve it through "
+                f"MLflow"
             )
         loader_class: ArtifactLoaderClass = import_loader_class(entry)  # type: ignore[assignment]
         return loader_class(self._request, artifact=artifact).load()
