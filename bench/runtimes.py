@@ -60,7 +60,7 @@ def torch_model(folder: Path) -> Callable[[np.ndarray[Any, Any]], Any]:
         linear = torch.nn.Linear(*weight.shape)
         with torch.no_grad():
             linear.weight.copy_(torch.from_numpy(weight.T.copy()))
-            linear.bias.copy_(torch.from_numpy(bias))
+            linear.bias.copy_(torch.from_numpy(bias.copy()))
         layers.append(linear)
         if index < len(LAYERS) - 1:
             layers.append(torch.nn.ReLU())
@@ -163,9 +163,8 @@ def main() -> None:
                     )  # fmt: skip
                     rate = result["requests"] / (result["duration_us"] / 1e6)
                     rates[name].append(rate)
-                    one = run_wrk(
-                        port, route, body_file, 1, args.duration / 2, header_len=header_len
-                    )
+                    half = max(1, round(args.duration / 2))  # wrk takes whole seconds
+                    one = run_wrk(port, route, body_file, 1, half, header_len=header_len)
                     latency[name].append(one["p50_us"])
                     print(
                         f"{name:10} {rate:8,.0f} rows/s at {args.connections}; "
