@@ -39,6 +39,7 @@ RUNTIME_OPTIONS = {
     "lightgbm": "serval.runtimes.lightgbm:LightGBMOptions",
     "python": "serval.runtimes.python.loader:PythonOptions",
     "mlflow": "serval.runtimes.mlflow.options:MlflowOptions",
+    "torch": "serval.runtimes.pytorch.options:TorchOptions",
 }
 
 _POSITIVE_VERSIONS: dict[str, Any] = {

@@ -154,3 +154,17 @@ def write_python_model(folder: Path, source: str) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "model.py").write_text(textwrap.dedent(source))
     return folder
+
+
+def torch_scripted(repo: Path, name: str) -> Expected:
+    """An nn.Module scripted to TorchScript ``model.pt``; model.yaml declares its tensors."""
+    from tests.runtimes import torch_models
+
+    return torch_models.scripted(repo, name)
+
+
+def torch_exported(repo: Path, name: str, yaml: str | None = None) -> Expected:
+    """The same nn.Module exported with a dynamic batch dimension to ``model.pt2``."""
+    from tests.runtimes import torch_models
+
+    return torch_models.exported(repo, name, yaml)

@@ -76,6 +76,22 @@ CASES = [
         ("predict", "predict_proba"),
     ),
     Case("python", "numpy", builders.python_model, "python", ("total", "scaled")),
+    Case(
+        "torchscript",
+        "torch",
+        builders.torch_scripted,
+        "pytorch_libtorch",
+        ("logits", "label"),
+        datatype="FP32",
+    ),
+    Case(
+        "torch-export",
+        "torch",
+        builders.torch_exported,
+        "torch_export",
+        ("logits", "label"),
+        datatype="FP32",
+    ),
 ]
 IDS = [case.id for case in CASES]
 

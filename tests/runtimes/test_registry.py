@@ -35,6 +35,9 @@ def request(folder: Path, spec: ModelSpec | None = None) -> LoadRequest:
         ("model.json", "xgboost"),
         ("model.txt", "lightgbm"),
         ("model.py", "python"),
+        ("model.pt", "torch"),
+        ("model.pt2", "torch"),
+        ("model.pth", "torch"),
     ],
 )
 def test_runtime_chosen_by_artifact_name(tmp_path: Path, artifact: str, runtime: str) -> None:
@@ -56,8 +59,8 @@ def test_model_yaml_runtime_wins_over_the_artifact(tmp_path: Path) -> None:
 def test_unknown_runtime_and_missing_artifact_are_config_errors(tmp_path: Path) -> None:
     folder = write_version(tmp_path, "m", 1, ["weights.bin"])
     registry = RuntimeRegistry.default()
-    with pytest.raises(ModelConfigError, match=r"unknown runtime 'torch'; known: .*sklearn"):
-        registry(request(folder, ModelSpec(runtime="torch")))
+    with pytest.raises(ModelConfigError, match=r"unknown runtime 'caffe'; known: .*sklearn"):
+        registry(request(folder, ModelSpec(runtime="caffe")))
     with pytest.raises(ModelConfigError, match=r"no model artifact .*model\.skops"):
         registry(request(folder))
 

@@ -80,6 +80,14 @@ BUILTIN_RUNTIMES: tuple[RuntimeEntry, ...] = (
     # An MLflow model's flavor file served by serval's runtime for it: named in model.yaml
     # only; it needs the extra of that runtime, not MLflow.
     RuntimeEntry("native", "serval.runtimes.mlflow.native:NativeLoader", (), "serval-server"),
+    # model.pt is Triton's name for TorchScript; model.pt2 a torch.export program; model.pth
+    # (TorchServe's) a pickled module, loaded only when trusted.
+    RuntimeEntry(
+        "torch",
+        "serval.runtimes.pytorch.loader:TorchLoader",
+        ("model.pt2", "model.pt", "model.pth"),
+        "serval-server[torch]",
+    ),
 )
 
 
