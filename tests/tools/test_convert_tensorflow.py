@@ -117,3 +117,15 @@ def test_names_the_extra_when_tf2onnx_is_missing(
     with pytest.raises(ToolError, match=r"tf2onnx is missing; .*serval-server\[convert\]"):
         convert_version(tmp_path / "m")
     assert versions(tmp_path / "m") == ["1"]
+
+
+def test_a_keras_export_converts_its_serving_default_into_another_model(tmp_path: Path) -> None:
+    model = tf_builders.keras_mlp(seed=2)
+    model.export(str(tmp_path / "m" / "1"), verbose=False)  # signatures serve, serving_default
+    with pytest.raises(ToolError, match=r"signatures are serving_default, serve,"):
+        convert_version(tmp_path / "m")
+    result = convert_version(tmp_path / "m", output_model=tmp_path / "m-onnx")
+    assert result.written is not None
+    x = tf_builders.features(3, seed=8)
+    (output,) = answers(tmp_path / "m-onnx", 1, x).values()
+    np.testing.assert_allclose(output.data, model(x, training=False).numpy(), atol=1e-5)
