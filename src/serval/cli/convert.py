@@ -1,4 +1,5 @@
-"""``serval convert MODEL_DIR``: a scikit-learn, XGBoost or LightGBM version -> ONNX.
+"""``serval convert MODEL_DIR``: a scikit-learn, XGBoost, LightGBM, TensorFlow or PyTorch
+version -> ONNX.
 
 A thin command over ``serval.tools.convert``: the ONNX model is written as the next version of
 the model (or of ``--output-model``) only when it serves the same requests and its outputs match
@@ -30,7 +31,12 @@ def register(commands: Any, summary: str) -> None:
         type=Path,
         help="model folder to write the ONNX version to (default: MODEL_DIR)",
     )
-    parser.add_argument("--rows", type=Path, help=".npy file of rows [n, n_features] to check")
+    parser.add_argument(
+        "--rows",
+        type=Path,
+        help=".npy file of rows to check: [n, n_features], or the shape of a tensor model's "
+        "one input",
+    )
     parser.add_argument("--n-rows", type=int, default=256, help="generated rows (default 256)")
     parser.add_argument(
         "--tolerance",
@@ -39,6 +45,11 @@ def register(commands: Any, summary: str) -> None:
         help="largest absolute difference allowed on any output (default 1e-4)",
     )
     parser.add_argument("--opset", type=int, help="ONNX opset (default: the converter's)")
+    parser.add_argument(
+        "--signature",
+        help="a TensorFlow model's signature to convert (default: serving_default); a model "
+        "with several signatures is converted into another model (--output-model)",
+    )
     parser.set_defaults(run=run)
 
 
@@ -54,6 +65,7 @@ def run(args: argparse.Namespace) -> int:
             n_rows=args.n_rows,
             tolerance=args.tolerance,
             opset=args.opset,
+            signature=args.signature,
         )
     except ServalError as exc:
         print(f"serval convert: {exc}", file=sys.stderr)

@@ -20,7 +20,7 @@ from serval import __version__
 COMMANDS = {
     "serve": "serve a model repository",
     "models": "list, load or unload models of a running server",
-    "convert": "convert a scikit-learn, XGBoost or LightGBM model version to ONNX",
+    "convert": "convert a scikit-learn, XGBoost, LightGBM, TensorFlow or PyTorch version to ONNX",
     "optimize": "optimize and quantize an ONNX model version",
     "monitor": "export or report a model's prediction log and ground truth",
     "batch": "score Parquet, CSV or JSON lines files with a model folder, locally or on Ray",

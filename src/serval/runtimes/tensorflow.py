@@ -13,6 +13,8 @@ from __future__ import annotations
 import logging
 import re
 import time
+from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
@@ -131,6 +133,11 @@ class TensorFlowPredictor:
     @property
     def metadata(self) -> ServableMetadata:
         return self._metadata
+
+    @property
+    def signatures(self) -> Mapping[str, TfSignature]:
+        """The signatures by name (the default first), for tools such as `serval convert`."""
+        return MappingProxyType(self._signatures)
 
     def predict(self, request: InferenceRequest) -> InferenceResponse:
         started = time.perf_counter_ns()

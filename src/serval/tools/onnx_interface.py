@@ -46,8 +46,41 @@ def match_interface(
     return proto
 
 
+def order_by_name(
+    proto: onnx.ModelProto, inputs: Sequence[TensorSpec], outputs: Sequence[TensorSpec]
+) -> onnx.ModelProto:
+    """``proto`` with its graph's inputs and outputs in the order of ``inputs`` and
+    ``outputs``, matched by name (exporters that keep the source's names may order them their
+    own way: tf2onnx sorts a signature's outputs)."""
+    graph = proto.graph
+    for kind, values, specs in (
+        ("inputs", graph.input, inputs),
+        ("outputs", graph.output, outputs),
+    ):
+        found = {value.name: value for value in values}
+        missing = [spec.name for spec in specs if spec.name not in found]
+        if missing:
+            raise ToolError(
+                f"the converted model's {kind} are {', '.join(found)}; it lacks "
+                f"{', '.join(missing)}"
+            )
+        names = [spec.name for spec in specs]
+        names += [name for name in found if name not in names]  # extras: match_interface says
+        copies = []
+        for name in names:
+            copy = onnx.ValueInfoProto()
+            copy.CopyFrom(found[name])
+            copies.append(copy)
+        del values[:]
+        values.extend(copies)
+    return proto
+
+
 def _dims(spec: TensorSpec) -> list[str | int | None]:
-    return ["N", *(dim if dim > 0 else None for dim in spec.shape[1:])]
+    if not spec.shape:
+        return []
+    first: str | int = "N" if spec.shape[0] < 0 else spec.shape[0]
+    return [first, *(dim if dim > 0 else None for dim in spec.shape[1:])]
 
 
 def _match_inputs(graph: onnx.GraphProto, specs: Sequence[TensorSpec]) -> None:
