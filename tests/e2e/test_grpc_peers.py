@@ -118,14 +118,17 @@ def _metadata_bytes(channel: grpc.Channel, name: str) -> bytes:
 def _compile(proto_text: str, tmp_path: Path) -> descriptor_pool.DescriptorPool:
     """``proto_text`` through protoc into a pool of its own (not protobuf's default pool,
     where tritonclient's ``inference.*`` messages live)."""
-    from grpc_tools import protoc  # type: ignore[import-untyped]  # noqa: PLC0415 - dev only
 
     (tmp_path / "peer.proto").write_text(textwrap.dedent(proto_text))
     out = tmp_path / "peer.pb"
-    status = protoc.main(
-        ["protoc", f"-I{tmp_path}", f"--descriptor_set_out={out}", str(tmp_path / "peer.proto")]
-    )
-    assert status == 0, "protoc failed"
+    # protoc in a process of its own: grpc_tools' protobuf runtime crashes a process that
+    # has loaded TensorFlow's (earlier tests do).
+    command = [
+        sys.executable, "-m", "grpc_tools.protoc", f"-I{tmp_path}",
+        f"--descriptor_set_out={out}", str(tmp_path / "peer.proto"),
+    ]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, f"protoc failed: {done.stderr}"
     files = descriptor_pb2.FileDescriptorSet.FromString(out.read_bytes())
     pool = descriptor_pool.DescriptorPool()
     for file in files.file:

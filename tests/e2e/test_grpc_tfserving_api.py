@@ -38,8 +38,6 @@ SHIM = Path(__file__).resolve().parent / "tfserving_shim"
 
 def _tensorflow_protos(folder: Path) -> None:
     """TensorFlow's protos the stubs import, as ``tensorflow.*`` modules in ``folder``."""
-    from grpc_tools import protoc  # noqa: PLC0415 - dev only
-
     sources = [ROOT / "proto", SHIM]
     files = [
         str(path.relative_to(source))
@@ -48,18 +46,18 @@ def _tensorflow_protos(folder: Path) -> None:
         for path in sorted((source / top).rglob("*.proto"))
         if (source / top).is_dir()
     ]
-    well_known = Path(protoc.__file__).parent / "_proto"
+    spec = importlib.util.find_spec("grpc_tools")
+    assert spec is not None and spec.submodule_search_locations, "grpcio-tools is missing"
+    well_known = Path(next(iter(spec.submodule_search_locations))) / "_proto"
     folder.mkdir(parents=True, exist_ok=True)
-    status = protoc.main(
-        [
-            "protoc",
-            *(f"-I{source}" for source in sources),
-            f"-I{well_known}",
-            f"--python_out={folder}",
-            *files,
-        ]
-    )
-    assert status == 0, f"protoc failed with status {status}"
+    # protoc in a process of its own: grpc_tools' protobuf runtime crashes a process that has
+    # loaded TensorFlow's.
+    command = [
+        sys.executable, "-m", "grpc_tools.protoc", *(f"-I{source}" for source in sources),
+        f"-I{well_known}", f"--python_out={folder}", *files,
+    ]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, f"protoc failed: {done.stderr}"
 
 
 def test_tensorflow_serving_api_stubs(tmp_path: Path) -> None:

@@ -4,7 +4,7 @@ acts on. The real server runs it in tests/runtimes/test_tensorflow_serving.py.""
 
 from __future__ import annotations
 
-import importlib.util
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -53,10 +53,13 @@ def test_the_registry_chooses_tensorflow_for_each_layout(
     assert RuntimeRegistry.default().choose(request_for(tmp_path)).name == "tensorflow"
 
 
-@pytest.mark.skipif(
-    importlib.util.find_spec("tensorflow") is not None, reason="TensorFlow is installed"
-)
-def test_without_tensorflow_a_savedmodel_names_the_extra_to_install(tmp_path: Path) -> None:
+def test_without_tensorflow_a_savedmodel_names_the_extra_to_install(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # As without TensorFlow (CI installs it): importing it fails, and the runtime's module is
+    # imported afresh.
+    monkeypatch.setitem(sys.modules, "tensorflow", None)
+    monkeypatch.delitem(sys.modules, "serval.runtimes.tensorflow", raising=False)
     (tmp_path / "saved_model.pb").write_bytes(b"")
     with pytest.raises(ModelConfigError, match=r"pip install 'serval-server\[tensorflow\]'"):
         RuntimeRegistry.default()(request_for(tmp_path)).load()
