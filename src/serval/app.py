@@ -181,6 +181,7 @@ def build(settings: Settings, *, span_exporter: SpanExporter | None = None) -> S
         on_stop=[evaluation.close, lookups.close, *telemetry.on_stop],
         before_unload=[dataplane.close],
         background=[evaluation.run],
+        on_drain=[dataplane.begin_draining],
     )
 
 

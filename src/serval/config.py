@@ -28,6 +28,16 @@ KiB = 2**10
 MiB = 2**20
 
 
+# Kubernetes sets this in every container; its endpoints take a few seconds to stop sending
+# traffic to a pod that turned not ready (docs/deployment.md, "Graceful termination").
+KUBERNETES_DRAIN_DELAY_S = 5.0
+
+
+def default_drain_delay_s() -> float:
+    """5 s inside Kubernetes (``KUBERNETES_SERVICE_HOST`` is set), else 0 (a plain process)."""
+    return KUBERNETES_DRAIN_DELAY_S if os.environ.get("KUBERNETES_SERVICE_HOST") else 0.0
+
+
 def default_state_dir() -> Path:
     """$XDG_STATE_HOME/serval, else ~/.local/state/serval (the XDG base directory spec)."""
     base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
@@ -57,6 +67,13 @@ class Settings(BaseSettings):
     inference_threads: int = Field(default=0, ge=0, description="0 = one per CPU core, plus one.")
     exit_timeout_s: float = Field(
         default=30.0, ge=0, description="How long shutdown waits for requests in flight."
+    )
+    drain_delay_s: float = Field(
+        default_factory=default_drain_delay_s,
+        ge=0,
+        description="On SIGTERM, how long the server reports not ready while it keeps serving, "
+        "before it stops accepting; default 5 s inside Kubernetes, else 0. A second signal "
+        "ends the delay.",
     )
     switch_interval_us: int = Field(
         default=100,

@@ -1,7 +1,8 @@
 """Runs REST and gRPC together on one event loop; stops them gracefully on SIGTERM/SIGINT.
 
-Shutdown order: stop accepting, let requests in flight finish (up to ``exit_timeout_s``),
-then unload every model.
+Shutdown order: report not ready while still serving for ``drain_delay_s`` (so load balancers
+stop sending; a second signal ends the delay), stop accepting, let requests in flight finish
+(up to ``exit_timeout_s``), then unload every model.
 """
 
 from __future__ import annotations
@@ -54,12 +55,14 @@ class Server:
         on_stop: Sequence[Callable[[], object]] = (),
         before_unload: Sequence[Callable[[], Awaitable[None]]] = (),
         background: Sequence[Callable[[], Coroutine[Any, Any, None]]] = (),
+        on_drain: Sequence[Callable[[], None]] = (),
     ) -> None:
         """``on_stop``: called last when the server stops (e.g. flush buffered traces); an
         awaitable one gets a moment to finish. ``before_unload``: awaited once requests have
         drained, before models unload (e.g. stop background work that holds leases).
         ``background``: tasks run while the server serves (periodic evaluation), cancelled
-        when it stops, before ``before_unload``."""
+        when it stops, before ``before_unload``. ``on_drain``: called first when a stop is
+        asked (e.g. report not ready), before the drain delay."""
         self._settings = settings
         self._tls = tls
         self._manager = manager
@@ -69,9 +72,14 @@ class Server:
         self._on_stop = on_stop
         self._before_unload = before_unload
         self._background = background
+        self._on_drain = on_drain
         self._stop = asyncio.Event()
+        self._skip_delay = asyncio.Event()
 
     def request_stop(self) -> None:
+        """The first call starts the shutdown; a later one ends the drain delay."""
+        if self._stop.is_set():
+            self._skip_delay.set()
         self._stop.set()
 
     async def run(self) -> None:
@@ -126,6 +134,7 @@ class Server:
                 "ready" if ready else f"not ready: {reason}",
             )
         await self._stop.wait()
+        await self._drain(was_ready=loading.done())
         logger.info("shutting down: finishing requests in flight")
         for task in background:
             task.cancel()
@@ -162,6 +171,21 @@ class Server:
             except Exception:
                 logger.exception("stopping %r failed", hook)
         logger.info("stopped")
+
+    async def _drain(self, *, was_ready: bool) -> None:
+        """Report not ready, then keep serving for ``drain_delay_s``: a load balancer (a
+        Kubernetes Service's endpoints) takes that long to stop routing here. Skipped for a
+        server stopped before its first load finished: nothing routes to it yet."""
+        for hook in self._on_drain:
+            hook()
+        delay_s = self._settings.drain_delay_s
+        if delay_s <= 0 or not was_ready or self._skip_delay.is_set():
+            return
+        logger.info(
+            "draining: not ready, still serving for %.1f s (a second signal ends it)", delay_s
+        )
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._skip_delay.wait(), delay_s)
 
     def _http_server(self) -> uvicorn.Server:
         settings = self._settings

@@ -123,6 +123,9 @@ def run_server(
         **os.environ,
         "PYTHONUNBUFFERED": "1",
         "XDG_STATE_HOME": state_home,
+        # No drain delay, even when the tests run in a Kubernetes pod (the default there is
+        # 5 s): a test that wants one passes --drain-delay-s, which wins over this.
+        "SERVAL_DRAIN_DELAY_S": "0",
         **(env or {}),
     }
     process = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT, env=process_env)

@@ -57,7 +57,13 @@ def starts(folder: Path, index: int) -> list[int]:
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
-    return Settings(model_repository=tmp_path, workers=2, http_port=18000, exit_timeout_s=0.2)
+    return Settings(
+        model_repository=tmp_path,
+        workers=2,
+        http_port=18000,
+        exit_timeout_s=0.2,
+        drain_delay_s=0,  # also inside a Kubernetes pod, where the default is 5 s
+    )
 
 
 @pytest.fixture
@@ -122,6 +128,20 @@ def test_a_worker_that_ignores_sigterm_is_killed(
     assert time.monotonic() - started < 10
     assert not (tmp_path / "1.stopped").exists()
     assert (tmp_path / "2.stopped").exists()
+
+
+def test_the_kill_waits_for_the_drain_delay_too(
+    tmp_path: Path, settings: Settings, stop_when: Callable[[Callable[[], bool]], None]
+) -> None:
+    draining = settings.model_copy(update={"drain_delay_s": 0.6})
+    supervisor = Supervisor(draining, command=fake(tmp_path, "stubborn"), kill_grace_s=0.2)
+    stop_when(lambda: bool(starts(tmp_path, 1) and starts(tmp_path, 2)))
+    started = time.monotonic()
+    assert supervisor.run() == 0
+    # The stubborn worker was killed no sooner than delay + exit timeout + grace after the
+    # SIGTERM, which came after the start.
+    assert not (tmp_path / "1.stopped").exists()
+    assert time.monotonic() - started >= 0.6 + 0.2 + 0.2
 
 
 def test_workers_need_a_fixed_port(tmp_path: Path) -> None:

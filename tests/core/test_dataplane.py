@@ -9,7 +9,7 @@ import time
 import numpy as np
 import pytest
 
-from serval.core.dataplane import DataPlane, ServerMetadata
+from serval.core.dataplane import DRAINING_REASON, DataPlane, ServerMetadata
 from serval.core.errors import InvalidInputError, ModelExecutionError, ModelNotFoundError
 from serval.core.events import EventBus, PredictionEvent
 from serval.core.records import RequestRecord
@@ -155,3 +155,32 @@ def test_one_record_per_request_whoever_began_it() -> None:
     assert isinstance(failed.error, InvalidInputError) and failed.timings is None
     (stats,) = plane.statistics("m")  # statistics subscribe to the same records
     assert (stats.success.count, stats.fail.count, stats.inference_count) == (2, 1, 6)
+
+
+def test_draining_is_not_ready_and_still_infers() -> None:
+    harness = Harness()
+    harness.source.add_version("m", 1)
+    plane = DataPlane(
+        harness.manager,
+        EventBus(),
+        ServerMetadata("serval", "0", ()),
+        degraded=[lambda: "the evaluation store is unreachable"],
+    )
+
+    async def body() -> None:
+        await harness.manager.start()
+        try:
+            assert plane.ready().ready and not plane.draining
+            plane.begin_draining()
+            readiness = plane.ready()
+            assert (readiness.ready, readiness.draining) == (False, True)
+            assert readiness.reason == DRAINING_REASON
+            # Degraded notes are still said; the model itself can serve and does.
+            assert readiness.degraded == ("the evaluation store is unreachable",)
+            assert plane.model_ready("m")
+            response = await plane.infer(request())
+            assert response.model_version == "1"
+        finally:
+            await harness.manager.stop()
+
+    asyncio.run(body())

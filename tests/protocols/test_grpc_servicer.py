@@ -636,6 +636,26 @@ def test_health_after_graceful_shutdown(server: InProcess) -> None:
     )
 
 
+def test_health_while_draining(tmp_path: Path) -> None:
+    write_version(tmp_path, "m", 1)
+    # A server of its own: draining is for good.
+    with serve(tmp_path, FakeLoaderFactory()) as running:
+
+        async def check() -> list[int | None]:
+            health = HealthServicer(running.dataplane, watch_interval_s=60)
+            before = [health.status(""), health.status("m")]
+            running.dataplane.begin_draining()
+            return [*before, health.status(""), health.status("m"), health.status("nope")]
+
+        statuses = running.run(check())
+    serving, not_serving = (
+        health_pb2.HealthCheckResponse.SERVING,
+        health_pb2.HealthCheckResponse.NOT_SERVING,
+    )
+    # The server and every model say NOT_SERVING; an unknown name stays unknown.
+    assert statuses == [serving, serving, not_serving, not_serving, None]
+
+
 # -- error translation and deadlines, with a fake context ------------------------------------
 
 

@@ -41,6 +41,11 @@ _FLAGS: dict[str, dict[str, Any]] = {
     "--grpc-max-message-bytes": {"type": int, "help": "gRPC message limit (default 64 MiB)"},
     "--inference-threads": {"type": int, "help": "inference thread pool (default: CPU count)"},
     "--exit-timeout-s": {"type": float, "help": "grace for requests in flight on shutdown"},
+    "--drain-delay-s": {
+        "type": float,
+        "help": "on SIGTERM, report not ready and keep serving this long before stopping "
+        "(default 5 inside Kubernetes, else 0)",
+    },
     "--switch-interval-us": {
         "type": int,
         "help": "GIL switch interval in microseconds (default 100; 0 = Python's 5000)",

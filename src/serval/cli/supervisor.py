@@ -6,7 +6,8 @@ ports with SO_REUSEPORT, so that the kernel spreads new connections among the wo
 parent loads no model and serves nothing. It:
 
 - forwards SIGTERM and SIGINT to every worker, each of which drains gracefully, and exits once
-  all have exited (killing those still running ``exit_timeout_s`` + ``KILL_GRACE_S`` later);
+  all have exited (killing those still running ``drain_delay_s`` + ``exit_timeout_s`` +
+  ``KILL_GRACE_S`` later);
 - restarts a worker that exits on its own, after a delay that doubles from ``backoff_s`` up to
   ``max_backoff_s`` (back to ``backoff_s`` once a worker has run ``stable_s``);
 - stops every worker and exits with its status when a worker cannot start (status 1 or 2
@@ -208,7 +209,13 @@ class Supervisor:
         alive = [w.process for w in self._workers if w.process is not None]
         if self._kill_at is None:
             logger.info("%s: stopping the workers (%d running)", reason, len(alive))
-            self._kill_at = time.monotonic() + self._settings.exit_timeout_s + self._kill_grace_s
+            settings = self._settings
+            self._kill_at = (
+                time.monotonic()
+                + settings.drain_delay_s
+                + settings.exit_timeout_s
+                + self._kill_grace_s
+            )
             for worker in self._workers:
                 worker.restart_at = None
         for process in alive:

@@ -55,6 +55,11 @@ class Readiness:
     # What is degraded without stopping service (an unreachable evaluation store): said in
     # the readiness body, never a reason to be unready.
     degraded: tuple[str, ...] = ()
+    # Shutting down: not ready on purpose, while requests are still answered.
+    draining: bool = False
+
+
+DRAINING_REASON = "draining: the server is shutting down"
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,7 +70,14 @@ class ModelConfigView:
     spec: ModelSpec
 
 
-__all__ = ["DataPlane", "ModelConfigView", "Readiness", "ServerMetadata", "parse_version"]
+__all__ = [
+    "DRAINING_REASON",
+    "DataPlane",
+    "ModelConfigView",
+    "Readiness",
+    "ServerMetadata",
+    "parse_version",
+]
 
 
 class DataPlane:
@@ -91,6 +103,7 @@ class DataPlane:
         self._events = events
         self._server = server
         self._live = True
+        self._draining = False
         self._shadows = shadows if shadows is not None else ShadowRunner(manager, events)
         self._ledger = ledger if ledger is not None else AnswerLedger()
         self._ground_truth = ground_truth
@@ -102,9 +115,20 @@ class DataPlane:
         return self._live
 
     def ready(self) -> Readiness:
-        ready, reason = self._manager.readiness()
         degraded = tuple(note for note in (check() for check in self._degraded) if note)
+        if self._draining:
+            return Readiness(False, DRAINING_REASON, degraded, draining=True)
+        ready, reason = self._manager.readiness()
         return Readiness(ready, reason, degraded)
+
+    def begin_draining(self) -> None:
+        """Report not ready from now on (the server, and every model to health checks),
+        so load balancers stop sending requests; inference goes on answering."""
+        self._draining = True
+
+    @property
+    def draining(self) -> bool:
+        return self._draining
 
     def server_metadata(self) -> ServerMetadata:
         return self._server

@@ -5,7 +5,8 @@
 * a model name: SERVING when the model can serve, NOT_SERVING when it is known but cannot;
   ``Check`` of an unknown name ends with NOT_FOUND, ``Watch`` answers SERVICE_UNKNOWN;
 * ``List``: the status of both server names and of every model the server knows;
-* after ``enter_graceful_shutdown`` everything is NOT_SERVING, so load balancers drain.
+* while the server drains (``DataPlane.begin_draining``, SIGTERM's delay) and after
+  ``enter_graceful_shutdown`` everything is NOT_SERVING, so load balancers drain.
 
 The messages are serval's generated ``grpc.health.v1`` (proto/grpc_health_v1.proto, the
 published definition with ``List``), wire-identical to every other health client's.
@@ -48,9 +49,11 @@ class HealthServicer(health_pb2_grpc.HealthServicer):
         if service in SERVER_SERVICES:
             return SERVING if self._dataplane.ready().ready else NOT_SERVING
         try:
-            return SERVING if self._dataplane.model_ready(service) else NOT_SERVING
+            ready = self._dataplane.model_ready(service)
         except (ModelNotFoundError, InvalidInputError):
             return None
+        # Draining: a model still answers requests, but load balancers must stop sending.
+        return SERVING if ready and not self._dataplane.draining else NOT_SERVING
 
     async def Check(  # noqa: N802 - the RPC's name
         self, request: health_pb2.HealthCheckRequest, context: grpc.aio.ServicerContext

@@ -85,10 +85,14 @@ class V2Routes:
             if readiness.degraded:
                 return json_response({"ready": True, "degraded": _degraded(readiness)})
             return json_response({"ready": True})
+        # Draining is no secret: a load balancer or an operator may read why.
+        summary = "not ready: draining" if readiness.draining else "not ready"
         body: dict[str, object] = {
             "ready": False,
-            "error": public_message(f"not ready: {readiness.reason}", "not ready"),
+            "error": public_message(f"not ready: {readiness.reason}", summary),
         }
+        if readiness.draining:
+            body["draining"] = True
         if readiness.degraded:
             body["degraded"] = _degraded(readiness)
         return Response(
