@@ -8,8 +8,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import boto3
-from botocore.config import Config
 import pytest
+from botocore.config import Config
 
 from serval.core.lifecycle.source import ModelSource
 from serval.storage.object_store import ObjectStore, StoredObject

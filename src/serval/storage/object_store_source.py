@@ -95,6 +95,8 @@ class ObjectStoreSource:
     # -- syncing --------------------------------------------------------------------------
 
     def _sync(self) -> None:
+        # Left by a process that stopped mid-download (under the lock, no one else's).
+        shutil.rmtree(self._staging, ignore_errors=True)
         try:
             listing = self.store.list()
         except StoreUnreachableError as exc:
@@ -126,8 +128,10 @@ class ObjectStoreSource:
         folder.mkdir(exist_ok=True)
         for item in model.files:
             key = f"{name}/{item.key}"
-            if self._synced.get(key) != _signature([item]) or not (folder / item.key).is_file():
-                self._download_file(item, name, folder / item.key)
+            stale = self._synced.get(key) != _signature([item])
+            if (stale or not (folder / item.key).is_file()) and self._download_file(
+                item, name, folder / item.key
+            ):
                 self._synced[key] = _signature([item])
         withheld = self._withheld.setdefault(name, {})
         withheld.clear()
@@ -136,8 +140,9 @@ class ObjectStoreSource:
             if why is not None:
                 withheld[version] = why
 
-    def _download_file(self, item: StoredObject, model: str, target: Path) -> None:
-        """A model folder's own file (model.yaml...): downloaded beside, then moved in."""
+    def _download_file(self, item: StoredObject, model: str, target: Path) -> bool:
+        """A model folder's own file (model.yaml...): downloaded beside, then moved in.
+        False when it is incomplete (the cache keeps its previous copy, if any)."""
         stored = StoredObject(f"{model}/{item.key}", item.size, item.etag)
         self._staging.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=self._staging) as staging:
@@ -146,9 +151,10 @@ class ObjectStoreSource:
                 self.store.download(stored, part)
             except IncompleteObjectError as exc:
                 logger.warning("model repository %s: %s", self.store.url, exc)
-                return
+                return False
             target.parent.mkdir(parents=True, exist_ok=True)
             part.replace(target)
+        return True
 
     def _sync_version(self, name: str, version: int, objects: list[StoredObject]) -> str | None:
         """Bring one version folder into the cache; why it is withheld (None: it is not)."""
