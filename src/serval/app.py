@@ -10,6 +10,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry
@@ -27,7 +28,6 @@ from serval.core.control import ControlPlane
 from serval.core.dataplane import DataPlane, ServerMetadata
 from serval.core.events import EventBus
 from serval.core.lifecycle.manager import LifecycleManager, ManagerOptions
-from serval.core.lifecycle.source import FileSystemSource
 from serval.core.model_spec import ModelSpec
 from serval.core.routing.bandit_store import BanditStore
 from serval.core.routing.router import Router
@@ -60,6 +60,7 @@ from serval.security.tls import TlsFiles
 from serval.security.tokens import TokenTable
 from serval.server import GrpcService, Server
 from serval.storage.lookup_stores import ServerLookupStores
+from serval.storage.open_repository import open_model_repository
 from serval.storage.open_store import open_evaluation_store
 
 if TYPE_CHECKING:
@@ -97,8 +98,9 @@ def build(settings: Settings, *, span_exporter: SpanExporter | None = None) -> S
     cascade_counts = CascadeCounts()
     layer_counters = LayerCounters()
     lookups = lookup_stores(settings, layer_counters)
+    repository = open_model_repository(settings.model_repository, settings.state_dir)
     manager = LifecycleManager(
-        FileSystemSource(settings.model_repository),
+        repository.source,
         RuntimeRegistry.default(),
         Composition(
             base, ServerLayerPlan(lookups, layer_counters), CompositeServables(cascade_counts)
@@ -119,7 +121,7 @@ def build(settings: Settings, *, span_exporter: SpanExporter | None = None) -> S
     # the book of shadow statistics; the traffic API and the metrics read it.
     shadows = ShadowRunner(manager, events, ShadowBook(), SHADOWS_PER_THREAD * threads)
     traffic = TrafficController(manager, router, events, shadows.book, store=bandit_store(settings))
-    evaluation = continuous_evaluation(settings)
+    evaluation = continuous_evaluation(settings, repository.folder)
     dataplane = DataPlane(
         manager,
         events,
@@ -127,7 +129,7 @@ def build(settings: Settings, *, span_exporter: SpanExporter | None = None) -> S
         router,
         shadows=shadows,
         ground_truth=evaluation.ground_truth,
-        degraded=[evaluation.degraded],
+        degraded=[evaluation.degraded, repository.degraded],
     )
     evaluation_reader = evaluation.attach(
         events,
@@ -197,12 +199,13 @@ def lookup_stores(settings: Settings, counters: LayerCounters) -> ServerLookupSt
     )
 
 
-def continuous_evaluation(settings: Settings) -> ContinuousEvaluation:
+def continuous_evaluation(settings: Settings, repository: Path) -> ContinuousEvaluation:
     """Continuous evaluation over the store the settings name: PostgreSQL with ``--store``,
-    else SQLite under ``--state-dir`` (neither is touched until a model is monitored)."""
+    else SQLite under ``--state-dir`` (neither is touched until a model is monitored);
+    ``repository``: the local folder of the model repository (an object store's cache)."""
     return ContinuousEvaluation(
         open_evaluation_store(settings.store, settings.state_dir),
-        settings.model_repository,
+        repository,
         settings.state_dir,
         queue_size=settings.prediction_log_queue,
         interval_s=settings.evaluation_interval_s,

@@ -49,7 +49,11 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="SERVAL_", extra="forbid", frozen=True)
 
-    model_repository: Path = Field(description="Folder of models and numbered versions.")
+    # A folder (a Path) or an object store's URL (a str, s3://bucket/prefix).
+    model_repository: Path | str = Field(
+        description="Folder of models and numbered versions, or an object store's "
+        "s3://bucket/prefix holding the same layout (polled, downloaded under state_dir)."
+    )
     config: Path | None = Field(default=None, description="YAML file holding these settings.")
     host: str = Field(default="127.0.0.1", description="Address REST and gRPC listen on.")
     http_port: int = Field(default=8080, ge=0, le=65535)
@@ -202,6 +206,19 @@ class Settings(BaseSettings):
         description="Share of new traces sampled, parents deciding for theirs (unset: "
         "OTEL_TRACES_SAMPLER, else all).",
     )
+
+    @field_validator("model_repository", mode="before")
+    @classmethod
+    def _repository_folder_or_url(cls, value: Any) -> Any:
+        # Only an s3:// URL stays a string: a Path would fold its "//".
+        if isinstance(value, str) and not value.startswith("s3://"):
+            return Path(value)
+        return value
+
+    @property
+    def repository_url(self) -> str | None:
+        """The object store's URL when the model repository is one, else None."""
+        return self.model_repository if isinstance(self.model_repository, str) else None
 
     @field_validator("load_model", mode="before")
     @classmethod

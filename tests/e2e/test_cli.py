@@ -74,6 +74,9 @@ def test_bad_settings_are_reported(tmp_path: Path) -> None:
     result = serval("serve", str(tmp_path / "missing"))
     assert result.returncode == 2
     assert "is not a folder" in result.stderr
+    result = serval("serve", "s3:///no-bucket")
+    assert result.returncode == 2
+    assert "expected s3://bucket/prefix" in result.stderr
     result = serval("serve", str(tmp_path), "--strict-readiness", "maybe")
     assert result.returncode == 2 and "--strict-readiness" in result.stderr
 

@@ -10,6 +10,7 @@ import os
 import sys
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
@@ -22,6 +23,7 @@ from serval.core.model_spec import describe_validation_error
 from serval.observability.logging import configure_logging
 from serval.observability.otel_config import TracingConfigError
 from serval.security.tokens import TokenFileError, TokenTable
+from serval.storage.open_repository import check_repository_url
 
 _THREAD_EXIT_WAIT_S = 1.0
 
@@ -170,7 +172,12 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"serval serve: {exc}", file=sys.stderr)
         return 2
-    if not settings.model_repository.is_dir():
+    if settings.repository_url is not None:
+        problem = check_repository_url(settings.repository_url)
+        if problem is not None:
+            print(f"serval serve: model repository {problem}", file=sys.stderr)
+            return 2
+    elif not Path(settings.model_repository).is_dir():
         print(
             f"serval serve: model repository {settings.model_repository} is not a folder",
             file=sys.stderr,

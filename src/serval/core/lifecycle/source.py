@@ -64,6 +64,10 @@ class ModelSource:
     versions: dict[int, VersionSource] = field(default_factory=dict)
     problems: tuple[str, ...] = ()
     spec_file: Path | None = None  # model.yaml's path when the model has one
+    # Versions the repository holds but cannot offer yet (an object store's upload that is
+    # not complete), each with the reason: not in ``versions``, so the version policy keeps
+    # serving the others, and the repository index says why.
+    withheld: dict[int, str] = field(default_factory=dict)
 
 
 class Source(Protocol):

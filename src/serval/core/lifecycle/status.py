@@ -26,6 +26,9 @@ def index_entries(record: ModelRecord, missing: tuple[str, ...] = ()) -> list[In
     available (a row of their own, like an invalid model.yaml)."""
     name = record.name
     rows: dict[int, IndexEntry] = {}
+    if record.source is not None:
+        for version, why in record.source.withheld.items():
+            rows[version] = IndexEntry(name, version, ServableState.START, why)
     for version in record.unloaded:
         rows[version] = IndexEntry(name, version, ServableState.END, "unloaded")
     for failure in record.failures.values():
