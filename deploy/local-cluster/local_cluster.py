@@ -171,7 +171,7 @@ class LocalCluster:
         """A namespace ``name`` with a veth pair to the bridge; its address."""
         namespace = self.namespace(name)
         address = f"{self._subnet}.{last_octet}"
-        if subprocess.run(["ip", "netns", "pids", namespace], capture_output=True).returncode == 0:
+        if _ip("netns", "pids", namespace, check=False).returncode == 0:
             return address  # made before (a restarted replica keeps its host)
         outside, inside = f"sv{self._id}{name}h", f"sv{self._id}{name}n"
         _ip("netns", "add", namespace)
@@ -434,7 +434,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     with cluster:
         print(f"isolation: {cluster.isolation}")
         for replica in cluster.members:
-            print(f"replica {replica.index}: {replica.url} ({replica.namespace}) {replica.log_path}")
+            print(
+                f"replica {replica.index}: {replica.url} ({replica.namespace}) {replica.log_path}"
+            )
         print(f"load balancer: {cluster.url}   stats: {cluster.stats_url}")
         print("Ctrl-C stops everything")
         signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
