@@ -205,7 +205,7 @@ class LocalCluster:
 
     def _haproxy_config(self) -> str:
         servers = "\n".join(
-            f"    server r{r.index} {r.address}:{HTTP_PORT} check inter 250ms fall 1 rise 2"
+            f"    server r{r.index} {r.address}:{HTTP_PORT} check inter 250ms fall 2 rise 2"
             for r in self.members
         )
         host = self.host_address
@@ -217,6 +217,8 @@ defaults
     timeout client 60s
     timeout server 60s
     timeout queue 30s
+    # A replica busy with its share of a heavy load answers its probe late, not never.
+    timeout check 2s
 frontend serval
     bind {host}:{LB_PORT}
     default_backend replicas
@@ -258,6 +260,10 @@ listen postgresql
             [haproxy, "-db", "-f", str(config)], stdout=log, stderr=subprocess.STDOUT
         )
         _wait(lambda: _http_ok(self.stats_url), 10, "HAProxy answering")
+
+    @property
+    def haproxy_pid(self) -> int | None:
+        return self._haproxy.pid if self._haproxy is not None else None
 
     def backends_up(self) -> int:
         """How many replicas HAProxy routes to now (its health checks passed)."""
