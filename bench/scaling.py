@@ -131,13 +131,16 @@ def main() -> int:
             "errors": errors,
             # Cores each replica used: below --cpu-share, the machine (not the quota) held it.
             "replica_cores": [round(u / seconds, 2) for u in used],
+            # rows/s per core the replicas used: flat when replicas add capacity linearly.
+            "rows_per_core_s": round(rows_s * seconds / max(sum(used), 1e-9)),
             "isolation": cluster.isolation,
         }
         base = results[args.replicas[0]]["rows_s"]
         print(
             f"{count} replica(s): {rows_s:,.0f} rows/s ({rows_s / base:.2f} x), "
             f"p50 {result['p50_us'] / 1e3:.1f} ms, p99 {result['p99_us'] / 1e3:.1f} ms, "
-            f"errors {errors}, cores per replica {results[count]['replica_cores']}",
+            f"errors {errors}, cores per replica {results[count]['replica_cores']}, "
+            f"{results[count]['rows_per_core_s']:,} rows per replica-core second",
             flush=True,
         )
     print("SCALING_RESULT " + json.dumps({"args": vars(args), "results": results}))
