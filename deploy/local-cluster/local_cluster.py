@@ -29,6 +29,7 @@ import os
 import random
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -114,6 +115,9 @@ class LocalCluster:
     _subnet: str = ""
     _haproxy: subprocess.Popen[bytes] | None = None
     _cgroups: list[Path] = field(default_factory=list)
+    # The bridge address is this cluster's own; on the loopback fallback free ports are taken.
+    lb_port: int = LB_PORT
+    stats_port: int = STATS_PORT
 
     # -- addresses ---------------------------------------------------------------------------
 
@@ -125,11 +129,11 @@ class LocalCluster:
     @property
     def url(self) -> str:
         """The load balancer, as the host (and the load generator's namespace) reaches it."""
-        return f"http://{self.host_address}:{LB_PORT}"
+        return f"http://{self.host_address}:{self.lb_port}"
 
     @property
     def stats_url(self) -> str:
-        return f"http://{self.host_address}:{STATS_PORT}/stats;csv"
+        return f"http://{self.host_address}:{self.stats_port}/stats;csv"
 
     @property
     def bridge(self) -> str:
@@ -166,6 +170,7 @@ class LocalCluster:
 
     def _fallback(self, why: str) -> None:
         self.isolation = f"loopback addresses 127.0.0.2-4 ({why})"
+        self.lb_port, self.stats_port = _free_port(), _free_port()
 
     def add_host(self, name: str, last_octet: int) -> str:
         """A namespace ``name`` with a veth pair to the bridge; its address."""
@@ -220,7 +225,7 @@ defaults
     # A replica busy with its share of a heavy load answers its probe late, not never.
     timeout check 2s
 frontend serval
-    bind {host}:{LB_PORT}
+    bind {host}:{self.lb_port}
     default_backend replicas
 backend replicas
     balance roundrobin
@@ -235,7 +240,7 @@ backend replicas
     default-server on-marked-down shutdown-sessions
 {servers}
 listen stats
-    bind {host}:{STATS_PORT}
+    bind {host}:{self.stats_port}
     stats enable
     stats uri /stats
 listen redis
@@ -409,6 +414,12 @@ listen postgresql
             with contextlib.suppress(OSError):
                 group.rmdir()
         self._teardown_network()
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def _join(group: Path) -> None:
