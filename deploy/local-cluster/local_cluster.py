@@ -108,6 +108,7 @@ class LocalCluster:
     cpus: Sequence[str] | None = None  # taskset CPU list of each replica, e.g. ["0", "1"]
     cpu_quota: float | None = None  # cores per replica (cgroup v1 cpu.cfs_quota_us)
     env: dict[str, str] = field(default_factory=dict)
+    keep_work: bool = False  # keep the folder of logs and HAProxy's config after close
     isolation: str = ""  # "netns", or why the loopback fallback was used
     work: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="serval-cluster-")))
     members: list[Replica] = field(default_factory=list)
@@ -414,6 +415,8 @@ listen postgresql
             with contextlib.suppress(OSError):
                 group.rmdir()
         self._teardown_network()
+        if not self.keep_work:
+            shutil.rmtree(self.work, ignore_errors=True)
 
 
 def _free_port() -> int:
@@ -447,6 +450,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         redis_url=args.redis_url,
         store=args.store,
         extra_args=extra,
+        keep_work=True,
     )
     with cluster:
         print(f"isolation: {cluster.isolation}")

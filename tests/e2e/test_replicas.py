@@ -338,6 +338,7 @@ def test_a_rolling_restart_under_load_fails_no_request(cluster: Cluster) -> None
             handle.start_replica(index)
             handle.wait_routed(3)
             load.wait_ok(30)
+    print(f"rolling restart: {load.ok} answers, {len(load.failures)} failures")
     assert load.failures == [], load.failures[:5]
     assert load.ok > 200
     assert all(replica.restarts == 1 for replica in handle.members)
@@ -354,4 +355,5 @@ def test_a_replica_killed_costs_at_most_its_requests_in_flight(cluster: Cluster)
         handle.wait_routed(3)
         load.wait_ok(50)
     # At most one request per client thread can have been in flight on the killed replica.
+    print(f"SIGKILL: {load.ok} answers, {len(load.failures)} failures")
     assert len(load.failures) <= load.threads, load.failures
