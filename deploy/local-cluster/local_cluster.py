@@ -105,6 +105,9 @@ class LocalCluster:
     redis_url: str | None = None  # as the host sees it (127.0.0.1); rewritten for replicas
     store: str | None = None  # postgresql:// URL as the host sees it; rewritten likewise
     extra_args: Sequence[str] = ()
+    # Seconds a replica given SIGTERM answers 503 on readiness while it still serves: four of
+    # HAProxy's health checks (250 ms, out after 2 failures), so it is out of rotation first.
+    drain_delay_s: float = 1.0
     cpus: Sequence[str] | None = None  # taskset CPU list of each replica, e.g. ["0", "1"]
     cpu_quota: float | None = None  # cores per replica (cgroup v1 cpu.cfs_quota_us)
     env: dict[str, str] = field(default_factory=dict)
@@ -321,6 +324,8 @@ listen postgresql
             "0",
             "--state-dir",
             str(self.work / f"state-r{index}"),
+            "--drain-delay-s",
+            f"{self.drain_delay_s:g}",
             *self.extra_args,
         ]
         if self.redis_url:
