@@ -129,7 +129,7 @@ def build(settings: Settings, *, span_exporter: SpanExporter | None = None) -> S
         router,
         shadows=shadows,
         ground_truth=evaluation.ground_truth,
-        degraded=[evaluation.degraded, repository.degraded],
+        degraded=[evaluation.degraded, repository.degraded, lookups.degraded],
     )
     evaluation_reader = evaluation.attach(
         events,

@@ -392,5 +392,8 @@ def test_a_redis_that_is_not_there_keeps_cached_and_precomputed_models_serving(
         unavailable = metric(client, "serval_cache_requests_total", result="unavailable")
         assert unavailable == 3
         wait_for(lambda: "unreachable" in server.log(), "the warning")
+        ready = client.get("/v2/health/ready")  # serving on, and saying what is degraded
+        assert ready.status_code == 200
+        assert any("unreachable" in note for note in ready.json()["degraded"]), ready.text
         outages = re.findall(r"redis redis://127\.0\.0\.1:\d+/0 is unreachable \(", server.log())
         assert len(outages) == 1, server.log()  # once per outage, not per request

@@ -123,6 +123,21 @@ class ServerLookupStores:
             reader = self._sqlite_readers[resolved] = SqlitePrecomputedReader(resolved)
         return reader
 
+    def degraded(self) -> str | None:
+        """What readiness says while a Redis the layers use is unreachable (the server serves
+        on: caches miss, precomputed rows go to the model, feature lookups answer 503)."""
+        down = [
+            f"{connection.describe()} ({connection.down_reason})"
+            for connection in self._connections.values()
+            if connection.down
+        ]
+        if not down:
+            return None
+        return (
+            f"redis {', '.join(down)} unreachable: prediction caches miss, precomputed rows go "
+            f"to the model, feature lookups answer 503"
+        )
+
     async def close(self) -> None:
         """Close the Redis connections and the SQLite readers (the server stops)."""
         for reader in self._sqlite_readers.values():

@@ -68,6 +68,11 @@ class RedisConnection:
         """Whether the last exchange failed (the outage has not ended)."""
         return self._down_reason is not None
 
+    @property
+    def down_reason(self) -> str | None:
+        """Why the last exchange failed, while the outage lasts."""
+        return self._down_reason
+
     async def run(self, operation: Callable[[aioredis.Redis], Awaitable[T]]) -> T:
         """``operation`` on the client, within about twice the timeout; raises
         ``LookupUnavailableError`` (why) when Redis is down, slow or refuses."""
