@@ -28,6 +28,19 @@ class InferenceTimings:
     cache: int = 0
     cache_ns: int = 0
 
+    @classmethod
+    def of_stages(
+        cls, started: int, prepared: int, inferred: int, finished: int, rows: int
+    ) -> InferenceTimings:
+        """A runtime's call timed at the edges of its stages (``time.perf_counter_ns()``):
+        inputs prepared, the model run, outputs converted; ``rows`` its batch size."""
+        return cls(
+            compute_input_ns=prepared - started,
+            compute_infer_ns=inferred - prepared,
+            compute_output_ns=finished - inferred,
+            batch_size=rows,
+        )
+
 
 CACHE_HIT = 1
 CACHE_MISS = 2

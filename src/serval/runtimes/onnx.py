@@ -159,12 +159,7 @@ class OnnxPredictor:
             array = _from_ort_strings(result) if datatype is DataType.BYTES else result
             outputs.append(Tensor(name, datatype, array))
         finished = time.perf_counter_ns()
-        timings = InferenceTimings(
-            compute_input_ns=prepared - started,
-            compute_infer_ns=inferred - prepared,
-            compute_output_ns=finished - inferred,
-            batch_size=request.rows,
-        )
+        timings = InferenceTimings.of_stages(started, prepared, inferred, finished, request.rows)
         return InferenceResponse(request.model_name, outputs, timings=timings)
 
     def warm_up(self, batch_size: int, iterations: int) -> None:

@@ -103,11 +103,8 @@ class TabularPredictor:
         inferred = time.perf_counter_ns()
         outputs = [to_tensor(self._outputs[name], results[name]) for name in names]
         finished = time.perf_counter_ns()
-        timings = InferenceTimings(
-            compute_input_ns=prepared - started,
-            compute_infer_ns=inferred - prepared,
-            compute_output_ns=finished - inferred,
-            batch_size=int(rows.shape[0]) if rows.ndim else 1,
+        timings = InferenceTimings.of_stages(
+            started, prepared, inferred, finished, int(rows.shape[0]) if rows.ndim else 1
         )
         return InferenceResponse(request.model_name, outputs, timings=timings)
 

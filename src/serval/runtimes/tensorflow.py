@@ -156,12 +156,7 @@ class TensorFlowPredictor:
         inferred = time.perf_counter_ns()
         tensors = [to_tensor(outputs[name], results[name].numpy()) for name in names]
         finished = time.perf_counter_ns()
-        timings = InferenceTimings(
-            compute_input_ns=prepared - started,
-            compute_infer_ns=inferred - prepared,
-            compute_output_ns=finished - inferred,
-            batch_size=request.rows,
-        )
+        timings = InferenceTimings.of_stages(started, prepared, inferred, finished, request.rows)
         return InferenceResponse(request.model_name, tensors, timings=timings)
 
     def _signature(self, request: InferenceRequest) -> TfSignature:

@@ -20,6 +20,7 @@ from serval.core.tensors.datatypes import DataType
 from serval.core.timings import CACHE_HIT, CACHE_MISS
 from serval.core.types import InferenceRequest, RequestedOutput, ServableId, Tensor
 from serval.testing import EchoPredictor
+from tests.core.fakes import wait_until
 from tests.core.lookup_fakes import FakePredictionCache
 
 M1 = ServableId("m", 1)
@@ -118,9 +119,8 @@ def test_concurrent_identical_misses_run_the_model_once(setup: Setup) -> None:
     async def body() -> None:
         calls = [asyncio.create_task(setup.servable.predict(request([7.0]))) for _ in range(8)]
         other = asyncio.create_task(setup.servable.predict(request([8.0])))
-        await asyncio.sleep(0)  # let every call reach the cache layer
-        while setup.predictor.calls < 2:  # the leader of [7] and the call of [8] run
-            await asyncio.sleep(0.005)
+        # The leader of [7] and the call of [8] run; the other seven wait on the leader.
+        await wait_until(lambda: setup.predictor.calls >= 2)
         gate.set()
         answers = await asyncio.gather(*calls, other)
         assert setup.predictor.calls == 2
@@ -139,8 +139,7 @@ def test_a_failing_leader_leaves_each_waiter_to_run_its_own_request(setup: Setup
 
     async def body() -> None:
         calls = [asyncio.create_task(setup.servable.predict(request([1.0]))) for _ in range(3)]
-        while setup.predictor.calls < 1:
-            await asyncio.sleep(0.005)
+        await wait_until(lambda: setup.predictor.calls >= 1)
         gate.set()
         results = await asyncio.gather(*calls, return_exceptions=True)
         assert all(isinstance(r, RuntimeError | ModelExecutionError) for r in results)

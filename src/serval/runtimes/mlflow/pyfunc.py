@@ -165,12 +165,7 @@ class MlflowPredictor:
                 f"in model.yaml"
             ) from exc
         finished = time.perf_counter_ns()
-        timings = InferenceTimings(
-            compute_input_ns=prepared - started,
-            compute_infer_ns=inferred - prepared,
-            compute_output_ns=finished - inferred,
-            batch_size=request.rows,
-        )
+        timings = InferenceTimings.of_stages(started, prepared, inferred, finished, request.rows)
         return InferenceResponse(request.model_name, outputs, timings=timings)
 
     def _model_input(self, given: Mapping[str, Tensor]) -> Any:

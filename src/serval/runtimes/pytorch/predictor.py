@@ -73,12 +73,7 @@ class TorchPredictor:
         inferred = time.perf_counter_ns()
         outputs = [_to_tensor(self._outputs[name], results[name]) for name in names]
         finished = time.perf_counter_ns()
-        timings = InferenceTimings(
-            compute_input_ns=prepared - started,
-            compute_infer_ns=inferred - prepared,
-            compute_output_ns=finished - inferred,
-            batch_size=request.rows,
-        )
+        timings = InferenceTimings.of_stages(started, prepared, inferred, finished, request.rows)
         return InferenceResponse(request.model_name, outputs, timings=timings)
 
     def warm_up(self, batch_size: int, iterations: int) -> None:
